@@ -1,0 +1,1 @@
+"""Recipes, Chinchilla sizing, the mixer and tokenized shard IO (no Beam)."""

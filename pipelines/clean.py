@@ -1,0 +1,132 @@
+"""The clean stage: raw files -> normalized documents, with every bad record accounted for.
+
+    python -m pipelines.clean --input 'data/raw/*.jsonl.gz' --output work/clean/finance \
+        --source bbc_business --domain domain [--format auto|html|text] [Beam options]
+    python -m pipelines.clean --hf-dataset DIR_OR_HUB_NAME [--hf-split train] --output ... --domain general
+
+Per document: HTML pages (``--format html``, or text that looks like a page) become their
+main-content text; then Unicode repair (ftfy), NFC, control characters removed and
+whitespace normalized (``filters/normalize.py``). Outputs: ``OUTPUT/part-*.parquet``
+(id, text, source, domain, meta), ``OUTPUT/rejected/`` (records that could not be read
+or are empty after cleaning, with ``reason``, file, line and up to 1 KB of the raw
+record), ``OUTPUT/stats.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+
+from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text, looks_like_html
+from filters.normalize import clean_text
+from pipelines.documents import DOMAINS
+from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, expand_inputs, prepare_output_dir, snippet,
+                          to_document)
+from pipelines.options import fail, parse, run_stage, stage_parser
+from pipelines.stats import WriteStats, removed_reason, tally
+from pipelines.transforms import REJECTED, ReadFiles, ReadHFDataset, write_documents, write_side_records
+
+STAGE = "clean"
+log = logging.getLogger(__name__)
+
+
+def clean_document(doc: dict[str, Any], text_format: str = "auto",
+                   extractor: str = DEFAULT_EXTRACTOR) -> dict[str, Any] | str:
+    """Clean one document's text; returns the document, or a removal reason code."""
+    text = doc["text"]
+    if text_format == "html" or (text_format == "auto" and looks_like_html(text)):
+        try:
+            text = extract_text(text, extractor)
+        except Exception:  # a page the extractor cannot parse is removed, not a crash
+            log.warning("HTML extraction failed for %s/%s", doc["source"], doc["id"], exc_info=True)
+            return "html_extraction_failed"
+        if not text.strip():
+            return "empty_after_html_extraction"
+    text = clean_text(text)
+    if not text:
+        return "empty_after_clean"
+    return {**doc, "text": text}
+
+
+def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str | None, domain: str,
+                   text_format: str, extractor: str, max_text_bytes: int) -> dict[str, Any] | Rejected:
+    """Validate a raw record and clean it: the whole per-record work of the stage, fused with the read."""
+    fmt = "html" if path.lower().endswith((".html", ".htm")) and text_format == "auto" else text_format
+    doc = to_document(record, path=path, line=line, source=source, domain=domain, max_text_bytes=max_text_bytes)
+    if isinstance(doc, Rejected):
+        return doc
+    cleaned = clean_document(doc, fmt, extractor)
+    if isinstance(cleaned, str):
+        return Rejected(cleaned, path, line, snippet(doc["text"]))
+    return cleaned
+
+
+def build_parser():
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--input", action="extend", nargs="+", default=[],
+                        help="file globs (several, or repeat --input): .jsonl[.gz|.zst], .parquet, .txt, .html; local or gs://")
+    parser.add_argument("--hf-dataset", help="Hugging Face dataset: a local directory (load_from_disk or "
+                                             "data files) or a hub name (downloads: only when you name one)")
+    parser.add_argument("--hf-config", help="dataset configuration name")
+    parser.add_argument("--hf-split", default="train")
+    parser.add_argument("--hf-text-field", default="text")
+    parser.add_argument("--hf-id-field", default="id")
+    parser.add_argument("--hf-shards", type=int, default=4, help="parallel read shards of the dataset")
+    parser.add_argument("--source", help="source name for every document (default: each record's own "
+                                         "`source`, else the file name)")
+    parser.add_argument("--domain", required=True, choices=DOMAINS, help="domain label of this source")
+    parser.add_argument("--format", default="auto", choices=("auto", "html", "text"),
+                        help="auto: extract HTML where the text is an HTML page (default)")
+    parser.add_argument("--html-extractor", default=DEFAULT_EXTRACTOR, choices=EXTRACTORS)
+    parser.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES,
+                        help="documents with more UTF-8 text are rejected as `oversized` (default 1 MB)")
+    return parser
+
+
+def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
+    convert = functools.partial(read_and_clean, source=args.source, domain=args.domain, text_format=args.format,
+                                extractor=args.html_extractor, max_text_bytes=args.max_text_bytes)
+    reads = []
+    if files:
+        reads.append(pipeline | "Read files" >> ReadFiles(files, convert))
+    if args.hf_dataset:
+        reads.append(pipeline | "Read HF dataset" >> ReadHFDataset(
+            args.hf_dataset, args.hf_split, args.hf_config, args.hf_shards, convert,
+            args.hf_text_field, args.hf_id_field))
+    if len(reads) == 1:
+        docs, rejected = reads[0].records, reads[0][REJECTED]
+    else:
+        docs = [r.records for r in reads] | "All records" >> beam.Flatten()
+        rejected = [r[REJECTED] for r in reads] | "All rejects" >> beam.Flatten()
+    written = write_documents(docs, args.output, args.num_shards)
+    write_side_records(rejected, args.output, "rejected")
+    pairs = (
+        tally(docs, STAGE, "input", label="Count read docs"),
+        tally(rejected, STAGE, "input", label="Count read rejects"),
+        tally(written, STAGE, "output", weight=lambda n: n, label="Count written"),
+        tally(rejected, STAGE, removed_reason, label="Count reasons"),
+    )
+    pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = build_parser()
+    args, options = parse(parser, argv)
+    if not args.input and not args.hf_dataset:
+        parser.error("give at least one --input GLOB or --hf-dataset")
+    if args.hf_dataset and not args.source:
+        parser.error("--hf-dataset needs --source NAME")
+    try:
+        files = expand_inputs(args.input) if args.input else []
+        prepare_output_dir(args.output, ["rejected"])
+    except InputError as exc:
+        fail(str(exc))
+    return run_stage(STAGE, lambda p: build(p, args, files), options, args.output)
+
+
+if __name__ == "__main__":
+    main()

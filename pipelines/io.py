@@ -1,0 +1,291 @@
+"""Reading raw records and writing stage outputs, on any Beam filesystem.
+
+Every path goes through ``apache_beam.io.filesystems.FileSystems`` so ``gs://`` (and
+``s3://``, ``hdfs://``...) work exactly like local paths. Reading is per file: inputs are
+expected to be sharded, as every large corpus is.
+
+Readers never raise on bad data. ``iter_file_records`` yields either a parsed record or a
+:class:`Rejected` with a stable reason code, so every record of every file is accounted for.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import posixpath
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, meta_json
+
+DEFAULT_MAX_TEXT_BYTES = 1_000_000  # 1 MB of UTF-8 text per document
+RAW_SNIPPET_BYTES = 1024  # how much of a rejected record is kept for inspection
+
+# extension (after removing a compression suffix) -> format
+FORMATS = {
+    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "text", ".text": "text", ".md": "text", ".rst": "text",
+    ".html": "html", ".htm": "html",
+}
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+
+
+class InputError(ValueError):
+    """A user-facing problem with inputs or options (bad path, unsupported format)."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that could not become a document, with why and where."""
+
+    reason: str
+    file: str
+    line: int  # 1-based line (JSONL), row (Parquet) or 1 (whole-file formats); 0 = the file itself
+    raw: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def snippet(raw: bytes | str) -> str:
+    """Up to 1 KB of a raw record, decoded leniently, for the dead-letter file."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    return raw[:RAW_SNIPPET_BYTES].decode("utf-8", "backslashreplace")
+
+
+def detect_format(path: str) -> tuple[str, str | None]:
+    """``(format, compression)`` of a file from its name, e.g. ``x.jsonl.zst -> ("jsonl", "zstd")``."""
+    name = posixpath.basename(path).lower()
+    stem, ext = os.path.splitext(name)
+    compression = COMPRESSIONS.get(ext)
+    if compression:
+        stem, ext = os.path.splitext(stem)
+    fmt = FORMATS.get(ext)
+    if fmt is None or (fmt == "parquet" and compression):
+        raise InputError(f"unsupported input file {path!r}: expected one of "
+                         f"{sorted(FORMATS)} (JSON Lines and text optionally .gz/.zst)")
+    return fmt, compression
+
+
+def expand_inputs(patterns: Iterable[str]) -> list[str]:
+    """Every file matched by the glob patterns, sorted and de-duplicated.
+
+    A directory (local, or any pattern ending in ``/``) means its ``part-*.parquet`` files:
+    the output of another stage. Raises :class:`InputError` when a pattern matches nothing.
+    """
+    files: set[str] = set()
+    for pattern in patterns:
+        if pattern.endswith("/") or (FileSystems.get_scheme(pattern) is None and os.path.isdir(pattern)):
+            pattern = FileSystems.join(pattern.rstrip("/"), "part-*.parquet")
+        try:
+            results = FileSystems.match([pattern])[0].metadata_list
+        except Exception as exc:  # BeamIOError, unknown scheme, missing credentials...
+            raise InputError(f"cannot list input {pattern!r}: {exc}") from exc
+        matched = [m.path for m in results if not m.path.endswith("/")]
+        if not matched:
+            raise InputError(f"input {pattern!r} matches no files")
+        files.update(matched)
+    return sorted(files)
+
+
+def open_binary(path: str, compression: str | None) -> io.BufferedIOBase:
+    """A decompressing binary stream over a file on any Beam filesystem."""
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if compression == "zstd":
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+    return raw
+
+
+def _decode(raw: bytes, path: str, line: int) -> str | Rejected:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejected("invalid_utf8", path, line, snippet(raw))
+
+
+def iter_file_records(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """``(line, record)`` for every record of one input file; a record is a dict or a Rejected.
+
+    A file that cannot be read past some point (truncated gzip, corrupt zstd, unreadable
+    Parquet) yields what it could read, then one ``unreadable_file`` rejection.
+    """
+    fmt, compression = detect_format(path)
+    line = 0
+    try:
+        if fmt == "parquet":
+            yield from _iter_parquet(path)
+            return
+        with open_binary(path, compression) as stream:
+            if fmt in ("text", "html"):
+                line = 1
+                data = stream.read()
+                text = _decode(data, path, 1)
+                if isinstance(text, Rejected):
+                    yield 1, text
+                    return
+                record = {"id": posixpath.basename(path), "text": text,
+                          "meta": {"file": path, "format": fmt}}
+                yield 1, record
+                return
+            for line, raw in enumerate(stream, start=1):
+                yield line, parse_json_line(raw, path, line)
+    except Exception as exc:  # EOFError (truncated gzip), zstd/OS/Arrow errors
+        yield line + 1, Rejected("unreadable_file", path, line + 1, f"{type(exc).__name__}: {exc}")
+
+
+def parse_json_line(raw: bytes, path: str, line: int) -> dict[str, Any] | Rejected:
+    """One JSON Lines record: a dict, or a Rejected (invalid_utf8, blank_line, invalid_json, not_an_object)."""
+    text = _decode(raw, path, line)
+    if isinstance(text, Rejected):
+        return text
+    if not text.strip():
+        return Rejected("blank_line", path, line, snippet(raw))
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return Rejected("invalid_json", path, line, snippet(raw))
+    if not isinstance(record, dict):
+        return Rejected("not_an_object", path, line, snippet(raw))
+    return record
+
+
+def _iter_parquet(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        parquet = pq.ParquetFile(f)
+        row = 0
+        for batch in parquet.iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                row += 1
+                yield row, record
+
+
+def to_document(record: dict[str, Any], *, path: str, line: int, source: str | None, domain: str,
+                max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict[str, str] | Rejected:
+    """Validate a raw record and give it the document shape (id, text, source, domain, meta).
+
+    ``source``, when given, overrides the record's own; a missing ``id`` becomes
+    ``<file name>:<line>`` (stable, and unique within a source when file names are).
+    """
+    if "text" not in record or record["text"] is None:
+        return Rejected("missing_text", path, line, snippet(json.dumps(record, default=str)[:2048]))
+    text = record["text"]
+    if not isinstance(text, str):
+        return Rejected("text_not_string", path, line, snippet(json.dumps(record, default=str)[:2048]))
+    if len(text) > max_text_bytes // 4 and len(text.encode("utf-8", "surrogatepass")) > max_text_bytes:
+        return Rejected("oversized", path, line, snippet(text))
+    doc_id = record.get("id")
+    doc_id = f"{posixpath.basename(path)}:{line}" if doc_id is None or doc_id == "" else str(doc_id)
+    doc_source = source or record.get("source") or posixpath.basename(path).split(".")[0]
+    meta = record.get("meta")
+    extra = {k: v for k, v in record.items() if k not in DOC_FIELDS}
+    if extra:
+        meta = dict(meta) if isinstance(meta, dict) else ({} if meta in (None, "") else {"raw_meta": meta})
+        meta.update(extra)
+    return {"id": doc_id, "text": text, "source": str(doc_source), "domain": domain, "meta": meta_json(meta)}
+
+
+def read_parquet_schema(files: list[str]) -> pa.Schema:
+    """Schema of the first input Parquet file (stages keep every input column)."""
+    with FileSystems.open(files[0], compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        schema = pq.ParquetFile(f).schema_arrow
+    missing = [c for c in DOC_FIELDS if c not in schema.names]
+    if missing:
+        raise InputError(f"{files[0]} is not a stage output: columns {missing} are missing")
+    return schema
+
+
+# ---------------------------------------------------------------------------- writing
+
+def shard_of(key: str, num_shards: int) -> int:
+    """Stable shard of a key (crc32: the same on every worker and Python version)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % num_shards
+
+
+def shard_name(prefix: str, index: int, num_shards: int, suffix: str) -> str:
+    return f"{prefix}-{index:05d}-of-{num_shards:05d}{suffix}"
+
+
+def write_parquet_file(path: str, rows: list[dict[str, Any]], schema: pa.Schema = DOC_SCHEMA) -> int:
+    """Write rows as one Parquet file (zstd) on any Beam filesystem; returns the row count."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=10_000)
+    with FileSystems.create(path) as f:
+        f.write(sink.getvalue())
+    return table.num_rows
+
+
+def write_jsonl_file(path: str, rows: list[dict[str, Any]]) -> int:
+    payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True, default=str) + "\n" for r in rows)
+    with FileSystems.create(path) as f:
+        f.write(payload.encode("utf-8", "surrogatepass"))
+    return len(rows)
+
+
+def prepare_output_dir(output: str, side_dirs: Iterable[str] = ()) -> None:
+    """Create ``output`` and remove a previous run's shards and stats, so stale files never mix in."""
+    try:
+        FileSystems.mkdirs(output)
+    except Exception:  # already exists (or an object store without directories)
+        pass
+    stale = []
+    for pattern in ["part-*.parquet", "stats.json"] + [f"{d}/part-*" for d in side_dirs]:
+        stale += [m.path for m in FileSystems.match([FileSystems.join(output, pattern)])[0].metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def read_json(path: str) -> Any:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def write_json(path: str, obj: Any) -> None:
+    with FileSystems.create(path) as f:
+        f.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+# ---------------------------------------------------------------------- Hugging Face datasets
+
+def load_hf_dataset(name: str, split: str = "train", config: str | None = None):
+    """A Hugging Face dataset split: a ``save_to_disk`` directory, a local data directory/script,
+    or a hub name (network only because the user named a hub dataset)."""
+    import datasets
+
+    if os.path.isdir(name) and os.path.exists(os.path.join(name, "state.json")):
+        ds = datasets.load_from_disk(name)
+        return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+    if os.path.isdir(name) and os.path.exists(os.path.join(name, "dataset_dict.json")):
+        return datasets.load_from_disk(name)[split]
+    return datasets.load_dataset(name, config, split=split)
+
+
+def iter_hf_records(name: str, split: str, config: str | None, shard: int, num_shards: int,
+                    text_field: str = "text", id_field: str = "id") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row, record)`` for one contiguous shard of a dataset split, fields renamed to id/text."""
+    ds = load_hf_dataset(name, split, config)
+    part = ds.shard(num_shards=num_shards, index=shard, contiguous=True)
+    offset = sum(len(ds) // num_shards + (1 if i < len(ds) % num_shards else 0) for i in range(shard))
+    for i, row in enumerate(part, start=1):
+        record = dict(row)
+        if text_field != "text":
+            record["text"] = record.pop(text_field, None)
+        if id_field != "id" and id_field in record:
+            record["id"] = record.pop(id_field)
+        record.setdefault("id", f"{split}:{offset + i}")
+        yield offset + i, record

@@ -1,0 +1,106 @@
+"""Command-line handling shared by every stage: stage flags + standard Beam options.
+
+Stage flags are parsed here; everything else (``--runner``, ``--project``, ``--region``,
+``--temp_location``, ``--setup_file``, ``--direct_num_workers`` ...) is passed to Beam
+untouched. The runner defaults to ``DirectRunner`` explicitly: Beam's own default (Prism)
+downloads a binary at start-up and fails offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.io import InputError
+from pipelines.stats import format_stats, load_stats
+
+DEFAULT_RUNNER = "DirectRunner"
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
+                                     epilog="Any other --flag is a Beam pipeline option (e.g. --runner "
+                                            "DataflowRunner --project P --region R --temp_location gs://... "
+                                            "--setup_file ./setup.py, or --direct_num_workers 2 "
+                                            "--direct_running_mode multi_processing).")
+    parser.add_argument("--output", required=True, help="stage directory (local path or gs://...)")
+    parser.add_argument("--num-shards", type=int, default=4,
+                        help="output Parquet shards (aim for 100-500 MB each at scale; default 4)")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, PipelineOptions]:
+    args, beam_args = parser.parse_known_args(argv)
+    for prev, token in zip([""] + beam_args, beam_args):
+        if not token.startswith("-") and (not prev.startswith("-") or "=" in prev):
+            parser.error(f"unexpected argument {token!r} (to give several inputs, repeat --input)")
+    if getattr(args, "num_shards", 1) < 1:
+        parser.error("--num-shards must be >= 1")
+    options = PipelineOptions(beam_args)
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    return args, options
+
+
+def stage_counters(result: Any, stage: str) -> dict[str, int] | None:
+    """The stage's Beam Metrics counters (committed values), or None where the runner has none."""
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(stage))["counters"]
+    except Exception:  # some runners do not support querying metrics
+        return None
+    totals: dict[str, int] = {}
+    for c in counters:
+        totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + (c.committed or 0)
+    return totals
+
+
+def counters_match(stats: dict[str, Any], counters: dict[str, int]) -> bool:
+    """Whether Metrics counters carry the same numbers as stats.json (input, output, each reason)."""
+    expected = {"input": stats["input"], "output": stats["output"],
+                **{f"removed/{k}": v for k, v in stats["removed"].items()}}
+    return all(counters.get(k, 0) == v for k, v in expected.items())
+
+
+def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: PipelineOptions,
+              output_dir: str) -> dict[str, Any]:
+    """Build and run a stage's pipeline, wait, then print and return its ``stats.json``.
+
+    The returned dict also holds ``"metrics"``: the Beam counters, checked against the file.
+    Exits with status 2 on user errors (bad paths, options) and 3 when the stats do not balance.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apache_beam", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    t0 = time.perf_counter()
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline)
+        result = pipeline.run()
+        result.wait_until_finish()
+    except InputError as exc:
+        fail(str(exc))
+    stats = load_stats(output_dir)
+    print(format_stats(stats))
+    counters = stage_counters(result, stage)
+    if counters is not None and not counters_match(stats, counters):
+        print(f"warning: {stage} Beam counters differ from stats.json: {counters}", file=sys.stderr)
+    stats["metrics"] = counters
+    print(f"{stage}: wrote {output_dir} in {time.perf_counter() - t0:.1f} s")
+    if not stats["balanced"]:
+        print(f"error: {stage} stats do not balance", file=sys.stderr)
+        sys.exit(3)
+    return stats
+
+
+def fail(message: str) -> NoReturn:
+    """Exit with status 2 and a clear one-line error (bad paths, options, configs)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

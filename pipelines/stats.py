@@ -1,0 +1,114 @@
+"""Accounting: every record a stage reads is either output or removed with a reason.
+
+Stages turn each PCollection that matters into ``(key, count)`` pairs with :func:`tally`
+(``"input"``, ``"output"``, ``"removed/<reason>"``), flatten them and apply
+:class:`WriteStats`, which sums them in the pipeline (so it works on any runner) and
+writes ``stats.json``::
+
+    {"stage": "clean", "input": N, "output": M, "removed": {"<reason>": k, ...},
+     "balanced": true, ...extra}
+
+The same numbers go to Beam ``Metrics`` counters (namespace = stage name).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+REMOVED = "removed/"
+
+
+def _count_key(stage: str, key_fn: Callable[[Any], str] | str, weight_fn: Callable[[Any], int] | None):
+    counters: dict[str, Any] = {}
+
+    def to_pair(element: Any) -> tuple[str, int]:
+        key = key_fn if isinstance(key_fn, str) else key_fn(element)
+        n = 1 if weight_fn is None else int(weight_fn(element))
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = Metrics.counter(stage, key)
+        counter.inc(n)
+        return key, n
+
+    return to_pair
+
+
+def tally(pcoll: beam.PCollection, stage: str, key: Callable[[Any], str] | str,
+          weight: Callable[[Any], int] | None = None, label: str | None = None) -> beam.PCollection:
+    """``(key, n)`` per element (n = 1 unless ``weight`` says otherwise), also counted in Metrics."""
+    name = label or f"Tally {key if isinstance(key, str) else 'reasons'}"
+    return pcoll | name >> beam.Map(_count_key(stage, key, weight))
+
+
+def removed_reason(record: dict[str, Any]) -> str:
+    return REMOVED + record["reason"]
+
+
+def build_stats(stage: str, counts: dict[str, int], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    removed = {k[len(REMOVED):]: v for k, v in sorted(counts.items()) if k.startswith(REMOVED)}
+    stats: dict[str, Any] = {
+        "stage": stage,
+        "input": counts.get("input", 0),
+        "output": counts.get("output", 0),
+        "removed": removed,
+    }
+    stats["balanced"] = stats["input"] == stats["output"] + sum(removed.values())
+    for k, v in sorted(counts.items()):
+        if k not in ("input", "output") and not k.startswith(REMOVED):
+            stats.setdefault("counts", {})[k] = v
+    stats.update(extra or {})
+    return stats
+
+
+class WriteStats(beam.PTransform):
+    """Sum ``(key, n)`` pairs and write ``OUTPUT/stats.json`` (one small file, any runner).
+
+    ``extra`` maps stats keys to singleton PCollections (e.g. a cluster-size histogram)
+    merged into the file as side inputs.
+    """
+
+    def __init__(self, stage: str, output_dir: str, extra: dict[str, beam.PCollection] | None = None):
+        super().__init__()
+        self.stage, self.output_dir, self.extra = stage, output_dir, extra or {}
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        stage, path = self.stage, f"{self.output_dir.rstrip('/')}/stats.json"
+
+        def write(counts, extra):
+            stats = build_stats(stage, dict(counts), extra)
+            if not stats["balanced"]:
+                log.error("%s: stats do not balance: %s", stage, json.dumps(stats))
+            write_json(path, stats)
+            return stats
+
+        totals = (pairs
+                  | "Sum" >> beam.CombinePerKey(sum)
+                  | "Gather" >> beam.combiners.ToList())
+        if not self.extra:
+            return totals | "Write stats.json" >> beam.Map(write, {})
+        named = [pc | f"Name {name}" >> beam.Map(lambda v, name=name: (name, v))
+                 for name, pc in sorted(self.extra.items())]
+        extra = named | "Merge extras" >> beam.Flatten() | "Extras" >> beam.combiners.ToDict()
+        return totals | "Write stats.json" >> beam.Map(write, beam.pvalue.AsSingleton(extra))
+
+
+def load_stats(output_dir: str) -> dict[str, Any]:
+    return read_json(f"{output_dir.rstrip('/')}/stats.json")
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """One human line per number, the removal reasons sorted by count."""
+    lines = [f"{stats['stage']}: input {stats['input']:,} -> output {stats['output']:,}"
+             f" ({'balanced' if stats['balanced'] else 'NOT BALANCED'})"]
+    for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  removed {reason}: {n:,}")
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""The clean stage end to end: every bad record accounted for, any filesystem, any runner mode."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from apache_beam.io.filesystem import FileMetadata, MatchResult
+from apache_beam.io.localfilesystem import LocalFileSystem
+
+from pipelines import clean
+from tests.conftest import ROOT
+
+
+def _jsonl(docs) -> bytes:
+    return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode()
+
+
+@pytest.fixture()
+def messy_inputs(tmp_path: Path, finance_docs):
+    """Real documents mixed with one of each kind of bad record; returns (glob, expected counts)."""
+    good = finance_docs[:6]
+    lines = [
+        _jsonl(good[:2]),
+        b"{not json at all\n",                                           # invalid_json
+        b'["a", "list"]\n',                                              # not_an_object
+        _jsonl([{"id": "no-text", "meta": {}}]),                         # missing_text
+        _jsonl([{"id": "num", "text": 42}]),                             # text_not_string
+        b'{"id": "latin1", "text": "caf\xe9"}\n',                        # invalid_utf8
+        b"\n",                                                           # blank_line
+        _jsonl([{"id": "spaces", "text": " \u00a0\t\x00 \n\n "}]),      # empty_after_clean
+        _jsonl([{"id": "big", "text": good[2]["text"] * 60}]),          # oversized (limit below)
+        _jsonl([{"id": "moji", "text": "CafÃ© owners in ZÃ¼rich report record sales."}]),
+    ]
+    (tmp_path / "mixed.jsonl").write_bytes(b"".join(lines))
+    # A gzip file cut in the middle: the records before the cut survive, the rest is one rejection.
+    full = gzip.compress(_jsonl(good[2:5] * 40))
+    (tmp_path / "truncated.jsonl.gz").write_bytes(full[: len(full) // 2])
+    # Zstandard: one valid file and one that is not zstd at all.
+    (tmp_path / "good.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_jsonl(good[3:6])))
+    (tmp_path / "corrupt.jsonl.zst").write_bytes(b"definitely not a zstd frame" * 10)
+    # One document per plain-text file and per HTML file.
+    (tmp_path / "note.txt").write_text(good[5]["text"], encoding="utf-8")
+    html = ("<!DOCTYPE html><html><head><title>t</title></head><body><article>"
+            + "".join(f"<p>{p}</p>" for p in good[0]["text"].split("\n") if p.strip())
+            + "</article></body></html>")
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")
+    return tmp_path
+
+
+def run_clean(inputs, out, *extra):
+    return clean.main(["--input", *inputs, "--output", str(out), "--source", "reuters", "--domain", "domain",
+                       "--max-text-bytes", "20000", *extra])
+
+
+def test_every_bad_record_has_a_reason_and_stats_balance(messy_inputs, tmp_path):
+    out = tmp_path / "out"
+    stats = run_clean([str(messy_inputs / "*")], out)
+    truncated_ok = sum(1 for _ in _readable_lines(messy_inputs / "truncated.jsonl.gz"))
+    assert stats["removed"] == {
+        "invalid_json": 1, "not_an_object": 1, "missing_text": 1, "text_not_string": 1,
+        "invalid_utf8": 1, "blank_line": 1, "empty_after_clean": 1, "oversized": 1,
+        "unreadable_file": 2,  # the truncated gzip and the corrupt zstd
+    }
+    # mixed.jsonl: 2 good + moji; truncated: the complete lines; zst: 3; txt: 1; html: 1
+    assert stats["output"] == 3 + truncated_ok + 3 + 1 + 1
+    assert stats["input"] == stats["output"] + sum(stats["removed"].values())
+    assert stats["balanced"] is True
+    assert json.loads((out / "stats.json").read_text())["input"] == stats["input"]
+    # Beam Metrics counters carry the same numbers.
+    assert stats["metrics"]["input"] == stats["input"] and stats["metrics"]["output"] == stats["output"]
+    assert stats["metrics"]["removed/invalid_json"] == 1
+
+    rejected = [json.loads(line) for f in sorted(glob.glob(str(out / "rejected" / "*.jsonl")))
+                for line in open(f, encoding="utf-8")]
+    assert len(rejected) == sum(stats["removed"].values())
+    for rec in rejected:
+        assert set(rec) == {"reason", "file", "line", "raw"} and len(rec["raw"].encode()) <= 1024 * 4
+    by_reason = {r["reason"]: r for r in rejected}
+    assert by_reason["invalid_json"]["line"] == 3 and by_reason["invalid_json"]["file"].endswith("mixed.jsonl")
+    assert by_reason["oversized"]["raw"] and len(by_reason["oversized"]["raw"]) <= 1024
+
+    table = pq.read_table(sorted(glob.glob(str(out / "part-*.parquet"))))
+    assert table.column_names == ["id", "text", "source", "domain", "meta"]
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert rows["moji"]["text"] == "Cafe owners in Zürich report record sales.".replace("Cafe", "Café")
+    assert rows["page.html"]["text"].startswith(messy_inputs.joinpath("note.txt").read_text()[:0])  # exists
+    assert "<p>" not in rows["page.html"]["text"] and len(rows["page.html"]["text"]) > 200
+    assert all(r["source"] == "reuters" and r["domain"] == "domain" for r in rows.values())
+    assert all(isinstance(json.loads(r["meta"]), dict) for r in rows.values())
+
+
+def _readable_lines(path):
+    try:
+        with gzip.open(path, "rb") as f:
+            yield from f
+    except EOFError:
+        return
+
+
+def test_outputs_load_with_datasets(messy_inputs, tmp_path):
+    import datasets
+
+    out = tmp_path / "out"
+    stats = run_clean([str(messy_inputs / "*.zst")], out)
+    ds = datasets.load_dataset("parquet", data_files=sorted(glob.glob(str(out / "part-*.parquet"))),
+                               split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == stats["output"] == 3
+    assert set(ds.column_names) == {"id", "text", "source", "domain", "meta"}
+
+
+def test_parquet_input_rows_are_counted(tmp_path, finance_docs):
+    import pyarrow as pa
+
+    rows = [{"id": d["id"], "text": d["text"]} for d in finance_docs[:5]] + [{"id": "null", "text": None}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    stats = run_clean([str(tmp_path / "in.parquet")], tmp_path / "out")
+    assert stats["input"] == 6 and stats["output"] == 5 and stats["removed"] == {"missing_text": 1}
+
+
+def test_same_bytes_in_memory_and_multi_processing(tmp_path):
+    inputs = [str(ROOT / "data/finance/reuters_finance.jsonl.gz"), str(ROOT / "data/finance/sec_10q_aapl.jsonl.gz")]
+    a = run_clean(inputs, tmp_path / "a")
+    b = run_clean(inputs, tmp_path / "b", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert a["input"] == b["input"] == 117 and a["output"] == b["output"] == 116  # one 10-Q note > 20 KB
+    files_a = sorted(p.name for p in (tmp_path / "a").glob("part-*.parquet"))
+    assert files_a == sorted(p.name for p in (tmp_path / "b").glob("part-*.parquet"))
+    for name in files_a:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+class PrefixFileSystem(LocalFileSystem):
+    """A ``testfs://`` filesystem over a local folder: proves every path goes through FileSystems,
+    the way ``gs://`` paths do on Dataflow."""
+
+    ROOT = ""
+
+    @classmethod
+    def scheme(cls):
+        return "testfs"
+
+    def _local(self, path):
+        # LocalFileSystem's own helpers call back with local paths: pass those through.
+        return os.path.join(self.ROOT, path[len("testfs://"):]) if path.startswith("testfs://") else path
+
+    def _remote(self, local):
+        return "testfs://" + os.path.relpath(local, self.ROOT)
+
+    def join(self, base, *paths):
+        return "/".join([base.rstrip("/"), *paths])
+
+    def split(self, path):
+        head, _, tail = path.rpartition("/")
+        return head, tail
+
+    def mkdirs(self, path):
+        os.makedirs(self._local(path), exist_ok=True)
+
+    def has_dirs(self):
+        return True
+
+    def match(self, patterns, limits=None):
+        results = super().match([self._local(p) for p in patterns], limits)
+        return [MatchResult(p, [FileMetadata(self._remote(m.path), m.size_in_bytes, m.last_updated_in_seconds)
+                                for m in r.metadata_list]) for p, r in zip(patterns, results)]
+
+    def create(self, path, *args, **kwargs):
+        return super().create(self._local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        return super().open(self._local(path), *args, **kwargs)
+
+    def exists(self, path):
+        return super().exists(self._local(path))
+
+    def delete(self, paths):
+        return super().delete([self._local(p) for p in paths])
+
+    def rename(self, sources, destinations):
+        return super().rename([self._local(p) for p in sources], [self._local(p) for p in destinations])
+
+
+def test_remote_scheme_paths_go_through_beam_filesystems(tmp_path):
+    PrefixFileSystem.ROOT = str(tmp_path)
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "reuters.jsonl.gz").write_bytes((ROOT / "data/finance/reuters_finance.jsonl.gz").read_bytes())
+    stats = run_clean(["testfs://bucket/*.jsonl.gz"], "testfs://bucket/clean")
+    assert stats["input"] == stats["output"] == 80
+    assert (tmp_path / "bucket" / "clean" / "stats.json").exists()
+    assert len(list((tmp_path / "bucket" / "clean").glob("part-*.parquet"))) == 4
+
+
+def test_hugging_face_dataset_from_local_directory(tmp_path, general_docs):
+    import datasets
+
+    docs = general_docs[:12]
+    ds = datasets.Dataset.from_list([{"doc_id": d["id"], "content": d["text"]} for d in docs]
+                                    + [{"doc_id": "empty", "content": None}])
+    ds.save_to_disk(str(tmp_path / "hf"))
+    stats = clean.main(["--hf-dataset", str(tmp_path / "hf"), "--hf-text-field", "content", "--hf-id-field", "doc_id",
+                        "--hf-shards", "3", "--source", "bbc", "--domain", "general", "--output", str(tmp_path / "out")])
+    assert stats["input"] == 13 and stats["output"] == 12 and stats["removed"] == {"missing_text": 1}
+    ids = set(pq.read_table(sorted(glob.glob(str(tmp_path / "out" / "part-*.parquet")))).column("id").to_pylist())
+    assert ids == {d["id"] for d in docs}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "/no/such/dir/*.jsonl", "--domain", "general"], "matches no files"),
+    (["--input", "README.md", "--domain", "finance"], "invalid choice"),
+    (["--input", "pyproject.toml", "--domain", "general"], "unsupported input file"),
+])
+def test_bad_paths_and_options_exit_non_zero_with_a_clear_message(tmp_path, argv, message):
+    proc = subprocess.run([sys.executable, "-m", "pipelines.clean", *argv, "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr
