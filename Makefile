@@ -18,8 +18,7 @@ help: ## list targets
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[train,test]'
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project with test extras (idempotent)

@@ -46,7 +46,14 @@ _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
 
 def fix_unicode(text: str) -> str:
-    """Repair mojibake and broken escapes with ftfy, then NFC-normalize."""
+    """Repair mojibake and broken escapes with ftfy, then NFC-normalize.
+
+    Fast path: pure ASCII without ``&`` (HTML entities) or ESC (terminal codes) has nothing ftfy
+    could change (mojibake needs non-ASCII bytes), so it is returned as is; ftfy costs ~0.4 of
+    the clean stage's time on English text otherwise.
+    """
+    if text.isascii() and "&" not in text and "\x1b" not in text:
+        return text
     return ftfy.fix_text(text, config=FTFY_CONFIG)
 
 

@@ -63,3 +63,14 @@ def test_html_extraction_keeps_article_drops_boilerplate():
         text = extract_text(page, extractor)
         assert "record quarterly profits" in text and "share buyback" in text
         assert "var x" not in text
+
+
+def test_ascii_fast_path_agrees_with_ftfy(general_docs):
+    import ftfy
+
+    from filters.normalize import FTFY_CONFIG
+
+    ascii_docs = [d["text"] for d in general_docs if d["text"].isascii()][:50]
+    assert ascii_docs
+    for text in ascii_docs + ["Profits &amp; losses", "red \x1b[31mtext\x1b[0m"]:
+        assert fix_unicode(text) == ftfy.fix_text(text, config=FTFY_CONFIG)
