@@ -143,3 +143,61 @@ class TokenStream:
             raise ValueError(f"stream of {self.n_tokens} tokens is shorter than one window of {span}")
         starts = rng.integers(0, self.n_tokens - span + 1, size=batch)
         return np.stack([self.window(int(s), span) for s in starts])
+
+
+# ----------------------------------------------------------------------------- document index
+# Added for the tokenize stage and the mixer (additive: shards without an index still work).
+# ``NAME.index.parquet`` has one row per document of the shard, in shard order: ``source``,
+# ``id`` (the curated document's id) and ``bytes`` (UTF-8 bytes of its text, so bits per byte
+# can be computed from a loss in nats per token). Small next to the tokens; read whole.
+
+INDEX_SUFFIX = ".index.parquet"
+INDEX_COLUMNS = ("source", "id", "bytes")
+
+
+def doc_index_table(sources: list[str], ids: list[str], n_bytes: np.ndarray | list[int]):
+    """The index of one shard as a ``pyarrow.Table`` (columns :data:`INDEX_COLUMNS`)."""
+    import pyarrow as pa
+
+    return pa.table({"source": pa.array(sources, pa.string()), "id": pa.array(ids, pa.string()),
+                     "bytes": pa.array(np.asarray(n_bytes, dtype=np.int64), pa.int64())})
+
+
+def doc_index_bytes(sources: list[str], ids: list[str], n_bytes: np.ndarray | list[int]) -> bytes:
+    """Serialized ``NAME.index.parquet`` (zstd, fixed settings: the same rows give the same bytes)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(doc_index_table(sources, ids, n_bytes), sink, compression="zstd", row_group_size=1 << 20)
+    return sink.getvalue()
+
+
+def write_doc_index(path_prefix: str | os.PathLike, sources: list[str], ids: list[str],
+                    n_bytes: np.ndarray | list[int]) -> None:
+    """Write ``path_prefix + INDEX_SUFFIX`` atomically (temporary name, then rename)."""
+    final = Path(str(path_prefix) + INDEX_SUFFIX)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.write_bytes(doc_index_bytes(sources, ids, n_bytes))
+    os.replace(tmp, final)
+
+
+def read_doc_index(path_prefix: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``{"source": object array, "id": object array, "bytes": int64 array}`` of one shard."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(path_prefix) + INDEX_SUFFIX)
+    return {"source": np.asarray(table.column("source").to_pylist(), dtype=object),
+            "id": np.asarray(table.column("id").to_pylist(), dtype=object),
+            "bytes": table.column("bytes").to_numpy().astype(np.int64, copy=False)}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` serialized exactly as :func:`write_shard` writes it (``np.save``), for object stores."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()

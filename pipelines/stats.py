@@ -65,7 +65,7 @@ def build_stats(stage: str, counts: dict[str, int], extra: dict[str, Any] | None
     for k, v in sorted(counts.items()):
         if k not in ("input", "output") and not k.startswith(REMOVED):
             stats.setdefault("counts", {})[k] = v
-    stats.update(extra or {})
+    stats.update(sorted((extra or {}).items()))  # extras arrive in any order (ToDict): sort for stable bytes
     return stats
 
 
