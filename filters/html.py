@@ -57,7 +57,9 @@ def extract_trafilatura(html: str, favor_precision: bool = True) -> str:
 def extract_text(html: str, extractor: str = DEFAULT_EXTRACTOR) -> str:
     """Main-content text of an HTML page with the named extractor ("" when nothing is found)."""
     if extractor == "trafilatura":
-        return extract_trafilatura(html, favor_precision=True)
+        # Precision mode finds nothing on some short, well-formed pages (e.g. 63 of 284 Debian
+        # handbook sections in our WARC sample): fall back to recall mode only then.
+        return extract_trafilatura(html, favor_precision=True) or extract_trafilatura(html, favor_precision=False)
     if extractor == "trafilatura-recall":
         return extract_trafilatura(html, favor_precision=False)
     if extractor == "resiliparse":

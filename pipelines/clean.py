@@ -55,7 +55,8 @@ def clean_document(doc: dict[str, Any], text_format: str = "auto",
 def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str | None, domain: str,
                    text_format: str, extractor: str, max_text_bytes: int) -> dict[str, Any] | Rejected:
     """Validate a raw record and clean it: the whole per-record work of the stage, fused with the read."""
-    fmt = "html" if path.lower().endswith((".html", ".htm")) and text_format == "auto" else text_format
+    html_file = path.lower().endswith((".html", ".htm", ".warc", ".warc.gz"))
+    fmt = "html" if html_file and text_format == "auto" else text_format
     doc = to_document(record, path=path, line=line, source=source, domain=domain, max_text_bytes=max_text_bytes)
     if isinstance(doc, Rejected):
         return doc
@@ -68,7 +69,8 @@ def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str 
 def build_parser():
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--input", action="extend", nargs="+", default=[],
-                        help="file globs (several, or repeat --input): .jsonl[.gz|.zst], .parquet, .txt, .html; local or gs://")
+                        help="file globs (several, or repeat --input): .jsonl[.gz|.zst], .parquet, .txt, .html, "
+                             ".warc[.gz]; local or gs://")
     parser.add_argument("--hf-dataset", help="Hugging Face dataset: a local directory (load_from_disk or "
                                              "data files) or a hub name (downloads: only when you name one)")
     parser.add_argument("--hf-config", help="dataset configuration name")

@@ -36,6 +36,7 @@ FORMATS = {
     ".parquet": "parquet",
     ".txt": "text", ".text": "text", ".md": "text", ".rst": "text",
     ".html": "html", ".htm": "html",
+    ".warc": "warc",
 }
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
@@ -72,7 +73,7 @@ def detect_format(path: str) -> tuple[str, str | None]:
     if compression:
         stem, ext = os.path.splitext(stem)
     fmt = FORMATS.get(ext)
-    if fmt is None or (fmt == "parquet" and compression):
+    if fmt is None or (fmt == "parquet" and compression) or (fmt == "warc" and compression == "zstd"):
         raise InputError(f"unsupported input file {path!r}: expected one of "
                          f"{sorted(FORMATS)} (JSON Lines and text optionally .gz/.zst)")
     return fmt, compression
@@ -130,6 +131,10 @@ def iter_file_records(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejecte
         if fmt == "parquet":
             yield from _iter_parquet(path)
             return
+        if fmt == "warc":
+            for line, record in _iter_warc(path):
+                yield line, record
+            return
         with open_binary(path, compression) as stream:
             if fmt in ("text", "html"):
                 line = 1
@@ -162,6 +167,34 @@ def parse_json_line(raw: bytes, path: str, line: int) -> dict[str, Any] | Reject
     if not isinstance(record, dict):
         return Rejected("not_an_object", path, line, snippet(raw))
     return record
+
+
+def _iter_warc(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """Each WARC ``response`` record is one input record (requests, metadata... are not documents).
+
+    HTML responses with status 200 become records with the raw page as ``text`` (the clean stage
+    extracts it); other responses are rejected as ``warc_not_html`` / ``warc_http_error``. FastWARC
+    (installed with Resiliparse) decompresses per-record gzip itself.
+    """
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        for n, rec in enumerate(ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True), start=1):
+            url = rec.headers.get("WARC-Target-URI", "")
+            status = rec.http_headers.status_code if rec.http_headers else None
+            ctype = (rec.http_headers.get("Content-Type", "") if rec.http_headers else "").lower()
+            if status != 200:
+                yield n, Rejected("warc_http_error", path, n, f"{status} {url}")
+                continue
+            if "html" not in ctype:
+                yield n, Rejected("warc_not_html", path, n, f"{ctype} {url}")
+                continue
+            body = rec.reader.read()
+            text = bytes_to_str(body, rec.http_charset or detect_encoding(body))
+            yield n, {"id": rec.record_id, "text": text,
+                      "meta": {"url": url, "warc_date": rec.headers.get("WARC-Date", ""), "format": "html",
+                               "file": path}}
 
 
 def _iter_parquet(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:

@@ -77,7 +77,7 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
     Exits with status 2 on user errors (bad paths, options) and 3 when the stats do not balance.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apache_beam", "absl"):
+    for noisy in ("apache_beam", "absl", "trafilatura", "htmldate", "courlan"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     t0 = time.perf_counter()
     try:
