@@ -191,7 +191,8 @@ class PrefixFileSystem(LocalFileSystem):
 def test_remote_scheme_paths_go_through_beam_filesystems(tmp_path):
     PrefixFileSystem.ROOT = str(tmp_path)
     (tmp_path / "bucket").mkdir()
-    (tmp_path / "bucket" / "reuters.jsonl.gz").write_bytes((ROOT / "data/finance/reuters_finance.jsonl.gz").read_bytes())
+    sample = (ROOT / "data/finance/reuters_finance.jsonl.gz").read_bytes()
+    (tmp_path / "bucket" / "reuters.jsonl.gz").write_bytes(sample)
     stats = run_clean(["testfs://bucket/*.jsonl.gz"], "testfs://bucket/clean")
     assert stats["input"] == stats["output"] == 80
     assert (tmp_path / "bucket" / "clean" / "stats.json").exists()
@@ -205,8 +206,9 @@ def test_hugging_face_dataset_from_local_directory(tmp_path, general_docs):
     ds = datasets.Dataset.from_list([{"doc_id": d["id"], "content": d["text"]} for d in docs]
                                     + [{"doc_id": "empty", "content": None}])
     ds.save_to_disk(str(tmp_path / "hf"))
-    stats = clean.main(["--hf-dataset", str(tmp_path / "hf"), "--hf-text-field", "content", "--hf-id-field", "doc_id",
-                        "--hf-shards", "3", "--source", "bbc", "--domain", "general", "--output", str(tmp_path / "out")])
+    stats = clean.main(["--hf-dataset", str(tmp_path / "hf"), "--hf-text-field", "content",
+                        "--hf-id-field", "doc_id", "--hf-shards", "3", "--source", "bbc", "--domain", "general",
+                        "--output", str(tmp_path / "out")])
     assert stats["input"] == 13 and stats["output"] == 12 and stats["removed"] == {"missing_text": 1}
     ids = set(pq.read_table(sorted(glob.glob(str(tmp_path / "out" / "part-*.parquet")))).column("id").to_pylist())
     assert ids == {d["id"] for d in docs}
@@ -241,8 +243,10 @@ def test_warc_responses_are_records_and_html_is_extracted(tmp_path, finance_docs
     warc = b"".join([
         _warc_record("request", "http://example.com/a", b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"),
         _warc_record("response", "http://example.com/a", ok),
-        _warc_record("response", "http://example.com/missing", b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\nno"),
-        _warc_record("response", "http://example.com/f.pdf", b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n%PDF"),
+        _warc_record("response", "http://example.com/missing",
+                     b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\nno"),
+        _warc_record("response", "http://example.com/f.pdf",
+                     b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n%PDF"),
     ])
     (tmp_path / "crawl.warc.gz").write_bytes(warc)
     stats = run_clean([str(tmp_path / "crawl.warc.gz")], tmp_path / "out")
