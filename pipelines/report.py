@@ -115,8 +115,10 @@ def to_html(markdown: str) -> str:
             body.append(f"<p>{html.escape(line)}</p>")
     if in_table:
         body.append("</table>")
-    style = "body{font-family:sans-serif;max-width:70em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    style = ("body{font-family:sans-serif;max-width:70em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}")
+    head = f"<head><meta charset='utf-8'><style>{style}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"
 
 
 def main(argv: list[str] | None = None) -> Path:
