@@ -11,7 +11,7 @@ BEAM ?= --runner DirectRunner
 CORPORA ?= ../shared/corpora
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo clean-data bench bench-clean bench-html clean
+.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,38 @@ CLEAN_DOMAIN ?= domain
 clean-data: setup ## clean stage: make clean-data CLEAN_INPUT='x/*.jsonl.gz' CLEAN_OUTPUT=dir CLEAN_DOMAIN=general
 	$(PY) -m pipelines.clean --input $(CLEAN_INPUT) --output $(CLEAN_OUTPUT) --domain $(CLEAN_DOMAIN) $(BEAM)
 
+TOKENIZER_CONFIG ?= configs/tokenizer/demo.yaml
+CURATED ?= $(WORK)/dedup
+TOKENIZER_DIR ?= $(WORK)/tokenizer
+TOKENS_DIR ?= $(WORK)/tokens
+RECIPE ?= mixtures/recipes/demo.yaml
+MIX_DIR ?= $(WORK)/mix
+MIX_ARGS ?= --tokens-dir $(TOKENS_DIR)
+tokenizer: setup ## train the tokenizer on curated data (TOKENIZER_CONFIG=configs/tokenizer/unigram.yaml)
+	$(PY) -m mixtures.tokenizer --config $(TOKENIZER_CONFIG) --input $(CURATED) --output $(TOKENIZER_DIR)
+
+tokenize: setup ## tokenize stage: curated docs -> token shards per (domain, source) + doc index + stats
+	$(PY) -m pipelines.tokenize --input $(CURATED) --output $(TOKENS_DIR) --tokenizer $(TOKENIZER_DIR)/tokenizer.json $(BEAM)
+
+mix: setup ## the mixer: recipe -> train/ val_domain/ val_general/ + manifest.json (MIX_ARGS=--allow-shortfall)
+	$(PY) -m mixtures.mix --recipe $(RECIPE) --output $(MIX_DIR) $(MIX_ARGS)
+
+TRAIN_CONFIG ?= configs/train/tiny.yaml
+NPROC ?= 2
+ARGS ?=
+train: setup ## train a causal LM: make train TRAIN_CONFIG=configs/train/llama1b.yaml NPROC=8 ARGS="data.dir=MIX"
+	$(PY) -m torch.distributed.run --standalone --nproc_per_node=$(NPROC) -m train.run --config $(TRAIN_CONFIG) $(ARGS)
+
+CHECKPOINT ?= $(WORK)/train
+EXPORT_DIR ?= $(WORK)/hf
+export-model: setup ## consolidated safetensors + HF Llama config.json + tokenizer + model card
+	$(PY) -m train.export --checkpoint $(CHECKPOINT) --output $(EXPORT_DIR)
+
+# ------------------------------------------------------------------------------------ planner
+PLAN_ARGS ?= --model-config configs/train/llama1b.yaml --gpu h100-80gb --gpus 8
+plan: setup ## will it fit, tokens, FLOPs, days: make plan PLAN_ARGS='--params 50.6e9 --gpu a100-40gb --gpus 512'
+	$(PY) -m train.plan $(PLAN_ARGS)
+
 # -------------------------------------------------------------------------------------- demo
 demo: setup ## every stage on the embedded sample in data/ -> $(WORK)
 	$(PY) -m pipelines.clean --input 'data/finance/*.jsonl.gz' --output $(WORK)/clean/finance --domain domain $(BEAM)
@@ -44,13 +76,28 @@ demo: setup ## every stage on the embedded sample in data/ -> $(WORK)
 	@echo "demo done: stage outputs and stats.json under $(WORK)/"
 
 # -------------------------------------------------------------------------------- benchmarks
-bench: bench-clean bench-html ## every benchmark (see benchmarks/RESULTS.md)
+bench: bench-clean bench-html bench-plan ## every benchmark (see benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
 	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
 
 bench-html: setup ## HTML extractors: quality vs hand-checked text, pages/s
 	$(PY) benchmarks/bench_html.py --input $(CORPORA)/html/news_pages.jsonl.gz
+
+bench-tokenize: setup ## tokenize stage tokens/s and MB/s per core vs a plain encode_batch loop
+	$(PY) benchmarks/bench_tokenize.py --tokenizer $(TOKENIZER_DIR)/tokenizer.json
+
+bench-tokenizer: setup ## bytes/token of Unigram, BPE and GPT-2 BPE on held-out domain and general text (~3 min)
+	$(PY) benchmarks/bench_tokenizer.py
+
+bench-train: setup ## trainer tokens/s + memory per rank: ddp/fsdp/hsdp (2 ranks) vs a plain PyTorch loop (~7 min)
+	$(PY) benchmarks/bench_train.py --results benchmarks/RESULTS.md
+
+bench-train-gpu: setup ## tokens/s/GPU and MFU for ~125M and ~1B, bf16 + torch.compile (CUDA machine)
+	PYTHON=$(PY) bash benchmarks/gpu_train.sh
+
+bench-plan: setup ## planner: trainer activation bytes measured vs formulas (CPU, ~15 s)
+	$(PY) benchmarks/plan_activations.py
 
 clean: ## remove work/ outputs (keeps .venv)
 	rm -rf work

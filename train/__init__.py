@@ -1,0 +1,1 @@
+"""Causal-LM training: model, data, parallelism, checkpoints, evaluation, export."""

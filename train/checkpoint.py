@@ -1,0 +1,164 @@
+"""Sharded, crash-safe checkpoints with torch.distributed.checkpoint (DCP).
+
+Layout of ``OUT/checkpoints/step_00001000/``:
+
+- DCP files (``.metadata``, ``__<rank>_0.distcp``): model parameters and optimizer
+  tensors, each rank writing its own shards (resharding on load is DCP's job, so a run
+  may resume on another world size or strategy).
+- ``rng_rank00000.pt``...: each rank's torch RNG state (CPU and CUDA) as plain tensors.
+- ``meta.json``: everything that is not a tensor: the step, tokens seen, scheduler and
+  data position, the resolved config, cumulative training time, and the byte size of
+  every file above. Written last.
+
+Crash safety: all of it is written to ``step_N.tmp/`` and renamed to ``step_N/`` only
+when complete, so a crash mid-write leaves a ``.tmp`` that ``latest_checkpoint`` ignores.
+A checkpoint that was damaged afterwards (a file truncated or missing, i.e. a size that
+does not match ``meta.json``) is skipped too, and resume falls back to the previous one.
+
+Safety: only tensors go through DCP, and loading uses a planner that refuses pickled
+(``bytes``) entries; RNG files are read with ``torch.load(weights_only=True)``. Nothing
+in a checkpoint is ever unpickled as an arbitrary object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import DefaultLoadPlanner
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+STEP_DIR = re.compile(r"^step_(\d{8})$")
+META = "meta.json"
+_OPTIONS = StateDictOptions(flatten_optimizer_state_dict=True)
+
+
+class TensorOnlyLoadPlanner(DefaultLoadPlanner):
+    """DCP's default planner unpickles non-tensor entries with ``weights_only=False``; refuse them."""
+
+    def load_bytes(self, read_item, value) -> None:  # noqa: ANN001 - DCP's signature
+        raise ValueError(f"checkpoint entry {read_item.dest_index.fqn!r} is a pickled object; refusing to load it")
+
+
+def step_dir(root: str | os.PathLike, step: int) -> Path:
+    return Path(root) / f"step_{step:08d}"
+
+
+def _tensor_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict, dict]:
+    """``(model_sd, optim_sd, dcp_state)``; dcp_state holds only the tensor entries of both."""
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_OPTIONS)
+    tensors = {k: v for k, v in optim_sd.items() if isinstance(v, torch.Tensor)}
+    return model_sd, optim_sd, {"model": model_sd, "optim": tensors}
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _fsync_json(path: Path, obj: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(root: str | os.PathLike, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    meta: dict[str, Any], device: torch.device, keep: int = 0) -> Path:
+    """Collective: every rank calls it. Returns the final directory."""
+    rank = dist.get_rank()
+    final, tmp = step_dir(root, step), Path(str(step_dir(root, step)) + ".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    _, _, state = _tensor_state(model, optimizer)
+    dcp.save(state, checkpoint_id=str(tmp))
+    torch.save(_rng_state(device), tmp / f"rng_rank{rank:05d}.pt")
+    dist.barrier()
+    if rank == 0:
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        _fsync_json(tmp / META, {**meta, "step": step, "world_size": dist.get_world_size(), "files": files})
+        if final.exists():  # the same step saved twice (e.g. a final save right after a periodic one)
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # make the rename itself durable
+        finally:
+            os.close(fd)
+        if keep > 0:
+            for old in complete_checkpoints(root)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``meta.json`` of a checkpoint if the checkpoint is complete and intact, else None."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+        files = meta["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if ".metadata" not in files:
+        return None
+    for name, size in files.items():
+        f = path / name
+        if not f.is_file() or f.stat().st_size != size:
+            return None
+    return meta
+
+
+def complete_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Intact checkpoint directories under ``root``, oldest first (``.tmp`` and damaged ones skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found) if read_meta(p) is not None]
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest intact checkpoint (what ``resume=auto`` picks), or None."""
+    done = complete_checkpoints(root)
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    device: torch.device) -> dict[str, Any]:
+    """Collective: restore model, optimizer and this rank's RNG in place; returns ``meta.json``."""
+    path = Path(path)
+    meta = read_meta(path)
+    if meta is None:
+        raise FileNotFoundError(f"{path} is not a complete checkpoint")
+    model_sd, optim_sd, state = _tensor_state(model, optimizer)
+    dcp.load(state, checkpoint_id=str(path), planner=TensorOnlyLoadPlanner())
+    optim_sd.update(state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=optim_sd, options=_OPTIONS)
+    rng_file = path / f"rng_rank{dist.get_rank():05d}.pt"
+    if rng_file.is_file() and meta.get("world_size") == dist.get_world_size():
+        rng = torch.load(rng_file, map_location="cpu", weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+    return meta
+
+
+def remove_partial(root: str | os.PathLike) -> list[Path]:
+    """Delete leftover ``step_*.tmp`` directories of a crashed save (rank 0, before training)."""
+    root = Path(root)
+    gone = [p for p in root.glob("step_*.tmp") if p.is_dir()] if root.is_dir() else []
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone

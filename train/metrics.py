@@ -1,0 +1,93 @@
+"""Throughput, MFU and the metrics sinks (JSON lines + TensorBoard), rank 0 only.
+
+MFU (model FLOPs utilization, PaLM; Chowdhery et al. 2022, App. B) = achieved model
+FLOP/s per device / the device's dense bf16 peak. Model FLOPs per token come from
+``train.model.flops_per_token`` and exclude activation recomputation, so turning on
+activation checkpointing lowers MFU, as it should.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's datasheets.
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),   # H100 PCIe datasheet
+    ("H100 NVL", 835e12),    # H100 NVL datasheet (1,671 TFLOPS with sparsity / 2)
+    ("H100", 989e12),        # H100 SXM5 datasheet (1,979 with sparsity / 2)
+    ("H200", 989e12),        # H200 SXM: same compute die as H100 SXM
+    ("A100", 312e12),        # A100 datasheet
+)
+
+
+def peak_flops(device: torch.device, override_tflops: float | None = None) -> float | None:
+    """Dense bf16 peak of ``device`` in FLOP/s; None for CPUs and unknown GPUs (then no MFU)."""
+    if override_tflops:
+        return override_tflops * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in PEAK_BF16_FLOPS:
+        if key in name:
+            return flops
+    return None
+
+
+def mfu(tokens_per_s_per_device: float, flops_per_token: int, peak: float | None) -> float | None:
+    return tokens_per_s_per_device * flops_per_token / peak if peak else None
+
+
+def bits_per_byte(loss_nats: float, bytes_per_token: float | None) -> float | None:
+    """Loss per byte of text, in bits: ``loss / ln 2 * tokens / bytes`` (BloombergGPT reports it,
+    because unlike perplexity it does not depend on the tokenizer)."""
+    if not bytes_per_token or bytes_per_token <= 0:
+        return None
+    return loss_nats / math.log(2) / bytes_per_token
+
+
+class MetricsLogger:
+    """Appends records to ``OUT/metrics.jsonl`` and mirrors numbers to TensorBoard (rank 0)."""
+
+    def __init__(self, out_dir: str | os.PathLike, enabled: bool, tensorboard: bool, purge_step: int | None = None):
+        self.enabled = enabled
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(out_dir) / "tensorboard"), purge_step=purge_step)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tb is not None and "step" in record:
+            prefix = record.get("kind", "train") + ("/" + record["split"] if "split" in record else "")
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
+                    self.tb.add_scalar(f"{prefix}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl (a torn last line from a killed run is skipped)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out

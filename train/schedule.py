@@ -1,0 +1,38 @@
+"""Learning-rate schedules as pure functions of the step (so the scheduler state is just the step).
+
+- ``cosine``: linear warmup to the peak, then half a cosine down to ``min_lr_ratio * lr``
+  (GPT-3, Brown et al. 2020; Chinchilla decays to 10%, Hoffmann et al. 2022).
+- ``wsd``: warmup, stable at the peak, then a linear decay over the last
+  ``decay_fraction`` of the steps (warmup-stable-decay; Hu et al. 2024, MiniCPM;
+  Hägele et al. 2024): a run can be extended from any stable-phase checkpoint.
+- ``constant``: warmup then the peak.
+"""
+
+from __future__ import annotations
+
+import math
+
+from train.config import OptimConfig
+
+SCHEDULES = ("cosine", "wsd", "constant")
+
+
+def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) of ``total_steps``."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
+    peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
+    if step < cfg.warmup_steps:
+        return peak * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return peak
+    if cfg.schedule == "cosine":
+        span = max(1, total_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress))
+    decay_steps = max(1, int(round(cfg.decay_fraction * total_steps)))
+    decay_start = max(cfg.warmup_steps, total_steps - decay_steps)
+    if step < decay_start:
+        return peak
+    progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
+    return peak + (floor - peak) * progress

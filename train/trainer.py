@@ -1,0 +1,252 @@
+"""The training loop: one plain loop, the same on 1 CPU process and on many GPUs.
+
+Per optimizer step: set the scheduled lr; for each of ``grad_accum`` micro-batches run
+forward/backward (gradient sync only on the last); clip the global gradient norm; AdamW
+step. Around it: periodic metrics (loss, lr, tokens/s, MFU, per-rank memory),
+evaluation on val_domain / val_general (loss, perplexity, bits per byte), and DCP
+checkpoints. Everything a resumed run needs (weights, optimizer, step, RNG) is in the
+checkpoint, and the data order is a function of (seed, step), so a resumed run
+continues with the exact next batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import yaml
+
+try:
+    from tqdm import tqdm
+except ImportError:  # a bare GPU image may lack tqdm: train without a progress bar
+    def tqdm(*args, **kwargs):  # noqa: ANN002, ANN003
+        class _NoBar:
+            def update(self, n: int = 1) -> None: ...
+            def set_postfix(self, **kw) -> None: ...  # noqa: ANN003
+            def close(self) -> None: ...
+        return _NoBar()
+
+from mixtures.shards import TokenStream
+from train import checkpoint as ckpt
+from train.config import Config
+from train.data import StepBatches
+from train.evaluate import evaluate_stream
+from train.metrics import MetricsLogger, bits_per_byte, mfu, peak_flops
+from train.model import Transformer, flops_per_token, param_counts
+from train.parallel import (
+    apply_activation_checkpointing,
+    apply_compile,
+    apply_data_parallel,
+    build_mesh,
+    init_distributed,
+    local_state_bytes,
+    peak_memory_bytes,
+    set_gradient_sync,
+)
+from train.schedule import lr_at
+
+# Test hook: SIGKILL rank 0 right after this many completed steps (a real, unannounced crash).
+KILL_ENV = "DOMAINLM_KILL_AFTER_STEP"
+
+
+def read_manifest(mix_dir: str) -> dict[str, Any]:
+    path = Path(mix_dir) / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (not on norms' gains; GPT-2/nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    o = cfg.optim
+    fused = device.type == "cuda" and cfg.train.strategy != "cpu_offload"
+    return torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused or None)
+
+
+def _gather_ints(values: list[int], device: torch.device) -> list[list[int]]:
+    """Every rank's ``values`` (one small all-gather), for per-rank memory logging."""
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return [o.tolist() for o in out]
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the final summary (also in OUT/summary.json)."""
+    rank, world, device = init_distributed(cfg.train.device, cfg.train.timeout_s)
+    try:
+        return _train(cfg, rank, world, device)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str, Any]:
+    t_start = time.time()
+    tc, mc = cfg.train, cfg.model
+    out = Path(tc.out_dir)
+    ckpt_root = out / "checkpoints"
+    is_main = rank == 0
+    if device.type == "cpu" and tc.cpu_threads > 0:
+        torch.set_num_threads(tc.cpu_threads)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_partial(ckpt_root)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    dist.barrier()
+
+    # ---- data
+    if not cfg.data.dir:
+        raise ValueError("data.dir is not set: point it at a mixture directory (train/, val_domain/, ...)")
+    manifest = read_manifest(cfg.data.dir)
+    if mc.vocab_size <= 0:  # "take it from the mixture"
+        if not manifest.get("vocab_size"):
+            raise ValueError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
+        cfg.model = mc = dataclasses.replace(mc, vocab_size=int(manifest["vocab_size"]))
+    if manifest.get("vocab_size", 0) > mc.vocab_size:
+        raise ValueError(f"mixture vocab_size {manifest['vocab_size']} > model.vocab_size {mc.vocab_size}")
+    train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split)
+    val_streams = {s: TokenStream(Path(cfg.data.dir) / s) for s in cfg.data.val_splits
+                   if (Path(cfg.data.dir) / s).is_dir()}
+    if tc.global_batch_tokens % mc.seq_len:
+        raise ValueError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
+    batches = StepBatches(train_stream, mc.seq_len, tc.global_batch_tokens // mc.seq_len, rank, world,
+                          tc.micro_batch, cfg.data.seed)
+    total_steps = tc.steps if tc.steps > 0 else math.ceil(len(train_stream) / tc.global_batch_tokens)
+
+    # ---- model, parallelism, optimizer
+    param_dtype = {"auto": torch.bfloat16 if device.type == "cuda" else None, "bf16": torch.bfloat16,
+                   "fp32": None}[tc.dtype]
+    torch.manual_seed(tc.seed)  # identical init on every rank (FSDP shards it, DDP checks it)
+    with torch.device(device):
+        model = Transformer(mc)
+    counts, fpt = param_counts(mc), flops_per_token(mc)
+    if tc.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    if tc.compile:
+        apply_compile(model)
+    mesh = build_mesh(tc.strategy, world, device, tc.sharding_factor)
+    model = apply_data_parallel(model, tc.strategy, mesh, device, param_dtype)
+    optimizer = build_optimizer(model, cfg, device)
+    # DDP keeps fp32 weights, so bf16 there means autocast; FSDP2 casts through its MixedPrecisionPolicy.
+    use_autocast = tc.strategy == "ddp" and param_dtype is not None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=param_dtype) if use_autocast else contextlib.nullcontext()
+
+    # ---- resume
+    start_step, tokens_seen, train_time = 0, 0, 0.0
+    resume_from = ckpt.latest_checkpoint(ckpt_root) if tc.resume == "auto" else \
+        (None if tc.resume in ("none", "", None) else Path(tc.resume))
+    if resume_from is not None:
+        meta = ckpt.load_checkpoint(resume_from, model, optimizer, device)
+        start_step, tokens_seen, train_time = meta["step"], meta["tokens_seen"], meta.get("train_time_s", 0.0)
+        if meta.get("data", {}).get("seed") != cfg.data.seed:
+            raise ValueError("data.seed differs from the checkpoint's: the resumed run would see other batches")
+
+    logger = MetricsLogger(out, is_main, tc.tensorboard, purge_step=start_step + 1 if start_step else None)
+    peak = peak_flops(device, tc.peak_tflops)
+    logger.log({"kind": "start", "time": time.time(), "rank_count": world, "device": str(device),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else socket.gethostname(),
+                "strategy": tc.strategy, "sharding_factor": tc.sharding_factor, "dtype": str(param_dtype or "fp32"),
+                "params": counts, "flops_per_token": fpt, "grad_accum": batches.grad_accum,
+                "total_steps": total_steps, "start_step": start_step,
+                "resumed_from": str(resume_from) if resume_from else None})
+
+    def meta_for(step: int) -> dict[str, Any]:
+        return {"tokens_seen": tokens_seen, "train_time_s": train_time + (time.time() - t_start),
+                "config": cfg.to_dict(), "params": counts, "strategy": tc.strategy,
+                "scheduler": {"name": cfg.optim.schedule, "step": step, "total_steps": total_steps,
+                              "lr": lr_at(max(0, step - 1), total_steps, cfg.optim)},
+                "data": {"seed": cfg.data.seed, "samples_seen": step * batches.global_batch,
+                         "n_windows": batches.n_windows, "train_tokens": len(train_stream)}}
+
+    def run_eval(step: int) -> dict[str, Any]:
+        results = {}
+        for split, stream in val_streams.items():
+            loss, n_tok = evaluate_stream(model, stream, mc.seq_len, tc.eval_tokens, tc.micro_batch, device, autocast)
+            bpt = (manifest.get("val_bytes_per_token") or {}).get(split)
+            rec = {"kind": "eval", "split": split, "step": step, "loss": loss,
+                   "ppl": math.exp(min(loss, 50.0)), "bpb": bits_per_byte(loss, bpt), "tokens": n_tok}
+            logger.log(rec)
+            results[split] = rec
+        return results
+
+    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    tokens_per_step = tc.global_batch_tokens
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and tc.progress), dynamic_ncols=True)
+    window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
+    evals: dict[str, Any] = {}
+    last: dict[str, Any] = {}
+    model.train()
+    for step in range(start_step, total_steps):
+        lr = lr_at(step, total_steps, cfg.optim)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=device)
+        micro = batches.micro_batches(step)
+        for m, arr in enumerate(micro):
+            set_gradient_sync(model, m == len(micro) - 1)
+            x = torch.from_numpy(arr).to(device, non_blocking=True)
+            with autocast():
+                loss = model(x[:, :-1], x[:, 1:])
+            (loss / len(micro)).backward()
+            loss_sum += loss.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        tokens_seen += tokens_per_step
+        window_steps += 1
+
+        if done % tc.log_every == 0 or done == total_steps:
+            dist.all_reduce(loss_sum)  # sum over ranks of each rank's mean micro-batch loss sum
+            loss_val = loss_sum.item() / (world * len(micro))
+            gn = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+            elapsed = time.perf_counter() - window_t
+            tps = window_steps * tokens_per_step / elapsed
+            mem = _gather_ints([peak_memory_bytes(device), *local_state_bytes(model, optimizer).values()], device)
+            last = {"kind": "train", "step": done, "loss": loss_val, "lr": lr, "grad_norm": float(gn),
+                    "tokens": tokens_seen, "tokens_per_s": tps, "tokens_per_s_per_device": tps / world,
+                    "step_time_s": elapsed / window_steps, "mfu": mfu(tps / world, fpt, peak),
+                    "cpu_time_per_step_s": (time.process_time() - window_cpu) / window_steps,
+                    "epochs": batches.epochs_done(done), "strategy": tc.strategy,
+                    "peak_mem_bytes_per_rank": [r[0] for r in mem],
+                    "state_bytes_per_rank": [sum(r[1:]) for r in mem]}
+            logger.log(last)
+            bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+            window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
+        bar.update(1)
+
+        if (tc.eval_every and done % tc.eval_every == 0) or done == total_steps:
+            evals = run_eval(done)
+            window_t, window_cpu = time.perf_counter(), time.process_time()  # keep evaluation out of throughput
+        if tc.ckpt_every >= 0 and ((tc.ckpt_every and done % tc.ckpt_every == 0) or done == total_steps):
+            ckpt.save_checkpoint(ckpt_root, done, model, optimizer, meta_for(done), device, tc.keep_checkpoints)
+            window_t, window_cpu = time.perf_counter(), time.process_time()
+        if kill_after and done == kill_after and is_main:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+
+    if not evals and val_streams:  # resumed at the very end: still report final numbers
+        evals = run_eval(start_step)
+    summary = {"steps": total_steps, "tokens_seen": tokens_seen, "train_time_s": train_time + time.time() - t_start,
+               "world_size": world, "strategy": tc.strategy, "device": str(device),
+               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "params": counts, "flops_per_token": fpt, "last_train": last, "eval": evals}
+    if is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True), encoding="utf-8")
+    logger.close()
+    return summary
