@@ -11,7 +11,7 @@ BEAM ?= --runner DirectRunner
 CORPORA ?= ../shared/corpora
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu clean
+.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ CLEAN_OUTPUT ?= $(WORK)/clean/finance
 CLEAN_DOMAIN ?= domain
 clean-data: setup ## clean stage: make clean-data CLEAN_INPUT='x/*.jsonl.gz' CLEAN_OUTPUT=dir CLEAN_DOMAIN=general
 	$(PY) -m pipelines.clean --input $(CLEAN_INPUT) --output $(CLEAN_OUTPUT) --domain $(CLEAN_DOMAIN) $(BEAM)
+
+DEDUP_INPUT ?= --input $(WORK)/filter/finance --input $(WORK)/filter/general
+DEDUP_OUTPUT ?= $(WORK)/dedup
+DEDUP_ARGS ?= --cross-source
+dedup: setup ## dedup stage: exact + MinHash LSH near-dups, one survivor per cluster (DEDUP_ARGS='--threshold 0.8')
+	$(PY) -m pipelines.dedup $(DEDUP_INPUT) --output $(DEDUP_OUTPUT) $(DEDUP_ARGS) $(BEAM)
 
 TOKENIZER_CONFIG ?= configs/tokenizer/demo.yaml
 CURATED ?= $(WORK)/dedup
@@ -95,6 +101,16 @@ bench-train: setup ## trainer tokens/s + memory per rank: ddp/fsdp/hsdp (2 ranks
 
 bench-train-gpu: setup ## tokens/s/GPU and MFU for ~125M and ~1B, bf16 + torch.compile (CUDA machine)
 	PYTHON=$(PY) bash benchmarks/gpu_train.sh
+
+NEARDUP ?= $(WORK)/neardup
+DTVENV ?= /tmp/dtvenv
+bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if $(DTVENV) exists
+	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)
+	$(PY) benchmarks/neardup/evaluate.py --data $(NEARDUP) \
+		$$(test -x $(DTVENV)/bin/python && echo --datatrove-python $(DTVENV)/bin/python)
+
+bench-dedup: setup ## dedup docs/s per core + peak RSS: signatures 10k/100k/1M, whole stage 10k/100k (~12 min)
+	$(PY) benchmarks/bench_dedup.py --work $(WORK)/bench_dedup
 
 bench-plan: setup ## planner: trainer activation bytes measured vs formulas (CPU, ~15 s)
 	$(PY) benchmarks/plan_activations.py

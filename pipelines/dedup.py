@@ -1,0 +1,437 @@
+"""The dedup stage: exact and MinHash-LSH near-duplicate removal, one survivor per cluster.
+
+    python -m pipelines.dedup --input work/filter/finance --input work/filter/general \
+        --output work/dedup [--threshold 0.8] [--ngram 5] [--num-perm 128] [--no-verify] \
+        [--cross-source] [--source-priority a,b,c] [--cc-rounds 2] [Beam options]
+
+Graph (every step is a keyed shuffle; nothing needs all documents in one place)::
+
+    docs --Fingerprint--> ((scope, exact key), (node, band keys))     [+ (node, shingle set) to verify]
+      exact:      GroupByKey(scope, exact key): min node survives, others -> (node, keeper, "exact")
+      buckets:    GroupByKey(scope, band, band key) over exact survivors: a star of edges to the min
+      verify:     (default) both ends' shingle sets meet by edge; keep exact Jaccard >= threshold
+      components: large-star/small-star rounds + union-find of the residual -> (node, root, "near")
+      follow:     exact duplicates take their keeper's root
+      write:      GroupByKey(output shard): documents + labels -> part-*.parquet, duplicates/
+
+A *node* is the string ``"<rank>\\0<source>\\0<id>"``, so "the smallest node" is the
+smallest (source rank, source, id): the order of ``--source-priority``, then domain sources,
+then general ones. The *scope* is the source, or one global scope with ``--cross-source``
+(the same article in a finance feed and a web dump is kept once, in the higher-priority
+source). Kept documents keep every input column. Design and scale notes: docs/dedup.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from filters.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig, jaccard,
+                             permutations, word_char_table)
+from pipelines.components import ConnectedComponents
+from pipelines.io import (InputError, expand_inputs, prepare_output_dir, read_parquet_schema, shard_name, shard_of,
+                          write_parquet_file)
+from pipelines.options import parse, run_stage, stage_parser
+from pipelines.stats import WriteStats, removed_reason, tally
+from pipelines.transforms import REJECTED, ReadFiles, WriteShards, doc_key, write_side_records
+
+STAGE = "dedup"
+DUPLICATES = "duplicates"
+REASONS = {"exact": "exact_duplicate", "near": "near_duplicate", "duplicate_id": "duplicate_id"}
+DUPLICATE_SCHEMA = pa.schema([(name, pa.string()) for name in ("id", "source", "cluster", "cluster_source",
+                                                              "reason")])
+DEFAULT_CC_ROUNDS = 2  # then an exact union-find over the (small) residual; see pipelines/components.py
+COUNTS = ("candidate_edges", "verified_edges", "cc_unconverged_nodes", "cc_residual_edges")
+DEFAULT_CLUSTER_ALARM = 1000  # a near-dup cluster this large is usually a transitive-closure chain
+RESIDUAL_ALARM = 1_000_000  # edges for the one-worker union-find finish (~100 MB of node strings)
+HISTOGRAM_EDGES = (2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 10_001, 100_001)
+SEP = "\x00"
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+def source_rank(source: str, domain: str, priority: Sequence[str]) -> int:
+    """Smaller is preferred: listed sources in order, then domain sources, then general ones."""
+    if source in priority:
+        return priority.index(source)
+    return len(priority) + (0 if domain == "domain" else 1)
+
+
+def node_key(doc: dict[str, Any], priority: Sequence[str] = ()) -> str:
+    """The document's node: its sort order is the survivor order (rank, source, id)."""
+    return f"{source_rank(doc['source'], doc.get('domain') or '', priority):04d}{SEP}{doc['source']}{SEP}{doc['id']}"
+
+
+def split_node(node: str) -> tuple[str, str]:
+    """``(source, id)`` of a node."""
+    _, source, doc_id = node.split(SEP, 2)
+    return source, doc_id
+
+
+def histogram(sizes: Iterable[int], edges: Sequence[int] = HISTOGRAM_EDGES) -> dict[str, int]:
+    """Cluster sizes binned as ``"2"``, ``"3-4"``, ``"5-8"`` ... (documents per cluster)."""
+    counts: dict[str, int] = {}
+    bins = list(zip(edges, list(edges[1:]) + [None]))
+    for size in sizes:
+        for lo, hi in bins:
+            if size >= lo and (hi is None or size < hi):
+                label = f"{lo}+" if hi is None else (str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}")
+                counts[label] = counts.get(label, 0) + 1
+                break
+    return {label: counts[label] for label in sorted(counts, key=lambda s: int(s.split("-")[0].rstrip("+")))}
+
+
+def verification_set(shingles: np.ndarray) -> bytes:
+    """The low 32 bits of each shingle hash, sorted unique, as bytes: what --verify shuffles.
+
+    Half the bytes of the 64-bit hashes; a false match between two distinct shingles is a
+    2^-32 event, so the Jaccard computed on these sets is exact for documents of any
+    realistic length (~1e-4 expected spurious matches between two 10,000-word documents).
+    """
+    return np.unique((shingles & np.uint64(0xFFFFFFFF)).astype(np.uint32)).tobytes()
+
+
+# ---------------------------------------------------------------------------- Beam steps
+
+class Fingerprint(beam.DoFn):
+    """Document -> ((scope, exact hash), (node, band keys)); shingles on a side output with --verify."""
+
+    def __init__(self, config: MinHashConfig, cross_source: bool, priority: Sequence[str]):
+        self.config, self.cross_source, self.priority = config, cross_source, tuple(priority)
+
+    def setup(self):
+        word_char_table()
+        permutations(self.config.num_perm, self.config.seed)
+
+    def process(self, doc: dict[str, Any]):
+        node = node_key(doc, self.priority)
+        scope = "*" if self.cross_source else doc["source"]
+        exact, shingles, keys = self.config.fingerprint(doc.get("text") or "")
+        yield (scope, exact), (node, keys)
+        if self.config.verify and len(keys):
+            yield beam.pvalue.TaggedOutput("shingles", (node, ("s", verification_set(shingles))))
+
+
+def exact_survivors(item):
+    """One exact-hash group: the min node keeps its band keys, every other node is an exact dup.
+
+    Two passes over the group (min, then emit) so that memory does not grow with its size.
+    """
+    (scope, _), members = item
+    keeper = min(node for node, _ in members)
+    emitted = False
+    for node, keys in members:
+        if node != keeper:
+            yield beam.pvalue.TaggedOutput("exact", (node, keeper))
+        elif not emitted:
+            emitted = True
+            for band, key in enumerate(keys):
+                yield (scope, band, key), node
+
+
+class BucketEdges(beam.DoFn):
+    """One LSH bucket -> a star of edges to its min node (O(n) edges, not O(n^2))."""
+
+    def __init__(self, alarm: int):
+        self.alarm = alarm
+
+    def process(self, item):
+        (scope, band, _), nodes = item
+        center = min(nodes)
+        size = 0
+        for node in nodes:
+            size += 1
+            if node != center:
+                yield node, center
+        if size > 1:
+            yield beam.pvalue.TaggedOutput("bucket_size", size)
+            if size >= self.alarm:
+                log.warning("ALARM: LSH bucket of %d documents (scope %r, band %d, min %r)",
+                            size, scope, band, center)
+
+
+def _attach_shingles(item):
+    """Node with its shingles and candidate edges -> (edge, (node, shingles)) for each edge."""
+    node, tagged = item
+    shingles = next((value for tag, value in tagged if tag == "s"), None)
+    if shingles is None:
+        return
+    for tag, edge in tagged:
+        if tag == "e":
+            yield edge, (node, shingles)
+
+
+class VerifyJaccard(beam.DoFn):
+    """One candidate edge with both ends' shingles -> the edge if exact Jaccard >= threshold."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def process(self, item):
+        edge, ends = item
+        sets = dict(ends)
+        if len(sets) == 2:
+            a, b = (np.frombuffer(sets[node], dtype=np.uint32) for node in edge)
+            if jaccard(a, b) >= self.threshold:
+                yield edge
+
+
+def _edge_ends(edge):
+    yield edge[0], ("e", edge)
+    yield edge[1], ("e", edge)
+
+
+def follow_keepers(item):
+    """Exact dups of a keeper join the keeper's cluster root (the keeper itself if it survived)."""
+    keeper, tagged = item
+    root = keeper
+    for tag, value in tagged:
+        if tag == "root":
+            root = value
+            break
+    for tag, value in tagged:
+        if tag == "dup":
+            yield value, (root, "exact")
+
+
+def duplicate_record(doc: dict[str, Any], cluster: str, reason: str) -> dict[str, str]:
+    source, doc_id = split_node(cluster)
+    return {"id": doc["id"], "source": doc["source"], "cluster": doc_id, "cluster_source": source,
+            "reason": reason}
+
+
+class ApplyLabelsAndWrite(beam.DoFn):
+    """One output shard: its documents and the labels of the removed ones -> the kept Parquet file.
+
+    Documents and labels are keyed by the output shard (the stable hash WriteShards uses), so
+    the full text crosses the shuffle once; memory is one shard (as in WriteShards) plus the
+    labels of its removed documents. Main output: rows written; ``duplicates``: removal records.
+    """
+
+    def __init__(self, output_dir: str, num_shards: int, schema: pa.Schema, priority: Sequence[str]):
+        self.prefix = f"{output_dir.rstrip('/')}/part"
+        self.num_shards, self.schema, self.priority = num_shards, schema, tuple(priority)
+
+    def process(self, item):
+        shard, tagged = item
+        docs, labels = [], {}
+        for tag, value in tagged:
+            if tag == "d":
+                docs.append(value)
+            else:
+                node, cluster, reason = value
+                labels[node] = min(labels.get(node, (cluster, reason)), (cluster, reason))
+        docs.sort(key=lambda d: (doc_key(d), d.get("text") or "", d.get("meta") or ""))
+        kept, previous = [], None
+        for doc in docs:
+            node = node_key(doc, self.priority)
+            if node in labels:
+                cluster, reason = labels[node]
+                yield beam.pvalue.TaggedOutput(DUPLICATES, duplicate_record(doc, cluster, reason))
+            elif node == previous:  # the same (source, id) twice: the first by text survives
+                yield beam.pvalue.TaggedOutput(DUPLICATES, duplicate_record(doc, node, "duplicate_id"))
+            else:
+                kept.append(doc)
+            previous = node
+        yield write_parquet_file(shard_name(self.prefix, shard, self.num_shards, ".parquet"), kept, self.schema)
+
+
+class ClusterSummary(beam.CombineFn):
+    """(cluster, size) pairs -> {"histogram", "clusters", "largest"} in one pass (one stage)."""
+
+    TOP = 5
+
+    def create_accumulator(self):
+        return {}, []
+
+    def add_input(self, acc, item):
+        sizes, top = acc
+        (source, doc_id), size = item
+        sizes[size] = sizes.get(size, 0) + 1
+        top.append((size, source, doc_id))
+        if len(top) > 4 * self.TOP:
+            top[:] = sorted(top, key=lambda t: (-t[0], t[1], t[2]))[:self.TOP]
+        return acc
+
+    def merge_accumulators(self, accs):
+        sizes: dict[int, int] = {}
+        top: list = []
+        for acc_sizes, acc_top in accs:
+            for k, v in acc_sizes.items():
+                sizes[k] = sizes.get(k, 0) + v
+            top.extend(acc_top)
+        return sizes, sorted(top, key=lambda t: (-t[0], t[1], t[2]))[:self.TOP]
+
+    def extract_output(self, acc):
+        sizes, top = acc
+        top = sorted(top, key=lambda t: (-t[0], t[1], t[2]))[:self.TOP]
+        return {"histogram": histogram([size for size, n in sizes.items() for _ in range(n)]),
+                "clusters": sum(sizes.values()),
+                "largest": [{"size": size, "kept": doc_id, "source": source} for size, source, doc_id in top]}
+
+
+def _passthrough(record, path, line):
+    return record
+
+
+def _alarm_cluster(alarm: int):
+    def check(item):
+        root, size = item
+        if size >= alarm:
+            log.warning("ALARM: near-duplicate cluster of %d documents kept as %r: check for a "
+                        "transitive-closure chain (boilerplate, templates)", size, "/".join(root))
+        return item
+    return check
+
+
+def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, config: MinHashConfig) -> None:
+    priority = tuple(s for s in (args.source_priority or "").split(",") if s)
+    read = pipeline | "Read" >> ReadFiles(files, _passthrough)
+    docs, rejected = read.records, read[REJECTED]
+
+    fp = docs | "Fingerprint" >> beam.ParDo(Fingerprint(config, args.cross_source, priority)).with_output_types(
+        Any).with_outputs("shingles", main="fingerprints")
+    exact = (fp.fingerprints
+             | "Group exact" >> beam.GroupByKey()
+             | "Exact survivors" >> beam.FlatMap(exact_survivors).with_output_types(Any).with_outputs(
+                 "exact", main="bands"))
+    buckets = (exact.bands
+               | "Group buckets" >> beam.GroupByKey()
+               | "Bucket edges" >> beam.ParDo(BucketEdges(args.cluster_alarm)).with_output_types(Any).with_outputs(
+                   "bucket_size", main="edges"))
+    # an edge found in several bands arrives several times: one copy each from here on
+    candidates = buckets.edges | "Distinct edges" >> beam.Distinct()
+    edges = candidates
+    if config.verify:
+        edges = ((candidates | "Edge ends" >> beam.FlatMap(_edge_ends), fp.shingles)
+                 | "Merge shingles" >> beam.Flatten()
+                 | "Group by node" >> beam.GroupByKey()
+                 | "Attach shingles" >> beam.FlatMap(_attach_shingles)
+                 | "Group by edge" >> beam.GroupByKey()
+                 | "Verify Jaccard" >> beam.ParDo(VerifyJaccard(config.threshold)))
+    cc = edges | "Components" >> ConnectedComponents(args.cc_rounds)
+    near = cc["labels"] | "Near label" >> beam.Map(lambda kv: (kv[0], (kv[1], "near")))
+    exact_labels = ((exact.exact | "Tag dups" >> beam.Map(lambda kv: (kv[1], ("dup", kv[0]))),
+                     cc["labels"] | "Tag roots" >> beam.Map(lambda kv: (kv[0], ("root", kv[1]))))
+                    | "Merge keepers" >> beam.Flatten()
+                    | "Group keepers" >> beam.GroupByKey()
+                    | "Follow keepers" >> beam.FlatMap(follow_keepers))
+    n = args.num_shards
+    labels = ((near, exact_labels) | "Merge labels" >> beam.Flatten()
+              | "Shard labels" >> beam.MapTuple(
+                  lambda node, label: (shard_of(SEP.join(split_node(node)), n), ("l", (node, *label)))))
+    sharded_docs = docs | "Shard docs" >> beam.Map(lambda d: (shard_of(doc_key(d), n), ("d", d)))
+    result = ((sharded_docs, labels) | "Merge docs" >> beam.Flatten()
+              | "Group shards" >> beam.GroupByKey()
+              | "Apply labels and write" >> beam.ParDo(ApplyLabelsAndWrite(args.output, n, schema, priority))
+              .with_output_types(Any).with_outputs(DUPLICATES, main="written"))
+    written, dups = result.written, result[DUPLICATES]
+    dups | "Write duplicates" >> WriteShards(
+        f"{args.output.rstrip('/')}/{DUPLICATES}/part", n, doc_key,
+        lambda path, rows: write_parquet_file(path, rows, DUPLICATE_SCHEMA), ".parquet")
+    write_side_records(rejected, args.output, "rejected")
+
+    # cluster sizes: the survivor plus every document removed in its place
+    sizes = (dups
+             | "Cluster of dup" >> beam.Map(lambda r: ((r["cluster_source"], r["cluster"]), 1))
+             | "Count cluster" >> beam.CombinePerKey(sum)
+             | "Add survivor" >> beam.MapTuple(lambda root, n: (root, n + 1))
+             | "Alarm" >> beam.Map(_alarm_cluster(args.cluster_alarm)))
+    settings = {"threshold": config.threshold, "ngram": config.ngram, "num_perm": config.num_perm,
+                "bands": config.bands, "rows": config.rows, "seed": config.seed, "verify": config.verify,
+                "cross_source": args.cross_source, "source_priority": list(priority) or "domain first",
+                "cc_rounds": args.cc_rounds, "hash": "64-bit, datasketch affine64-compatible"}
+    summary = sizes | "Summarize clusters" >> beam.CombineGlobally(ClusterSummary())
+    extra = {
+        "minhash": pipeline | "Settings" >> beam.Create([settings]),
+        "cluster_size_histogram": summary | "Histogram" >> beam.Map(lambda s: s["histogram"]),
+        "clusters": summary | "Cluster count" >> beam.Map(lambda s: s["clusters"]),
+        "largest_clusters": summary | "Largest" >> beam.Map(lambda s: s["largest"]),
+        "largest_bucket": buckets.bucket_size | "Max bucket" >> beam.CombineGlobally(lambda xs: max(xs, default=0)),
+    }
+    zeros = pipeline | "Zero counts" >> beam.Create([(k, 0) for k in COUNTS])
+    pairs = (
+        tally(docs, STAGE, "input", label="Count read docs"),
+        tally(rejected, STAGE, "input", label="Count read rejects"),
+        tally(rejected, STAGE, removed_reason, label="Count rejects"),
+        tally(written, STAGE, "output", weight=lambda n: n, label="Count written"),
+        tally(dups, STAGE, lambda r: "removed/" + REASONS[r["reason"]], label="Count duplicates"),
+        tally(candidates, STAGE, "candidate_edges", label="Count candidates"),
+        tally(edges, STAGE, "verified_edges", label="Count verified"),
+        tally(cc["unconverged"], STAGE, "cc_unconverged_nodes", label="Count unconverged"),
+        tally(cc["residual"], STAGE, "cc_residual_edges", label="Count residual"),
+        zeros,
+    )
+    pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
+
+
+def build_parser():
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--input", action="append", required=True,
+                        help="stage directory or Parquet glob (repeatable), e.g. the filter stage's outputs")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="Jaccard similarity of word n-gram sets above which documents are near "
+                             "duplicates (default 0.8)")
+    parser.add_argument("--ngram", type=int, default=DEFAULT_NGRAM, help="words per shingle (default 5)")
+    parser.add_argument("--num-perm", type=int, default=DEFAULT_NUM_PERM,
+                        help="MinHash permutations (default 128); bands x rows are derived from "
+                             "--threshold and this")
+    parser.add_argument("--bands", type=int, default=0, help="override the derived LSH bands (with --rows)")
+    parser.add_argument("--rows", type=int, default=0, help="override the derived LSH rows per band")
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                        help="check candidate pairs by exact Jaccard on shingles (and derive bands x rows "
+                             "favouring recall); costs one shuffle of every document's shingles")
+    parser.add_argument("--cross-source", action="store_true",
+                        help="deduplicate across sources too (default: within each source)")
+    parser.add_argument("--source-priority", default="",
+                        help="comma-separated sources, most preferred first (default: domain sources, "
+                             "then general ones, each by name)")
+    parser.add_argument("--cc-rounds", type=int, default=DEFAULT_CC_ROUNDS,
+                        help=f"large-star/small-star rounds for connected components (default {DEFAULT_CC_ROUNDS})")
+    parser.add_argument("--cluster-alarm", type=int, default=DEFAULT_CLUSTER_ALARM,
+                        help="log an ALARM line for clusters/buckets of at least this many documents")
+    return parser
+
+
+def config_from_args(args) -> MinHashConfig:
+    if not 0.0 < args.threshold < 1.0:
+        raise InputError(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.ngram < 1 or args.num_perm < 1:
+        raise InputError("--ngram and --num-perm must be >= 1")
+    return MinHashConfig(threshold=args.threshold, ngram=args.ngram, num_perm=args.num_perm,
+                         bands=args.bands, rows=args.rows, verify=args.verify).resolved()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args, options = parse(build_parser(), argv)
+    try:
+        config = config_from_args(args)
+        files = expand_inputs(args.input)
+        schema = read_parquet_schema(files)
+        prepare_output_dir(args.output, [DUPLICATES, "rejected"])
+    except (InputError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    log.info("dedup: %d files, threshold %.2f, %d-grams, %d perms = %d bands x %d rows%s%s", len(files),
+             config.threshold, config.ngram, config.num_perm, config.bands, config.rows,
+             ", verify" if config.verify else "", ", cross-source" if args.cross_source else "")
+    stats = run_stage(STAGE, lambda p: build(p, args, files, schema, config), options, args.output)
+    for cluster in stats.get("largest_clusters") or []:
+        if cluster["size"] >= args.cluster_alarm:
+            print(f"ALARM: cluster of {cluster['size']} documents kept as {cluster['source']}/{cluster['kept']}"
+                  " (a transitive-closure chain? inspect duplicates/ for this cluster)")
+    residual = stats.get("counts", {}).get("cc_residual_edges", 0)
+    if residual >= RESIDUAL_ALARM:
+        print(f"ALARM: {residual:,} edges left after {args.cc_rounds} star rounds went through the one-worker "
+              "union-find; raise --cc-rounds so that it stays small")
+    return stats
+
+
+if __name__ == "__main__":
+    main()
