@@ -11,7 +11,7 @@ BEAM ?= --runner DirectRunner
 CORPORA ?= ../shared/corpora
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup clean
+.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,19 @@ CLEAN_OUTPUT ?= $(WORK)/clean/finance
 CLEAN_DOMAIN ?= domain
 clean-data: setup ## clean stage: make clean-data CLEAN_INPUT='x/*.jsonl.gz' CLEAN_OUTPUT=dir CLEAN_DOMAIN=general
 	$(PY) -m pipelines.clean --input $(CLEAN_INPUT) --output $(CLEAN_OUTPUT) --domain $(CLEAN_DOMAIN) $(BEAM)
+
+FILTER_INPUT ?= $(WORK)/clean/general
+FILTER_OUTPUT ?= $(WORK)/filter/general
+FILTER_CONFIG ?= configs/filter/default.yaml
+filter: setup ## filter stage: make filter FILTER_INPUT=dir FILTER_OUTPUT=dir FILTER_CONFIG=configs/filter/default.yaml
+	$(PY) -m pipelines.filter --input $(FILTER_INPUT) --output $(FILTER_OUTPUT) --config $(FILTER_CONFIG) $(BEAM)
+
+filter-report: setup ## removal rate and example snippets per rule of a filtered directory (FILTER_OUTPUT=dir)
+	$(PY) -m pipelines.rule_report $(FILTER_OUTPUT)
+
+train-classifier: setup ## fastText finance-vs-general classifier, held-out precision/recall -> work/models/finance.ftz
+	$(PY) -m filters.quality train --positives '$(CORPORA)/finance/*.jsonl.gz' \
+		--negatives '$(CORPORA)/general/*.jsonl.gz' --output work/models/finance.ftz
 
 DEDUP_INPUT ?= --input $(WORK)/filter/finance --input $(WORK)/filter/general
 DEDUP_OUTPUT ?= $(WORK)/dedup
@@ -75,11 +88,25 @@ plan: setup ## will it fit, tokens, FLOPs, days: make plan PLAN_ARGS='--params 5
 	$(PY) -m train.plan $(PLAN_ARGS)
 
 # -------------------------------------------------------------------------------------- demo
-demo: setup ## every stage on the embedded sample in data/ -> $(WORK)
+demo: setup ## every stage on the embedded sample in data/ -> $(WORK), then the report
 	$(PY) -m pipelines.clean --input 'data/finance/*.jsonl.gz' --output $(WORK)/clean/finance --domain domain $(BEAM)
 	$(PY) -m pipelines.clean --input 'data/general/*.jsonl.gz' --input 'data/html/*.jsonl.gz' \
 		--output $(WORK)/clean/general --domain general $(BEAM)
-	@echo "demo done: stage outputs and stats.json under $(WORK)/"
+	$(PY) -m pipelines.filter --input $(WORK)/clean/finance --output $(WORK)/filter/finance \
+		--config configs/filter/demo.yaml $(BEAM)
+	$(PY) -m pipelines.filter --input $(WORK)/clean/general --output $(WORK)/filter/general \
+		--config configs/filter/demo.yaml $(BEAM)
+	$(PY) -m pipelines.dedup --input $(WORK)/filter/finance --input $(WORK)/filter/general \
+		--output $(WORK)/dedup --cross-source $(BEAM)
+	$(PY) -m mixtures.tokenizer --config configs/tokenizer/demo.yaml --input $(WORK)/dedup --output $(WORK)/tokenizer
+	$(PY) -m pipelines.tokenize --input $(WORK)/dedup --output $(WORK)/tokens \
+		--tokenizer $(WORK)/tokenizer/tokenizer.json $(BEAM)
+	$(PY) -m mixtures.mix --recipe mixtures/recipes/demo.yaml --tokens-dir $(WORK)/tokens --output $(WORK)/mix
+	$(PY) -m torch.distributed.run --standalone --nproc_per_node=2 -m train.run --config configs/train/tiny.yaml \
+		data.dir=$(WORK)/mix train.out_dir=$(WORK)/train train.progress=false
+	$(PY) -m train.export --checkpoint $(WORK)/train --output $(WORK)/hf
+	$(PY) -m pipelines.report --work $(WORK) > /dev/null
+	@echo "demo done: every stage under $(WORK)/; report: $(WORK)/report.md (and report.html); model: $(WORK)/hf"
 
 # -------------------------------------------------------------------------------- benchmarks
 bench: bench-clean bench-html bench-plan ## every benchmark (see benchmarks/RESULTS.md)
@@ -104,6 +131,12 @@ bench-train-gpu: setup ## tokens/s/GPU and MFU for ~125M and ~1B, bf16 + torch.c
 
 NEARDUP ?= $(WORK)/neardup
 DTVENV ?= /tmp/dtvenv
+bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + decision agreement (~5-10 min)
+	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir /tmp/bench_filter
+
+bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
+	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py
+
 bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if $(DTVENV) exists
 	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)
 	$(PY) benchmarks/neardup/evaluate.py --data $(NEARDUP) \
