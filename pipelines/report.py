@@ -48,8 +48,9 @@ def _mixture(work: Path) -> list[str]:
         if "train_tokens" not in m:
             continue
         out += [f"## Mixture (`{path.parent.relative_to(work)}`)", "",
-                f"- target tokens: {m.get('target_tokens', 0):,} "
-                f"(params {m.get('params') or '-'} x {m.get('tokens_per_param') or '-'} tokens/param)",
+                f"- target tokens: {m.get('target_tokens', 0):,}" + (
+                    f" ({m['params']:,} params x {m.get('tokens_per_param')} tokens/param)" if m.get("params") else
+                    " (given in tokens)"),
                 f"- train tokens: {m['train_tokens']:,}; domain share {m.get('domain_share_actual', 0):.4f} "
                 f"(target {m.get('domain_share_target', 0):.2f})", "",
                 "| source | domain | available tokens | sampled tokens | epochs |", "|---|---|---:|---:|---:|"]
@@ -66,17 +67,22 @@ def _training(work: Path) -> list[str]:
     out: list[str] = []
     for path in sorted(work.rglob("metrics.jsonl")):
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if not records:
+        steps = [r for r in records if r.get("kind") == "train"]
+        last_eval: dict[str, dict[str, Any]] = {}
+        for r in records:
+            if r.get("kind") == "eval":
+                last_eval[r["split"]] = r
+        if not steps and not last_eval:
             continue
-        evals = [r for r in records if any(k.startswith("val_") for k in r)]
-        steps = [r for r in records if "loss" in r]
         out += [f"## Training (`{path.parent.relative_to(work)}`)", ""]
         if steps:
-            out.append(f"- steps logged: {len(steps)}; loss {steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f}")
-        if evals:
-            last = evals[-1]
-            out.append("- last evaluation: " + ", ".join(
-                f"{k} {v:.4g}" for k, v in sorted(last.items()) if k.startswith("val_") and isinstance(v, float)))
+            out.append(f"- {len(steps)} train records up to step {steps[-1].get('step', '?')}; "
+                       f"loss {steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f}")
+        if last_eval:
+            out += ["", "| split | step | loss | perplexity | bits per byte |", "|---|---:|---:|---:|---:|"]
+            for split, r in sorted(last_eval.items()):
+                bpb = f"{r['bpb']:.3f}" if isinstance(r.get("bpb"), float) else "-"
+                out.append(f"| {split} | {r.get('step', '?')} | {r['loss']:.3f} | {r.get('ppl', 0):.1f} | {bpb} |")
         out.append("")
     return out
 
