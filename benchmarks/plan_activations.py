@@ -16,29 +16,10 @@ import subprocess
 import sys
 import time
 
-import torch
 
 from train import plan
-from train.model import ModelConfig, Transformer, param_counts
-
-
-def saved_bytes(cfg: ModelConfig, micro_batch: int, mode: str) -> int:
-    torch.manual_seed(0)
-    model = Transformer(cfg)
-    if mode == "bf16":
-        model = model.to(torch.bfloat16)
-    skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    x = torch.randint(0, cfg.vocab_size, (micro_batch, cfg.seq_len))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
-            model(x, x)
-    return sum(n for ptr, n in storages.items() if ptr not in skip)
+from train.activations import saved_for_backward_bytes as saved_bytes
+from train.model import ModelConfig, param_counts
 
 
 def main() -> None:

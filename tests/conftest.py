@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,12 @@ def finance_docs() -> list[dict]:
 @pytest.fixture(scope="session")
 def general_docs() -> list[dict]:
     return read_jsonl_gz(DATA / "general" / "bbc_nonbusiness.jsonl.gz")
+
+
+def ref_jaccard(a: str, b: str, n: int = 5) -> float:
+    """Independent reference for near-dup tests: regex words, Python sets of word n-gram tuples."""
+    def grams(t: str) -> set[tuple[str, ...]]:
+        w = re.findall(r"[^\W_]+", t.lower())
+        return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+    sa, sb = grams(a), grams(b)
+    return len(sa & sb) / len(sa | sb)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import json
 import random
-import re
 
 import apache_beam as beam
 import pyarrow as pa
@@ -17,14 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import dedup
 from pipelines.components import ConnectedComponents
 from pipelines.documents import schema_with
-
-
-def ref_jaccard(a: str, b: str, n: int = 5) -> float:
-    def grams(t):
-        w = re.findall(r"[^\W_]+", t.lower())
-        return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
-    sa, sb = grams(a), grams(b)
-    return len(sa & sb) / len(sa | sb)
+from tests.conftest import ref_jaccard
 
 
 def edit(text: str, positions: range | list[int], word: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pytest
@@ -10,15 +9,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from filters import exact, minhash
-
-
-def ref_jaccard(a: str, b: str, n: int = 5) -> float:
-    """Independent reference: regex words, Python sets of word n-gram tuples."""
-    def grams(t):
-        w = re.findall(r"[^\W_]+", t.lower())
-        return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
-    sa, sb = grams(a), grams(b)
-    return len(sa & sb) / len(sa | sb)
+from tests.conftest import ref_jaccard
 
 
 def edit_every(text: str, k: int, word: str = "zebra") -> str:

@@ -91,37 +91,14 @@ def test_korthikanti_activation_formula_by_hand():
     assert plan.activation_bytes(shape, 1, checkpointing=True) == 2 * 2 * 8_388_608 + 956_301_312 + logits
 
 
-def _saved_for_backward_bytes(cfg, micro_batch, mode):
-    """Bytes of the distinct tensors autograd keeps for backward in one forward of the trainer's model."""
-    import torch
-
-    from train.model import Transformer
-
-    torch.manual_seed(0)
-    model = Transformer(cfg)
-    if mode == "bf16":  # what FSDP2's MixedPrecisionPolicy(param_dtype=bf16) computes with
-        model = model.to(torch.bfloat16)
-    skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    storages = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    x = torch.randint(0, cfg.vocab_size, (micro_batch, cfg.seq_len))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
-            model(x, x)
-    return sum(n for ptr, n in storages.items() if ptr not in skip)
-
-
 @pytest.mark.parametrize("mode", ["bf16", "fp32", "autocast"])
 def test_trainer_activation_formula_matches_the_trainers_saved_tensors(mode):
+    from train.activations import saved_for_backward_bytes
     from train.model import ModelConfig, param_counts
 
     kw = dict(vocab_size=256, seq_len=64, n_head=4, d_model=128, ffn_hidden=384)
     b = 2
-    one, three = (_saved_for_backward_bytes(ModelConfig(n_layer=n, **kw), b, mode) for n in (1, 3))
+    one, three = (saved_for_backward_bytes(ModelConfig(n_layer=n, **kw), b, mode) for n in (1, 3))
     per_h, per_f = plan.TRAINER_ACT_BYTES[mode]
     per_layer = 64 * b * (per_h * 128 + per_f * 384)
     measured = (three - one) / 2
