@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 WORK ?= work/demo
 BEAM ?= --runner DirectRunner
 CORPORA ?= ../shared/corpora
+DTVENV ?= /tmp/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid clean
+.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid peer-venv clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with test extras (idempotent)
 
-test: setup ## run the whole test suite (CPU only, ~10 min on 2 cores)
+test: setup ## run the whole test suite (CPU only, ~2 min on 2 cores after the install)
 	$(PY) -m pytest tests
 
 lint: setup ## ruff over the code
@@ -109,7 +110,7 @@ demo: setup ## every stage on the embedded sample in data/ -> $(WORK), then the 
 	@echo "demo done: every stage under $(WORK)/; report: $(WORK)/report.md (and report.html); model: $(WORK)/hf"
 
 # -------------------------------------------------------------------------------- benchmarks
-bench: bench-clean bench-html bench-plan ## every benchmark (see benchmarks/RESULTS.md)
+bench: bench-clean bench-html bench-filter bench-langid bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
 	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
@@ -117,7 +118,10 @@ bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python l
 bench-html: setup ## HTML extractors: quality vs hand-checked text, pages/s
 	$(PY) benchmarks/bench_html.py --input $(CORPORA)/html/news_pages.jsonl.gz
 
-bench-tokenize: setup ## tokenize stage tokens/s and MB/s per core vs a plain encode_batch loop
+$(TOKENIZER_DIR)/tokenizer.json:
+	$(MAKE) demo
+
+bench-tokenize: setup $(TOKENIZER_DIR)/tokenizer.json ## tokenize stage tokens/s and MB/s per core vs a plain encode_batch loop
 	$(PY) benchmarks/bench_tokenize.py --tokenizer $(TOKENIZER_DIR)/tokenizer.json
 
 bench-tokenizer: setup ## bytes/token of Unigram, BPE and GPT-2 BPE on held-out domain and general text (~3 min)
@@ -130,9 +134,12 @@ bench-train-gpu: setup ## tokens/s/GPU and MFU for ~125M and ~1B, bf16 + torch.c
 	PYTHON=$(PY) bash benchmarks/gpu_train.sh
 
 NEARDUP ?= $(WORK)/neardup
-DTVENV ?= /tmp/dtvenv
+PEERS ?= $(CORPORA)/../peers
+peer-venv: ## datatrove 0.10.1 in its own venv ($(DTVENV)), offline, for the filter/dedup peer benchmarks
+	test -x $(DTVENV)/bin/python || bash $(PEERS)/setup_datatrove_venv.sh $(DTVENV) /tmp/dtmodel
+
 bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + decision agreement (~5-10 min)
-	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir /tmp/bench_filter
+	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir /tmp/bench_filter --dt-venv $(DTVENV)
 
 bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
 	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py

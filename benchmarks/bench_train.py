@@ -107,6 +107,7 @@ def trainer_run(mix: Path, out: Path, strategy: str, extra: list[str], steps: in
 
 
 def main() -> None:
+    global MICRO_BATCH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--log-every", type=int, default=10)
@@ -114,7 +115,11 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="auto: cuda when this node has >= 2 GPUs, else cpu")
     ap.add_argument("--results", help="write/replace the '## Trainer' section of this markdown file")
+    ap.add_argument("--seq-len", type=int, default=MODEL["seq_len"],
+                    help="tokens per sequence: compute per step grows with it, communication does not")
+    ap.add_argument("--micro-batch", type=int, default=MICRO_BATCH, help="sequences per rank per step")
     args = ap.parse_args()
+    MODEL["seq_len"], MICRO_BATCH = args.seq_len, args.micro_batch
     import torch
 
     from train.bytemix import build_byte_mixture
