@@ -10,6 +10,10 @@ whitespace normalized (``filters/normalize.py``). Outputs: ``OUTPUT/part-*.parqu
 (id, text, source, domain, meta), ``OUTPUT/rejected/`` (records that could not be read
 or are empty after cleaning, with ``reason``, file, line and up to 1 KB of the raw
 record), ``OUTPUT/stats.json``.
+
+One fused map per input split (``pipelines/splits.py``): read, clean, write
+``part-<split>-<roll>.parquet`` in input order. No document crosses a shuffle, so memory is
+flat in the corpus size and the bytes are the same on any runner or worker count.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from pipelines.documents import DOMAINS
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, expand_inputs, prepare_output_dir, snippet,
                           to_document)
 from pipelines.options import fail, parse, run_stage, stage_parser
-from pipelines.stats import WriteStats, removed_reason, tally
-from pipelines.transforms import REJECTED, ReadFiles, ReadHFDataset, write_documents, write_side_records
+from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.stats import WriteStats
 
 STAGE = "clean"
 log = logging.getLogger(__name__)
@@ -89,30 +93,44 @@ def build_parser():
     return parser
 
 
+class CleanSplit(beam.DoFn):
+    """One input split -> its cleaned documents (``part-<split>-*.parquet``) and its rejections;
+    yields the split's ``(count key, n)`` pairs."""
+
+    def __init__(self, output: str, convert, part_mb: float):
+        self.output, self.convert, self.part_mb = output, convert, part_mb
+
+    def setup(self):
+        self.progress = Progress(STAGE)
+
+    def process(self, split):
+        counts = SplitCounts(STAGE)
+        docs = ParquetParts(self.output, split, part_mb=self.part_mb)
+        rejected = JsonlPart(self.output, split, "rejected")
+        for _, doc in read_split(split, self.convert, STAGE):
+            counts.add("input")
+            if isinstance(doc, Rejected):
+                rejected.write(doc.to_dict())
+                counts.add("removed/" + doc.reason)
+            else:
+                docs.write(doc)
+        counts.add("output", docs.close())
+        rejected.close()
+        self.progress.done(split, counts.counts["input"])
+        yield from counts.pairs()
+
+
 def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
     convert = functools.partial(read_and_clean, source=args.source, domain=args.domain, text_format=args.format,
                                 extractor=args.html_extractor, max_text_bytes=args.max_text_bytes)
-    reads = []
-    if files:
-        reads.append(pipeline | "Read files" >> ReadFiles(files, convert))
+    hf = None
     if args.hf_dataset:
-        reads.append(pipeline | "Read HF dataset" >> ReadHFDataset(
-            args.hf_dataset, args.hf_split, args.hf_config, args.hf_shards, convert,
-            args.hf_text_field, args.hf_id_field))
-    if len(reads) == 1:
-        docs, rejected = reads[0].records, reads[0][REJECTED]
-    else:
-        docs = [r.records for r in reads] | "All records" >> beam.Flatten()
-        rejected = [r[REJECTED] for r in reads] | "All rejects" >> beam.Flatten()
-    written = write_documents(docs, args.output, args.num_shards)
-    write_side_records(rejected, args.output, "rejected")
-    pairs = (
-        tally(docs, STAGE, "input", label="Count read docs"),
-        tally(rejected, STAGE, "input", label="Count read rejects"),
-        tally(written, STAGE, "output", weight=lambda n: n, label="Count written"),
-        tally(rejected, STAGE, removed_reason, label="Count reasons"),
-    )
-    pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output)
+        hf = {"name": args.hf_dataset, "split": args.hf_split, "config": args.hf_config, "shards": args.hf_shards,
+              "text_field": args.hf_text_field, "id_field": args.hf_id_field}
+    (pipeline
+     | "Splits" >> ReadSplits(files, args.split_mb, hf)
+     | "Clean splits" >> beam.ParDo(CleanSplit(args.output, convert, args.part_mb))
+     | "Stats" >> WriteStats(STAGE, args.output))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -124,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error("--hf-dataset needs --source NAME")
     try:
         files = expand_inputs(args.input) if args.input else []
+        if files:
+            describe_inputs(STAGE, files)
         prepare_output_dir(args.output, ["rejected"])
     except InputError as exc:
         fail(str(exc))

@@ -28,6 +28,9 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from filters.rules import DocumentFilter, FilterConfig
 from pipelines.documents import schema_with
@@ -40,14 +43,15 @@ from pipelines.io import (
     write_json,
 )
 from pipelines.options import parse, run_stage, stage_parser
-from pipelines.stats import WriteStats, removed_reason, tally
-from pipelines.transforms import REJECTED, ReadFiles, write_documents, write_side_records
+from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.stats import WriteStats
 
 STAGE = "filter"
 REMOVED = "removed"
 SNIPPET_CHARS = 300  # characters of a removed document kept in removed/ for the report
 HISTOGRAM_BINS = 10_000  # resolution of the top-fraction quantile (scores are in [0, 1])
 REASONS_COLUMN = "filter_reasons"
+SCORED = "_scored"  # kept documents waiting for the top-fraction cut (removed after the run)
 log = logging.getLogger(__name__)
 
 
@@ -58,21 +62,29 @@ def as_document(record: dict[str, Any], path: str, line: int) -> dict[str, Any] 
     return record
 
 
-class JudgeDocuments(beam.DoFn):
-    """Applies a :class:`DocumentFilter` (models loaded once per worker in ``setup``).
+class FilterSplit(beam.DoFn):
+    """One input split through a :class:`DocumentFilter` (models loaded once per worker in ``setup``).
 
-    Main output: documents still in the running (annotated with lang, scores and, in annotate
-    mode, their failures); ``removed``: removal records.
+    Writes the kept documents (annotated with lang, scores and, in annotate mode, their
+    failures) to ``part-<split>-*.parquet``, removal records to ``removed/``, unreadable rows
+    to ``rejected/``. With top-fraction classifiers the kept documents go to ``_scored/``
+    instead and the split also yields, on the ``scores`` output, one histogram of their
+    scores per classifier and, on ``parts``, the files it wrote: the cut is applied by
+    :class:`CutPart` once the corpus-wide threshold is known.
     """
 
-    def __init__(self, config: dict[str, Any], annotate: bool, snippet_chars: int = SNIPPET_CHARS):
-        self.config, self.annotate, self.snippet_chars = config, annotate, snippet_chars
+    def __init__(self, config: dict[str, Any], annotate: bool, output: str, schema: pa.Schema, part_mb: float,
+                 snippet_chars: int = SNIPPET_CHARS):
+        self.config, self.annotate, self.output, self.schema = config, annotate, output, schema
+        self.part_mb, self.snippet_chars = part_mb, snippet_chars
         self.filter: DocumentFilter | None = None
 
     def setup(self):
         self.filter = DocumentFilter(FilterConfig.from_dict(self.config))
+        self.top = [c for c in self.filter.config.classifiers if c.top_fraction is not None]
+        self.progress = Progress(STAGE)
 
-    def process(self, doc: dict[str, Any]):
+    def judge(self, doc: dict[str, Any]) -> tuple[dict[str, Any], str | None, list[str]]:
         verdict = self.filter.judge(doc["text"], doc.get("source") or "", self.annotate)
         out = {
             **doc,
@@ -81,14 +93,105 @@ class JudgeDocuments(beam.DoFn):
         }
         for c in self.filter.config.classifiers:
             out[c.column] = verdict.scores.get(c.column)
-        if self.annotate:
-            out[REASONS_COLUMN] = list(verdict.failed)
-            yield out
-        elif verdict.reason is None:
+        if not self.annotate and verdict.reason is None:
             out["text"] = verdict.text
-            yield out
+        return out, verdict.reason, list(verdict.failed)
+
+    def process(self, split):
+        counts = SplitCounts(STAGE)
+        kept = ParquetParts(self.output, split, self.schema, self.part_mb, folder=SCORED if self.top else "")
+        removed = JsonlPart(self.output, split, REMOVED)
+        rejected = JsonlPart(self.output, split, "rejected")
+        histograms = {c.name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for c in self.top}
+        for _, doc in read_split(split, as_document, STAGE):
+            counts.add("input")
+            if isinstance(doc, Rejected):
+                rejected.write(doc.to_dict())
+                counts.add("removed/" + doc.reason)
+                continue
+            try:
+                out, reason, failed = self.judge(doc)
+            except Exception as exc:  # one document the rules cannot judge is removed alone
+                reason = f"record_error:{type(exc).__name__}"
+                removed.write(removal_record(doc, reason, self.snippet_chars))
+                counts.add("removed/" + reason)
+                continue
+            if self.annotate:
+                out[REASONS_COLUMN] = json.dumps(failed)
+                for key in failure_keys(failed):
+                    counts.add(key)
+            elif reason is not None:
+                removed.write(removal_record(out, reason, self.snippet_chars))
+                counts.add("removed/" + reason)
+                continue
+            for c in self.top:
+                score = out.get(c.column)
+                if score is not None and not (self.annotate and failed):
+                    histograms[c.name][min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+            kept.write(out)
+        written = kept.close()
+        removed.close()
+        rejected.close()
+        self.progress.done(split, counts.counts["input"])
+        if self.top:
+            for name, hist in histograms.items():
+                yield beam.pvalue.TaggedOutput("scores", (name, hist))
+            for path in kept.files:
+                yield beam.pvalue.TaggedOutput("parts", path)
         else:
-            yield beam.pvalue.TaggedOutput(REMOVED, removal_record(out, verdict.reason, self.snippet_chars))
+            counts.add("output", written)
+        yield from counts.pairs()
+
+
+class CutPart(beam.DoFn):
+    """One ``_scored/`` part -> the final part of the same name, without the documents under a
+    top-fraction classifier's corpus-wide threshold (in annotate mode: with that failure added)."""
+
+    def __init__(self, classifiers: list[dict[str, Any]], annotate: bool, output: str, schema: pa.Schema,
+                 snippet_chars: int = SNIPPET_CHARS):
+        self.classifiers, self.annotate, self.output, self.schema = classifiers, annotate, output, schema
+        self.snippet_chars = snippet_chars
+
+    def process(self, path: str, thresholds: dict[str, float]):
+        name = path.rsplit("/", 1)[-1]
+        counts = SplitCounts(STAGE)
+        table = None
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            parquet = pq.ParquetFile(f)
+            sink = FileSystems.create(f"{self.output.rstrip('/')}/{name}")
+            writer = pq.ParquetWriter(sink, self.schema, compression="zstd")
+            removed = None
+            for g in range(parquet.metadata.num_row_groups):
+                kept = []
+                for doc in parquet.read_row_group(g).to_pylist():
+                    failed = [c["reason"] for c in self.classifiers
+                              if doc.get(c["column"]) is not None and doc[c["column"]] < thresholds[c["name"]]]
+                    if failed and not self.annotate:
+                        if removed is None:
+                            removed = FileSystems.create(
+                                f"{self.output.rstrip('/')}/{REMOVED}/{name.removesuffix('.parquet')}-cut.jsonl")
+                        record = removal_record(doc, failed[0], self.snippet_chars)
+                        removed.write((json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
+                                       + "\n").encode("utf-8", "surrogatepass"))
+                        counts.add("removed/" + failed[0])
+                        continue
+                    if failed:
+                        before = json.loads(doc[REASONS_COLUMN])
+                        doc = {**doc, REASONS_COLUMN: json.dumps(before + failed)}
+                        for key in failure_keys(before + failed):
+                            counts.add(key)
+                        for key in failure_keys(before):
+                            counts.add(key, -1)
+                    kept.append(doc)
+                table = pa.Table.from_pylist(kept, schema=self.schema)
+                if table.num_rows:
+                    writer.write_table(table, row_group_size=table.num_rows)
+                counts.add("output", len(kept))
+            writer.close()
+            sink.close()
+            if removed is not None:
+                removed.close()
+        yield from counts.pairs()
 
 
 def removal_record(doc: dict[str, Any], reason: str, snippet_chars: int = SNIPPET_CHARS) -> dict[str, Any]:
@@ -143,43 +246,6 @@ def top_fraction_threshold(histogram: np.ndarray, fraction: float) -> float:
     return (HISTOGRAM_BINS - top_bins) / HISTOGRAM_BINS
 
 
-def apply_top_fractions(pcoll, classifiers, annotate: bool):
-    """Cut each top-fraction classifier at its corpus-wide quantile (pipeline-computed)."""
-    cuts = {}
-    for c in classifiers:
-        if c.top_fraction is None:
-            continue
-
-        def candidate_scores(doc, c=c):
-            if annotate and doc[REASONS_COLUMN]:
-                return []
-            score = doc.get(c.column)
-            return [] if score is None else [score]
-
-        cuts[c.name] = (
-            pcoll
-            | f"Scores {c.name}" >> beam.FlatMap(candidate_scores)
-            | f"Histogram {c.name}" >> beam.CombineGlobally(ScoreHistogram())
-            | f"Threshold {c.name}" >> beam.Map(top_fraction_threshold, c.top_fraction)
-        )
-    if not cuts:
-        return pcoll, {}
-
-    def cut(doc, **thresholds):
-        for c in classifiers:
-            score = doc.get(c.column)
-            if c.name in thresholds and score is not None and score < thresholds[c.name]:
-                if not annotate:
-                    yield beam.pvalue.TaggedOutput(REMOVED, removal_record(doc, c.reason))
-                    return
-                doc = {**doc, REASONS_COLUMN: doc[REASONS_COLUMN] + [c.reason]}
-        yield doc
-
-    side = {name: beam.pvalue.AsSingleton(pc) for name, pc in cuts.items()}
-    out = pcoll | "Top fractions" >> beam.FlatMap(cut, **side).with_outputs(REMOVED, main="kept")
-    return out, cuts
-
-
 # ------------------------------------------------------------------------------ the stage
 
 
@@ -217,42 +283,35 @@ def build_parser():
     return parser
 
 
-def failure_keys(doc: dict[str, Any]) -> list[str]:
+def failure_keys(reasons: list[str]) -> list[str]:
     """Annotate mode counters: ``would_remove/<first reason>`` and ``fails/<reason>`` for each."""
-    reasons = json.loads(doc[REASONS_COLUMN])
     return ([f"would_remove/{reasons[0]}"] if reasons else []) + [f"fails/{r}" for r in reasons]
 
 
 def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig, schema: pa.Schema) -> None:
     annotate = args.annotate_only
-    read = pipeline | "Read" >> ReadFiles(files, as_document)
-    docs, rejected = read.records, read[REJECTED]
-    judged = docs | "Judge" >> beam.ParDo(
-        JudgeDocuments(config.to_dict(), annotate, args.snippet_chars)
-    ).with_outputs(REMOVED, main="kept")
-    kept, removed = judged.kept, judged[REMOVED]
-    cut, thresholds = apply_top_fractions(kept, config.classifiers, annotate)
-    if thresholds:
-        kept = cut.kept
-        removed = (removed, cut[REMOVED]) | "All removed" >> beam.Flatten()
-    if annotate:
-        kept = kept | "Reasons as JSON" >> beam.Map(
-            lambda d: {**d, REASONS_COLUMN: json.dumps(d[REASONS_COLUMN])}
-        )
-    written = write_documents(kept, args.output, args.num_shards, schema=schema)
-    write_side_records(removed, args.output, REMOVED, args.num_shards, key=removed_key)
-    write_side_records(rejected, args.output, "rejected")
-    pairs = [
-        tally(docs, STAGE, "input", label="Count read docs"),
-        tally(rejected, STAGE, "input", label="Count read rejects"),
-        tally(written, STAGE, "output", weight=lambda n: n, label="Count written"),
-        tally(removed, STAGE, removed_reason, label="Count removed"),
-        tally(rejected, STAGE, removed_reason, label="Count rejected"),
-    ]
-    if annotate:
-        reasons = kept | "Failures" >> beam.FlatMap(failure_keys)
-        pairs.append(tally(reasons, STAGE, lambda key: key, label="Count failures"))
-    extra = {f"threshold/{name}": pc for name, pc in thresholds.items()}
+    judged = (pipeline
+              | "Splits" >> ReadSplits(files, args.split_mb)
+              | "Filter splits" >> beam.ParDo(FilterSplit(config.to_dict(), annotate, args.output, schema,
+                                                          args.part_mb, args.snippet_chars))
+              .with_outputs("scores", "parts", main="counts"))
+    pairs = [judged.counts]
+    extra = {}
+    top = [c for c in config.classifiers if c.top_fraction is not None]
+    if top:
+        fractions = {c.name: c.top_fraction for c in top}
+        thresholds = (judged.scores
+                      | "Sum histograms" >> beam.CombinePerKey(lambda hs: sum(hs, np.zeros(HISTOGRAM_BINS, np.int64)))
+                      | "Thresholds" >> beam.MapTuple(lambda name, h: (name, top_fraction_threshold(h, fractions[name])))
+                      | "As dict" >> beam.combiners.ToDict())
+        for c in top:  # a classifier no document reached still gets a (zero) threshold
+            extra[f"threshold/{c.name}"] = thresholds | f"Threshold {c.name}" >> beam.Map(
+                lambda t, name=c.name: t.get(name, 0.0))
+        cut = [{"name": c.name, "column": c.column, "reason": c.reason} for c in top]
+        pairs.append(judged.parts
+                     | "Spread parts" >> beam.Reshuffle()
+                     | "Cut top fractions" >> beam.ParDo(CutPart(cut, annotate, args.output, schema, args.snippet_chars),
+                                                         beam.pvalue.AsSingleton(thresholds)))
     pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
 
 
@@ -263,14 +322,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = expand_inputs(args.input)
         schema = output_schema(read_parquet_schema(files), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts
-        prepare_output_dir(args.output, [REMOVED, "rejected"])
+        describe_inputs(STAGE, files)
+        prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
         write_json(
             f"{args.output.rstrip('/')}/filter_config.json",
             {"annotate_only": args.annotate_only, "config": config.to_dict()},
         )
     except (InputError, ValueError, FileNotFoundError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    return run_stage(STAGE, lambda p: build(p, args, files, config, schema), options, args.output)
+    stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema), options, args.output)
+    remove_scored(args.output)
+    return stats
+
+
+def remove_scored(output: str) -> None:
+    """Delete the ``_scored/`` parts once the top-fraction cut has written the final ones."""
+    scored = [m.path for m in FileSystems.match([f"{output.rstrip('/')}/{SCORED}/part-*"])[0].metadata_list]
+    if scored:
+        FileSystems.delete(scored)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,15 @@ from typing import Any, NoReturn
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipelines.io import InputError
+from pipelines.splits import DEFAULT_PART_MB, DEFAULT_SPLIT_MB
 from pipelines.stats import format_stats, load_stats
 
 DEFAULT_RUNNER = "DirectRunner"
+# Runners that honour --dry_run (Beam 2.77: only DataflowRunner.run_pipeline reads TestOptions.dry_run).
+DRY_RUN_RUNNERS = ("dataflowrunner", "testdataflowrunner")
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -32,8 +35,12 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
                                             "--setup_file ./setup.py, or --direct_num_workers 2 "
                                             "--direct_running_mode multi_processing).")
     parser.add_argument("--output", required=True, help="stage directory (local path or gs://...)")
-    parser.add_argument("--num-shards", type=int, default=4,
-                        help="output Parquet shards (aim for 100-500 MB each at scale; default 4)")
+    parser.add_argument("--split-mb", type=float, default=DEFAULT_SPLIT_MB,
+                        help="input per unit of work: Parquet row groups and byte ranges of uncompressed "
+                             f"JSON Lines are cut into splits of about this many MB (default {DEFAULT_SPLIT_MB})")
+    parser.add_argument("--part-mb", type=float, default=DEFAULT_PART_MB,
+                        help="an output Parquet part rolls over past this many MB of text "
+                             f"(default {DEFAULT_PART_MB})")
     return parser
 
 
@@ -42,12 +49,33 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[
     for prev, token in zip([""] + beam_args, beam_args):
         if not token.startswith("-") and (not prev.startswith("-") or "=" in prev):
             parser.error(f"unexpected argument {token!r} (to give several inputs, repeat --input)")
-    if getattr(args, "num_shards", 1) < 1:
-        parser.error("--num-shards must be >= 1")
+    if getattr(args, "split_mb", 1) <= 0 or getattr(args, "part_mb", 1) <= 0:
+        parser.error("--split-mb and --part-mb must be > 0")
     options = PipelineOptions(beam_args)
     if not options.view_as(StandardOptions).runner:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
     return args, options
+
+
+def _runner_name(options: PipelineOptions) -> str:
+    runner = options.view_as(StandardOptions).runner or DEFAULT_RUNNER
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    name = name.rsplit(".", 1)[-1].lower()
+    return name if name.endswith("runner") else name + "runner"  # Beam also accepts "dataflow"
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """``--dry_run True`` on a runner that honours it (DataflowRunner): the pipeline is translated
+    and the ``--setup_file`` package built locally, then ``run()`` returns before any credentials,
+    staging upload or job submission. Nothing runs, so nothing is written and no stats.json appears.
+    On other runners Beam ignores ``--dry_run`` and the pipeline runs for real: this returns False."""
+    return bool(options.view_as(TestOptions).dry_run) and _runner_name(options) in DRY_RUN_RUNNERS
+
+
+def writes_output(options: PipelineOptions) -> bool:
+    """Whether a stage's ``main`` should create/clear its output directory (and write side files
+    such as configs) before the pipeline: False under a dry run, which must leave no trace."""
+    return not is_dry_run(options)
 
 
 def stage_counters(result: Any, stage: str) -> dict[str, int] | None:
@@ -74,6 +102,7 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
     """Build and run a stage's pipeline, wait, then print and return its ``stats.json``.
 
     The returned dict also holds ``"metrics"``: the Beam counters, checked against the file.
+    Under a dry run (``is_dry_run``) nothing runs: returns ``{"stage": stage, "dry_run": True}``.
     Exits with status 2 on user errors (bad paths, options) and 3 when the stats do not balance.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,6 +116,13 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
         result.wait_until_finish()
     except InputError as exc:
         fail(str(exc))
+    if is_dry_run(options):
+        print(f"{stage}: dry run: the pipeline was translated and packaged, nothing ran "
+              f"({time.perf_counter() - t0:.1f} s)")
+        return {"stage": stage, "dry_run": True}
+    if options.view_as(TestOptions).dry_run:
+        print(f"warning: --dry_run is honoured only by DataflowRunner; {stage} ran on "
+              f"{_runner_name(options)}", file=sys.stderr)
     stats = load_stats(output_dir)
     print(format_stats(stats))
     counters = stage_counters(result, stage)

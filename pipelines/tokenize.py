@@ -4,15 +4,17 @@
         --tokenizer work/tokenizer/tokenizer.json [--num-shards 4] [--batch-size 256] [Beam options]
 
 Documents are encoded in batches (``encode_batch``), each followed by ``<|endoftext|>``.
-A source's documents go to ``--num-shards`` shards by a stable hash of their id and are
-sorted by id inside a shard, so the same input gives the same bytes on any runner.
+Each input split (``pipelines/splits.py``) writes its own shards, one per (domain, source)
+it holds, in input order, rolling over at ``--part-mb`` of tokens: token arrays never go
+through a shuffle, memory is one split's open shards, and the same input gives the same
+bytes on any runner or worker count.
 
 Output (the shard format is ``mixtures/shards.py``)::
 
-    OUTPUT/<domain>/<source>/part-0000i-of-0000n.tokens.npy     token ids (uint16 if the vocabulary fits,
+    OUTPUT/<domain>/<source>/part-<split>-<roll>.tokens.npy     token ids (uint16 if the vocabulary fits,
                                                                 else uint32)
-    OUTPUT/<domain>/<source>/part-0000i-of-0000n.docs.npy       document boundaries (int64, n_docs + 1)
-    OUTPUT/<domain>/<source>/part-0000i-of-0000n.index.parquet  per document: source, id, UTF-8 bytes
+    OUTPUT/<domain>/<source>/part-<split>-<roll>.docs.npy       document boundaries (int64, n_docs + 1)
+    OUTPUT/<domain>/<source>/part-<split>-<roll>.index.parquet  per document: source, id, UTF-8 bytes
     OUTPUT/removed/part-*.jsonl                                 documents not tokenized, with ``reason``
     OUTPUT/tokenizer.json                                       the tokenizer used (a copy)
     OUTPUT/stats.json                                           input == output + removed; per-source
@@ -42,15 +44,16 @@ from apache_beam.io.filesystems import FileSystems
 
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
 from mixtures.tokenizer import encode_documents, eos_id
-from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, shard_of, snippet
+from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, snippet
 from pipelines.options import parse, run_stage, stage_parser
-from pipelines.stats import WriteStats, removed_reason, tally
-from pipelines.transforms import REJECTED, ReadFiles, write_side_records
+from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.stats import WriteStats
 
 STAGE = "tokenize"
 REMOVED = "removed"
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_BATCH = 256  # documents per encode_batch call
+COLUMNS = ("id", "source", "domain", "text")  # what tokenizing reads of a curated row
 
 
 def safe_name(name: str) -> str:
@@ -72,14 +75,56 @@ def to_slim_document(record: dict[str, Any], path: str, line: int) -> dict[str, 
             "text": record["text"]}
 
 
-class EncodeBatch(beam.DoFn):
-    """A batch of documents -> ``((domain, source, shard), (id, n_bytes, token bytes))`` per document.
+class SourceShard:
+    """The tokens of one (domain, source) inside one split, written as shards that roll over at
+    ``part_tokens`` tokens (the npy header needs the length, so a shard is held until written)."""
 
-    Token ids travel as raw bytes of the shard dtype (cheap to encode between stages).
+    def __init__(self, output: str, split, domain: str, source: str, dtype: np.dtype, part_tokens: int):
+        self.where = source_dir(domain, source)
+        self.base = f"{output.rstrip('/')}/{self.where}"
+        self.split, self.domain, self.source, self.dtype, self.part_tokens = split, domain, source, dtype, part_tokens
+        self.docs: list[np.ndarray] = []
+        self.ids: list[str] = []
+        self.n_bytes: list[int] = []
+        self.tokens = self.roll = 0
+        self.total = {"dir": self.where, "source": source, "domain": domain, "shards": 0, "docs": 0, "tokens": 0,
+                      "bytes": 0}
+
+    def add(self, doc_id: str, n_bytes: int, ids: np.ndarray) -> None:
+        self.docs.append(ids)
+        self.ids.append(doc_id)
+        self.n_bytes.append(n_bytes)
+        self.tokens += ids.size
+        if self.tokens >= self.part_tokens:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.docs:
+            return
+        tokens = np.concatenate(self.docs).astype(self.dtype, copy=False)
+        offsets = np.zeros(len(self.docs) + 1, dtype=np.int64)
+        np.cumsum([d.size for d in self.docs], out=offsets[1:])
+        prefix = f"{self.base}/part-{self.split.name}-{self.roll:03d}"
+        _create(prefix + TOKENS_SUFFIX, npy_bytes(tokens))
+        _create(prefix + DOCS_SUFFIX, npy_bytes(offsets))
+        _create(prefix + INDEX_SUFFIX, doc_index_bytes([self.source] * len(self.ids), self.ids, self.n_bytes))
+        t = self.total
+        t["shards"] += 1
+        t["docs"] += len(self.docs)
+        t["tokens"] += int(tokens.size)
+        t["bytes"] += int(sum(self.n_bytes))
+        self.docs, self.ids, self.n_bytes, self.tokens = [], [], [], 0
+        self.roll += 1
+
+
+class TokenizeSplit(beam.DoFn):
+    """One curated split -> its token shards per (domain, source), removals, and counts.
+
+    Main output: ``(count key, n)`` pairs; ``sources``: ``(dir, counts)`` per source shard set.
     """
 
-    def __init__(self, tokenizer_json: str, num_shards: int):
-        self.tokenizer_json, self.num_shards = tokenizer_json, num_shards
+    def __init__(self, tokenizer_json: str, output: str, batch_size: int, part_mb: float):
+        self.tokenizer_json, self.output, self.batch_size, self.part_mb = tokenizer_json, output, batch_size, part_mb
 
     def setup(self):
         from tokenizers import Tokenizer
@@ -87,41 +132,64 @@ class EncodeBatch(beam.DoFn):
         self.tok = Tokenizer.from_str(self.tokenizer_json)
         self.eos = eos_id(self.tok)
         self.dtype = token_dtype(self.tok.get_vocab_size())
+        self.part_tokens = max(1, int(self.part_mb * (1 << 20)) // self.dtype.itemsize)
+        self.progress = Progress(STAGE)
 
-    def process(self, batch: list[dict[str, str]]):
-        arrays = encode_documents(self.tok, [d["text"] for d in batch], self.eos, self.dtype)
-        for doc, ids in zip(batch, arrays):
-            if ids.size == 1:  # nothing but the EOS we appended
-                yield beam.pvalue.TaggedOutput(REMOVED, {"reason": "empty_tokenization", "source": doc["source"],
-                                                         "id": doc["id"], "raw": snippet(doc["text"])})
+    def process(self, split):
+        counts = SplitCounts(STAGE)
+        removed = JsonlPart(self.output, split, REMOVED)
+        shards: dict[tuple[str, str], SourceShard] = {}
+        batch: list[dict[str, str]] = []
+
+        def encode(batch):
+            try:
+                arrays = encode_documents(self.tok, [d["text"] for d in batch], self.eos, self.dtype)
+            except Exception:  # one bad document must not cost the batch: encode one by one
+                arrays = []
+                for d in batch:
+                    try:
+                        arrays.append(encode_documents(self.tok, [d["text"]], self.eos, self.dtype)[0])
+                    except Exception as exc:
+                        arrays.append(exc)
+            for doc, ids in zip(batch, arrays):
+                reason = (f"record_error:{type(ids).__name__}" if isinstance(ids, Exception)
+                          else "empty_tokenization" if ids.size == 1 else None)  # nothing but the EOS
+                if reason:
+                    removed.write({"reason": reason, "source": doc["source"], "id": doc["id"],
+                                   "raw": snippet(doc["text"])})
+                    counts.add("removed/" + reason)
+                    continue
+                key = (doc["domain"], doc["source"])
+                shard = shards.get(key)
+                if shard is None:
+                    shard = shards[key] = SourceShard(self.output, split, *key, self.dtype, self.part_tokens)
+                shard.add(doc["id"], len(doc["text"].encode("utf-8", "surrogatepass")), ids)
+
+        for _, doc in read_split(split, to_slim_document, STAGE, columns=list(COLUMNS)):
+            counts.add("input")
+            if isinstance(doc, Rejected):
+                removed.write(doc.to_dict())
+                counts.add("removed/" + doc.reason)
                 continue
-            key = (doc["domain"], doc["source"], shard_of(doc["id"], self.num_shards))
-            yield key, (doc["id"], len(doc["text"].encode("utf-8", "surrogatepass")), ids.tobytes())
+            batch.append(doc)
+            if len(batch) >= self.batch_size:
+                encode(batch)
+                batch = []
+        if batch:
+            encode(batch)
+        removed.close()
+        for shard in shards.values():
+            shard.flush()
+            counts.add("output", shard.total["docs"])
+            counts.add("tokens", shard.total["tokens"])
+            yield beam.pvalue.TaggedOutput("sources", (shard.where, shard.total))
+        self.progress.done(split, counts.counts["input"])
+        yield from counts.pairs()
 
 
 def _create(path: str, payload: bytes) -> None:
     with FileSystems.create(path) as f:
         f.write(payload)
-
-
-def write_source_shard(item: tuple[tuple[str, str, int], Any], output: str, num_shards: int,
-                       dtype_name: str) -> dict[str, Any]:
-    """Write one ``(domain, source, shard)`` group as tokens + docs + index files; returns its counts."""
-    (domain, source, index), rows = item
-    rows = sorted(rows, key=lambda r: (r[0], r[2]))
-    dtype = np.dtype(dtype_name)
-    docs = [np.frombuffer(r[2], dtype=dtype) for r in rows]
-    tokens = np.concatenate(docs)
-    offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-    np.cumsum([d.size for d in docs], out=offsets[1:])
-    n_bytes = [r[1] for r in rows]
-    where = source_dir(domain, source)
-    prefix = f"{output.rstrip('/')}/{where}/part-{index:05d}-of-{num_shards:05d}"
-    _create(prefix + TOKENS_SUFFIX, npy_bytes(tokens))
-    _create(prefix + DOCS_SUFFIX, npy_bytes(offsets))
-    _create(prefix + INDEX_SUFFIX, doc_index_bytes([source] * len(rows), [r[0] for r in rows], n_bytes))
-    return {"dir": where, "source": source, "domain": domain, "shards": 1, "docs": len(rows),
-            "tokens": int(tokens.size), "bytes": int(sum(n_bytes))}
 
 
 def merge_source_counts(parts: Any) -> dict[str, Any]:
@@ -144,7 +212,6 @@ def build_parser():
                         help="curated stage directory (its part-*.parquet) or Parquet glob; repeatable")
     parser.add_argument("--tokenizer", required=True, help="tokenizer.json (or the directory holding it)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="documents per encode_batch call")
-    parser.set_defaults(num_shards=4)
     return parser
 
 
@@ -172,7 +239,7 @@ def prepare_token_output(output: str, tokenizer_json: str) -> None:
     prepare_output_dir(output, [REMOVED])
     stale = []
     for suffix in (TOKENS_SUFFIX, DOCS_SUFFIX, INDEX_SUFFIX):
-        pattern = FileSystems.join(output, "*", "*", f"part-*-of-*{suffix}")
+        pattern = FileSystems.join(output, "*", "*", f"part-*{suffix}")
         stale += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
     if stale:
         FileSystems.delete(stale)
@@ -180,33 +247,16 @@ def prepare_token_output(output: str, tokenizer_json: str) -> None:
 
 
 def build(pipeline: beam.Pipeline, args, files: list[str], tokenizer_json: str, info: dict[str, Any]) -> None:
-    read = pipeline | "Read" >> ReadFiles(files, to_slim_document)
-    docs, rejected = read.records, read[REJECTED]
-    encoded = (docs
-               | "Batch" >> beam.BatchElements(min_batch_size=args.batch_size, max_batch_size=args.batch_size)
-               | "Encode" >> beam.ParDo(EncodeBatch(tokenizer_json, args.num_shards)).with_outputs(REMOVED,
-                                                                                                  main="tokens"))
-    write = functools.partial(write_source_shard, output=args.output, num_shards=args.num_shards,
-                              dtype_name=info["dtype"])
-    written = (encoded.tokens
-               | "Group shards" >> beam.GroupByKey()
-               | "Write shards" >> beam.Map(write))
-    removed = (encoded[REMOVED], rejected) | "All removed" >> beam.Flatten()
-    write_side_records(removed, args.output, REMOVED, key=removed_key, label="Write removed")
-    sources = (written
-               | "By source" >> beam.Map(lambda r: (r["dir"], r))
+    out = (pipeline
+           | "Splits" >> ReadSplits(files, args.split_mb)
+           | "Tokenize splits" >> beam.ParDo(TokenizeSplit(tokenizer_json, args.output, args.batch_size, args.part_mb))
+           .with_outputs("sources", main="counts"))
+    sources = (out.sources
                | "Sum per source" >> beam.CombinePerKey(merge_source_counts)
                | "Sources" >> beam.combiners.ToDict()
                | "Sort sources" >> beam.Map(lambda d: dict(sorted(d.items()))))
-    pairs = (
-        tally(docs, STAGE, "input", label="Count read docs"),
-        tally(rejected, STAGE, "input", label="Count read rejects"),
-        tally(written, STAGE, "output", weight=lambda r: r["docs"], label="Count written"),
-        tally(written, STAGE, "tokens", weight=lambda r: r["tokens"], label="Count tokens"),
-        tally(removed, STAGE, removed_reason, label="Count reasons"),
-    )
     extra = {"sources": sources, "tokenizer": pipeline | "Tokenizer info" >> beam.Create([info])}
-    pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
+    out.counts | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -215,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("error: --batch-size must be >= 1")
     try:
         files = expand_inputs(args.input)
+        describe_inputs(STAGE, files)
         tokenizer_json, info = tokenizer_info(args.tokenizer)
         prepare_token_output(args.output, tokenizer_json)
     except InputError as exc:

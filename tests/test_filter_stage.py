@@ -66,7 +66,7 @@ def read_removed(directory: str) -> list[dict]:
 
 def test_stage_run_balances_and_writes_kept_and_removed(clean_dir, tmp_path, capsys):
     out = str(tmp_path / "filter")
-    stats = stage.main(["--input", clean_dir, "--output", out, "--num-shards", "2"])
+    stats = stage.main(["--input", clean_dir, "--output", out])
     assert stats["input"] == 48 and stats["balanced"]
     assert stats["input"] == stats["output"] + sum(stats["removed"].values())
     kept, removed = read_dir(out), read_removed(out)
@@ -86,7 +86,7 @@ def test_stage_run_balances_and_writes_kept_and_removed(clean_dir, tmp_path, cap
 
 def test_annotate_only_keeps_everything_and_records_every_verdict(clean_dir, tmp_path):
     out = str(tmp_path / "annotate")
-    stats = stage.main(["--input", clean_dir, "--output", out, "--annotate-only", "--num-shards", "1"])
+    stats = stage.main(["--input", clean_dir, "--output", out, "--annotate-only"])
     rows = read_dir(out)
     assert stats["output"] == stats["input"] == len(rows) == 48 and stats["removed"] == {}
     failing = [json.loads(r["filter_reasons"]) for r in rows if json.loads(r["filter_reasons"])]
