@@ -4,18 +4,22 @@
         --output work/dedup [--threshold 0.8] [--ngram 5] [--num-perm 128] [--no-verify] \
         [--cross-source] [--source-priority a,b,c] [--cc-rounds 2] [Beam options]
 
-Graph (every step is a keyed shuffle; nothing needs all documents in one place)::
+Graph (every step is a keyed shuffle of ids, fingerprints, edges or labels; no document text
+ever goes through one)::
 
-    docs --Fingerprint--> ((scope, exact key), (node, band keys))     [+ (node, shingle set) to verify]
+    splits --Fingerprint (per split)--> ((source, id), (node, scope, exact key, band keys))
+      ids:        GroupByKey(source, id): the first occurrence goes on, others -> "duplicate_id"
       exact:      GroupByKey(scope, exact key): min node survives, others -> (node, keeper, "exact")
       buckets:    GroupByKey(scope, band, band key) over exact survivors: a star of edges to the min
-      verify:     (default) both ends' shingle sets meet by edge; keep exact Jaccard >= threshold
+      verify:     (default) the candidates' rows are re-read per split for their shingle sets, which
+                  meet by edge; keep exact Jaccard >= threshold
       components: large-star/small-star rounds + union-find of the residual -> (node, root, "near")
       follow:     exact duplicates take their keeper's root
-      write:      GroupByKey(output shard): documents + labels -> part-*.parquet, duplicates/
+      write:      labels grouped by split; each split is re-read and its survivors written in input
+                  order to part-<split>-*.parquet, the removed ones to duplicates/
 
-A *node* is the string ``"<rank>\\0<source>\\0<id>"``, so "the smallest node" is the
-smallest (source rank, source, id): the order of ``--source-priority``, then domain sources,
+A *node* is the string ``"<rank>\\0<source>\\0<id>\\0<split>:<line>"``, so "the smallest node" is
+the smallest (source rank, source, id, then position in the input): the order of ``--source-priority``, then domain sources,
 then general ones. The *scope* is the source, or one global scope with ``--cross-source``
 (the same article in a finance feed and a web dump is kept once, in the higher-priority
 source). Kept documents keep every input column. Design and scale notes: docs/dedup.md.
@@ -32,14 +36,13 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from filters.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig, jaccard,
+from filters.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig, analyze, jaccard,
                              permutations, word_char_table)
 from pipelines.components import ConnectedComponents
-from pipelines.io import (InputError, expand_inputs, prepare_output_dir, read_parquet_schema, shard_name, shard_of,
-                          write_parquet_file)
+from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, read_parquet_schema
 from pipelines.options import parse, run_stage, stage_parser
-from pipelines.stats import WriteStats, removed_reason, tally
-from pipelines.transforms import REJECTED, ReadFiles, WriteShards, doc_key, write_side_records
+from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.stats import WriteStats, tally
 
 STAGE = "dedup"
 DUPLICATES = "duplicates"
@@ -52,6 +55,7 @@ DEFAULT_CLUSTER_ALARM = 1000  # a near-dup cluster this large is usually a trans
 RESIDUAL_ALARM = 1_000_000  # edges for the one-worker union-find finish (~100 MB of node strings)
 HISTOGRAM_EDGES = (2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 10_001, 100_001)
 SEP = "\x00"
+COLUMNS = ("id", "source", "domain", "text")  # what fingerprinting reads of a row
 log = logging.getLogger(__name__)
 
 
@@ -64,15 +68,24 @@ def source_rank(source: str, domain: str, priority: Sequence[str]) -> int:
     return len(priority) + (0 if domain == "domain" else 1)
 
 
-def node_key(doc: dict[str, Any], priority: Sequence[str] = ()) -> str:
-    """The document's node: its sort order is the survivor order (rank, source, id)."""
-    return f"{source_rank(doc['source'], doc.get('domain') or '', priority):04d}{SEP}{doc['source']}{SEP}{doc['id']}"
+def node_key(doc: dict[str, Any], priority: Sequence[str] = (), where: str = "") -> str:
+    """The document's node: its sort order is the survivor order (rank, source, id, position);
+    ``where`` is ``"<split>:<line>"``, where the document is in the input."""
+    rank = source_rank(doc['source'], doc.get('domain') or '', priority)
+    return f"{rank:04d}{SEP}{doc['source']}{SEP}{doc['id']}{SEP}{where}"
 
 
 def split_node(node: str) -> tuple[str, str]:
     """``(source, id)`` of a node."""
-    _, source, doc_id = node.split(SEP, 2)
+    rest, _ = node.rsplit(SEP, 1)
+    _, source, doc_id = rest.split(SEP, 2)
     return source, doc_id
+
+
+def node_location(node: str) -> tuple[str, int]:
+    """``(split name, line)`` of a node: where to find the document again."""
+    split, line = node.rsplit(SEP, 1)[1].rsplit(":", 1)
+    return split, int(line)
 
 
 def histogram(sizes: Iterable[int], edges: Sequence[int] = HISTOGRAM_EDGES) -> dict[str, int]:
@@ -100,23 +113,94 @@ def verification_set(shingles: np.ndarray) -> bytes:
 
 # ---------------------------------------------------------------------------- Beam steps
 
-class Fingerprint(beam.DoFn):
-    """Document -> ((scope, exact hash), (node, band keys)); shingles on a side output with --verify."""
+def as_dedup_row(record: dict[str, Any], path: str, line: int) -> dict[str, Any]:
+    """What fingerprinting reads of a row: id, source and domain as strings, text (missing = empty)."""
+    return {"id": str(record.get("id") or f"{path.rsplit('/', 1)[-1]}:{line}"),
+            "source": str(record.get("source") or ""), "domain": str(record.get("domain") or ""),
+            "text": record.get("text") if isinstance(record.get("text"), str) else ""}
 
-    def __init__(self, config: MinHashConfig, cross_source: bool, priority: Sequence[str]):
-        self.config, self.cross_source, self.priority = config, cross_source, tuple(priority)
+
+class FingerprintSplit(beam.DoFn):
+    """One input split -> ``((source, id), (node, scope, exact hash, band keys))`` per document.
+
+    Fingerprints are computed in batches (``fingerprint_batch``); unreadable rows go to
+    ``rejected/``. Also yields the split's count pairs on ``counts``.
+    """
+
+    BATCH = 256
+
+    def __init__(self, config: MinHashConfig, cross_source: bool, priority: Sequence[str], output: str):
+        self.config, self.cross_source, self.priority, self.output = config, cross_source, tuple(priority), output
 
     def setup(self):
         word_char_table()
         permutations(self.config.num_perm, self.config.seed)
+        self.progress = Progress(STAGE)
 
-    def process(self, doc: dict[str, Any]):
-        node = node_key(doc, self.priority)
-        scope = "*" if self.cross_source else doc["source"]
-        exact, shingles, keys = self.config.fingerprint(doc.get("text") or "")
-        yield (scope, exact), (node, keys)
-        if self.config.verify and len(keys):
-            yield beam.pvalue.TaggedOutput("shingles", (node, ("s", verification_set(shingles))))
+    def _emit(self, batch: list[tuple[str, dict[str, Any]]]):
+        results = self.config.fingerprint_batch([doc["text"] for _, doc in batch])
+        for (node, doc), (exact, _, keys) in zip(batch, results):
+            scope = "*" if self.cross_source else doc["source"]
+            yield (doc["source"], doc["id"]), (node, scope, exact, b"".join(keys), len(keys))
+
+    def process(self, split):
+        counts = SplitCounts(STAGE)
+        rejected = JsonlPart(self.output, split, "rejected")
+        batch = []
+        for line, doc in read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)):
+            counts.add("input")
+            if isinstance(doc, Rejected):
+                rejected.write(doc.to_dict())
+                counts.add("removed/" + doc.reason)
+                continue
+            batch.append((node_key(doc, self.priority, f"{split.name}:{line}"), doc))
+            if len(batch) >= self.BATCH:
+                yield from self._emit(batch)
+                batch = []
+        if batch:
+            yield from self._emit(batch)
+        rejected.close()
+        self.progress.done(split, counts.counts["input"])
+        for pair in counts.pairs():
+            yield beam.pvalue.TaggedOutput("counts", pair)
+
+
+def first_of_id(item):
+    """One (source, id): its first node goes on to exact/near dedup, any other is a ``duplicate_id``."""
+    _, members = item
+    first = min(m[0] for m in members)
+    for node, scope, exact, keys, n_keys in members:
+        if node != first:
+            yield beam.pvalue.TaggedOutput("duplicate_id", (node, (first, "duplicate_id")))
+        else:
+            size = len(keys) // n_keys if n_keys else 0
+            yield (scope, exact), (node, [keys[i * size:(i + 1) * size] for i in range(n_keys)])
+
+
+class CandidateShingles(beam.DoFn):
+    """One split with the lines of its candidate documents -> ``(node, ("s", shingle set))`` each.
+
+    Re-reads the split (only id, source, domain, text) instead of shuffling every document's
+    shingles: only documents in at least one candidate pair pay for verification.
+    """
+
+    def __init__(self, config: MinHashConfig, priority: Sequence[str]):
+        self.config, self.priority = config, tuple(priority)
+
+    def setup(self):
+        word_char_table()
+
+    def process(self, item):
+        _, grouped = item
+        splits, wanted = list(grouped["split"]), set(grouped["lines"])
+        if not splits or not wanted:
+            return
+        split = splits[0]
+        for line, doc in read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)):
+            if line in wanted and not isinstance(doc, Rejected):
+                _, shingles = analyze(doc["text"], self.config.ngram)
+                node = node_key(doc, self.priority, f"{split.name}:{line}")
+                yield node, ("s", verification_set(shingles))
 
 
 def exact_survivors(item):
@@ -203,44 +287,48 @@ def follow_keepers(item):
 
 def duplicate_record(doc: dict[str, Any], cluster: str, reason: str) -> dict[str, str]:
     source, doc_id = split_node(cluster)
-    return {"id": doc["id"], "source": doc["source"], "cluster": doc_id, "cluster_source": source,
+    return {"id": str(doc.get("id")), "source": str(doc.get("source")), "cluster": doc_id, "cluster_source": source,
             "reason": reason}
 
 
 class ApplyLabelsAndWrite(beam.DoFn):
-    """One output shard: its documents and the labels of the removed ones -> the kept Parquet file.
+    """One split with the labels of its removed documents -> its survivors, in input order.
 
-    Documents and labels are keyed by the output shard (the stable hash WriteShards uses), so
-    the full text crosses the shuffle once; memory is one shard (as in WriteShards) plus the
-    labels of its removed documents. Main output: rows written; ``duplicates``: removal records.
+    The split is read again (every column) and written to ``part-<split>-*.parquet`` without the
+    labelled lines; memory is one row group plus the split's labels. Main output: count pairs;
+    ``clusters``: ``((cluster source, cluster id), 1)`` per removed document.
     """
 
-    def __init__(self, output_dir: str, num_shards: int, schema: pa.Schema, priority: Sequence[str]):
-        self.prefix = f"{output_dir.rstrip('/')}/part"
-        self.num_shards, self.schema, self.priority = num_shards, schema, tuple(priority)
+    def __init__(self, output_dir: str, schema: pa.Schema, part_mb: float):
+        self.output, self.schema, self.part_mb = output_dir, schema, part_mb
 
     def process(self, item):
-        shard, tagged = item
-        docs, labels = [], {}
-        for tag, value in tagged:
-            if tag == "d":
-                docs.append(value)
+        _, grouped = item
+        splits = list(grouped["split"])
+        if not splits:
+            return
+        split = splits[0]
+        labels: dict[int, tuple[str, str]] = {}
+        for line, cluster, reason in grouped["labels"]:
+            labels[line] = min(labels.get(line, (cluster, reason)), (cluster, reason))
+        counts = SplitCounts(STAGE)
+        kept = ParquetParts(self.output, split, self.schema, self.part_mb)
+        dups = ParquetParts(self.output, split, DUPLICATE_SCHEMA, self.part_mb, folder=DUPLICATES,
+                            size_of=lambda r: 64)
+        for line, doc in read_split(split, _passthrough, STAGE):
+            if isinstance(doc, Rejected):
+                continue  # counted (and written to rejected/) by the fingerprint pass
+            if line in labels:
+                cluster, reason = labels[line]
+                record = duplicate_record(doc, cluster, reason)
+                dups.write(record)
+                counts.add("removed/" + REASONS[reason])
+                yield beam.pvalue.TaggedOutput("clusters", ((record["cluster_source"], record["cluster"]), 1))
             else:
-                node, cluster, reason = value
-                labels[node] = min(labels.get(node, (cluster, reason)), (cluster, reason))
-        docs.sort(key=lambda d: (doc_key(d), d.get("text") or "", d.get("meta") or ""))
-        kept, previous = [], None
-        for doc in docs:
-            node = node_key(doc, self.priority)
-            if node in labels:
-                cluster, reason = labels[node]
-                yield beam.pvalue.TaggedOutput(DUPLICATES, duplicate_record(doc, cluster, reason))
-            elif node == previous:  # the same (source, id) twice: the first by text survives
-                yield beam.pvalue.TaggedOutput(DUPLICATES, duplicate_record(doc, node, "duplicate_id"))
-            else:
-                kept.append(doc)
-            previous = node
-        yield write_parquet_file(shard_name(self.prefix, shard, self.num_shards, ".parquet"), kept, self.schema)
+                kept.write(doc)
+        counts.add("output", kept.close())
+        dups.close()
+        yield from counts.pairs()
 
 
 class ClusterSummary(beam.CombineFn):
@@ -291,14 +379,24 @@ def _alarm_cluster(alarm: int):
     return check
 
 
+def _label_by_split(node: str, cluster: str, reason: str):
+    split, line = node_location(node)
+    return split, (line, cluster, reason)
+
+
 def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, config: MinHashConfig) -> None:
     priority = tuple(s for s in (args.source_priority or "").split(",") if s)
-    read = pipeline | "Read" >> ReadFiles(files, _passthrough)
-    docs, rejected = read.records, read[REJECTED]
+    splits = pipeline | "Splits" >> ReadSplits(files, args.split_mb)
+    by_name = splits | "Key splits" >> beam.Map(lambda s: (s.name, s))
 
-    fp = docs | "Fingerprint" >> beam.ParDo(Fingerprint(config, args.cross_source, priority)).with_output_types(
-        Any).with_outputs("shingles", main="fingerprints")
-    exact = (fp.fingerprints
+    fp = (splits
+          | "Fingerprint" >> beam.ParDo(FingerprintSplit(config, args.cross_source, priority, args.output))
+          .with_output_types(Any).with_outputs("counts", main="fingerprints"))
+    ids = (fp.fingerprints
+           | "Group ids" >> beam.GroupByKey()
+           | "First of id" >> beam.FlatMap(first_of_id).with_output_types(Any).with_outputs(
+               "duplicate_id", main="fingerprints"))
+    exact = (ids.fingerprints
              | "Group exact" >> beam.GroupByKey()
              | "Exact survivors" >> beam.FlatMap(exact_survivors).with_output_types(Any).with_outputs(
                  "exact", main="bands"))
@@ -310,7 +408,14 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
     candidates = buckets.edges | "Distinct edges" >> beam.Distinct()
     edges = candidates
     if config.verify:
-        edges = ((candidates | "Edge ends" >> beam.FlatMap(_edge_ends), fp.shingles)
+        wanted = (candidates
+                  | "Candidate nodes" >> beam.FlatMap(lambda e: e)
+                  | "Distinct nodes" >> beam.Distinct()
+                  | "Node to split" >> beam.Map(node_location))
+        shingles = ({"split": by_name, "lines": wanted}
+                    | "Join candidates" >> beam.CoGroupByKey()
+                    | "Candidate shingles" >> beam.ParDo(CandidateShingles(config, priority)))
+        edges = ((candidates | "Edge ends" >> beam.FlatMap(_edge_ends), shingles)
                  | "Merge shingles" >> beam.Flatten()
                  | "Group by node" >> beam.GroupByKey()
                  | "Attach shingles" >> beam.FlatMap(_attach_shingles)
@@ -323,24 +428,15 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
                     | "Merge keepers" >> beam.Flatten()
                     | "Group keepers" >> beam.GroupByKey()
                     | "Follow keepers" >> beam.FlatMap(follow_keepers))
-    n = args.num_shards
-    labels = ((near, exact_labels) | "Merge labels" >> beam.Flatten()
-              | "Shard labels" >> beam.MapTuple(
-                  lambda node, label: (shard_of(SEP.join(split_node(node)), n), ("l", (node, *label)))))
-    sharded_docs = docs | "Shard docs" >> beam.Map(lambda d: (shard_of(doc_key(d), n), ("d", d)))
-    result = ((sharded_docs, labels) | "Merge docs" >> beam.Flatten()
-              | "Group shards" >> beam.GroupByKey()
-              | "Apply labels and write" >> beam.ParDo(ApplyLabelsAndWrite(args.output, n, schema, priority))
-              .with_output_types(Any).with_outputs(DUPLICATES, main="written"))
-    written, dups = result.written, result[DUPLICATES]
-    dups | "Write duplicates" >> WriteShards(
-        f"{args.output.rstrip('/')}/{DUPLICATES}/part", n, doc_key,
-        lambda path, rows: write_parquet_file(path, rows, DUPLICATE_SCHEMA), ".parquet")
-    write_side_records(rejected, args.output, "rejected")
+    labels = ((near, exact_labels, ids.duplicate_id) | "Merge labels" >> beam.Flatten()
+              | "Label by split" >> beam.MapTuple(lambda node, label: _label_by_split(node, *label)))
+    result = ({"split": by_name, "labels": labels}
+              | "Join labels" >> beam.CoGroupByKey()
+              | "Apply labels and write" >> beam.ParDo(ApplyLabelsAndWrite(args.output, schema, args.part_mb))
+              .with_output_types(Any).with_outputs("clusters", main="counts"))
 
     # cluster sizes: the survivor plus every document removed in its place
-    sizes = (dups
-             | "Cluster of dup" >> beam.Map(lambda r: ((r["cluster_source"], r["cluster"]), 1))
+    sizes = (result.clusters
              | "Count cluster" >> beam.CombinePerKey(sum)
              | "Add survivor" >> beam.MapTuple(lambda root, n: (root, n + 1))
              | "Alarm" >> beam.Map(_alarm_cluster(args.cluster_alarm)))
@@ -358,11 +454,8 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
     }
     zeros = pipeline | "Zero counts" >> beam.Create([(k, 0) for k in COUNTS])
     pairs = (
-        tally(docs, STAGE, "input", label="Count read docs"),
-        tally(rejected, STAGE, "input", label="Count read rejects"),
-        tally(rejected, STAGE, removed_reason, label="Count rejects"),
-        tally(written, STAGE, "output", weight=lambda n: n, label="Count written"),
-        tally(dups, STAGE, lambda r: "removed/" + REASONS[r["reason"]], label="Count duplicates"),
+        fp.counts,
+        result.counts,
         tally(candidates, STAGE, "candidate_edges", label="Count candidates"),
         tally(edges, STAGE, "verified_edges", label="Count verified"),
         tally(cc["unconverged"], STAGE, "cc_unconverged_nodes", label="Count unconverged"),
@@ -415,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         config = config_from_args(args)
         files = expand_inputs(args.input)
         schema = read_parquet_schema(files)
+        describe_inputs(STAGE, files)
         prepare_output_dir(args.output, [DUPLICATES, "rejected"])
     except (InputError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None

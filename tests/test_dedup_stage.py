@@ -73,8 +73,7 @@ def corpus(tmp_path_factory, finance_docs, general_docs):
 
 
 def run(inputs, out, *extra):
-    return dedup.main(["--input", inputs[0], "--input", inputs[1], "--output", str(out), "--num-shards", "2",
-                       *extra])
+    return dedup.main(["--input", inputs[0], "--input", inputs[1], "--output", str(out), *extra])
 
 
 def read_dir(out):
@@ -136,7 +135,10 @@ def test_same_kept_set_in_memory_and_multi_processing(corpus, tmp_path):
     run(inputs, tmp_path / "a", "--cross-source", "--direct_running_mode", "in_memory")
     run(inputs, tmp_path / "b", "--cross-source", "--direct_running_mode", "multi_processing",
         "--direct_num_workers", "2")
-    for name in ("part-00000-of-00002.parquet", "part-00001-of-00002.parquet"):
+    names = sorted(p.name for p in (tmp_path / "a").glob("part-*.parquet"))
+    assert names == ["part-00000-0000-000.parquet", "part-00001-0000-000.parquet"]  # one per input split
+    assert names == sorted(p.name for p in (tmp_path / "b").glob("part-*.parquet"))
+    for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert read_dir(tmp_path / "a")[1] == read_dir(tmp_path / "b")[1]
 
@@ -164,3 +166,20 @@ def test_connected_components_match_union_find_for_any_round_count(rounds):
     with test_pipeline.TestPipeline() as p:
         out = p | beam.Create(edges) | ConnectedComponents(rounds)
         assert_that(out["labels"], equal_to(sorted(union_find_components(edges).items())))
+
+
+def test_repeated_id_keeps_the_first_and_kept_rows_stay_in_input_order(tmp_path, general_docs):
+    docs = [d for d in general_docs if len(d["text"].split()) >= 200][:12]
+    rows = [{"id": d["id"], "text": d["text"], "source": "bbc", "domain": "general", "meta": "{}", "lang": "en"}
+            for d in docs]
+    rows.insert(5, {**rows[1], "text": docs[-1]["text"] + " A different story under the same id."})
+    write_stage(tmp_path / "in", rows)
+    # tiny splits: every row group (written below) is its own split
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp_path / "in" / "part-00000-of-00001.parquet",
+                   row_group_size=2)
+    stats = dedup.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--split-mb", "0.001"])
+    kept, dups = read_dir(tmp_path / "out")
+    assert stats["balanced"] and stats["removed"] == {"duplicate_id": 1}
+    assert dups[("bbc", rows[1]["id"])]["reason"] == "duplicate_id"  # the second occurrence (row 6)
+    assert [r["text"] for r in kept] == [r["text"] for i, r in enumerate(rows) if i != 5]
+    assert len(list((tmp_path / "out").glob("part-*.parquet"))) > 3
