@@ -30,7 +30,7 @@ from filters.normalize import clean_text
 from pipelines.documents import DOMAINS
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, expand_inputs, prepare_output_dir, snippet,
                           to_document)
-from pipelines.options import fail, parse, run_stage, stage_parser
+from pipelines.options import fail, parse, run_stage, stage_parser, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -144,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = expand_inputs(args.input) if args.input else []
         if files:
             describe_inputs(STAGE, files)
-        prepare_output_dir(args.output, ["rejected"])
+        if writes_output(options):
+            prepare_output_dir(args.output, ["rejected"])
     except InputError as exc:
         fail(str(exc))
     return run_stage(STAGE, lambda p: build(p, args, files), options, args.output)

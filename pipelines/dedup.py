@@ -40,7 +40,7 @@ from filters.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD,
                              permutations, word_char_table)
 from pipelines.components import ConnectedComponents
 from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, read_parquet_schema
-from pipelines.options import parse, run_stage, stage_parser
+from pipelines.options import parse, run_stage, stage_parser, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats, tally
 
@@ -509,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = expand_inputs(args.input)
         schema = read_parquet_schema(files)
         describe_inputs(STAGE, files)
-        prepare_output_dir(args.output, [DUPLICATES, "rejected"])
+        if writes_output(options):
+            prepare_output_dir(args.output, [DUPLICATES, "rejected"])
     except (InputError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     log.info("dedup: %d files, threshold %.2f, %d-grams, %d perms = %d bands x %d rows%s%s", len(files),

@@ -42,7 +42,7 @@ from pipelines.io import (
     read_parquet_schema,
     write_json,
 )
-from pipelines.options import parse, run_stage, stage_parser
+from pipelines.options import parse, run_stage, stage_parser, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -323,15 +323,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         schema = output_schema(read_parquet_schema(files), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts
         describe_inputs(STAGE, files)
-        prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
-        write_json(
-            f"{args.output.rstrip('/')}/filter_config.json",
-            {"annotate_only": args.annotate_only, "config": config.to_dict()},
-        )
+        if writes_output(options):
+            prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
+            write_json(f"{args.output.rstrip('/')}/filter_config.json",
+                       {"annotate_only": args.annotate_only, "config": config.to_dict()})
     except (InputError, ValueError, FileNotFoundError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
     stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema), options, args.output)
-    remove_scored(args.output)
+    if writes_output(options):
+        remove_scored(args.output)
     return stats
 
 

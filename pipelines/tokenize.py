@@ -45,7 +45,7 @@ from apache_beam.io.filesystems import FileSystems
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
 from mixtures.tokenizer import encode_documents, eos_id
 from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, snippet
-from pipelines.options import parse, run_stage, stage_parser
+from pipelines.options import parse, run_stage, stage_parser, writes_output
 from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -267,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = expand_inputs(args.input)
         describe_inputs(STAGE, files)
         tokenizer_json, info = tokenizer_info(args.tokenizer)
-        prepare_token_output(args.output, tokenizer_json)
+        if writes_output(options):
+            prepare_token_output(args.output, tokenizer_json)
     except InputError as exc:
         raise SystemExit(f"error: {exc}") from None
     return run_stage(STAGE, lambda p: build(p, args, files, tokenizer_json, info), options, args.output)
