@@ -12,7 +12,7 @@ CORPORA ?= ../shared/corpora
 DTVENV ?= /tmp/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid peer-venv clean
+.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -110,7 +110,7 @@ demo: setup ## every stage on the embedded sample in data/ -> $(WORK), then the 
 	@echo "demo done: every stage under $(WORK)/; report: $(WORK)/report.md (and report.html); model: $(WORK)/hf"
 
 # -------------------------------------------------------------------------------- benchmarks
-bench: bench-clean bench-html bench-filter bench-langid bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
+bench: bench-clean bench-html bench-filter bench-langid bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
 	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
@@ -151,6 +151,10 @@ bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + d
 
 bench-dedup: setup ## dedup docs/s per core + peak RSS: signatures 10k/100k/1M, whole stage 10k/100k (~12 min)
 	$(PY) benchmarks/bench_dedup.py --work $(WORK)/bench_dedup
+
+SCALE_ARGS ?=
+bench-scale: setup ## clean/filter/dedup/tokenize peak RSS + docs per CPU-s at 10k/100k/1M docs (SCALE_ARGS='--sizes 10000')
+	$(PY) benchmarks/bench_scale.py --corpora $(CORPORA) $(SCALE_ARGS)
 
 bench-plan: setup ## planner: trainer activation bytes measured vs formulas (CPU, ~15 s)
 	$(PY) benchmarks/plan_activations.py

@@ -14,8 +14,9 @@ available) and reports wall time, CPU time and that process's peak RSS:
   shingles for comparison (on the first 2,000 documents: it is the slow path);
 * stage: ``python -m pipelines.dedup --direct_num_workers 1`` on a Parquet stage directory;
 * shuffle bytes per document: the Beam-encoded size of every element each document sends
-  through a GroupByKey (exact key, band keys, shingles, the document itself), measured on
-  the first 2,000 documents; the basis of the 1B-document estimate in docs/dedup.md.
+  through a GroupByKey (id key, exact key, band keys; shingles only for candidates; never the
+  text), measured on the first 2,000 documents; the basis of the 1B-document estimate in
+  docs/dedup.md.
 """
 
 from __future__ import annotations
@@ -148,27 +149,34 @@ def child_write_stage(n: int, out: str) -> None:
 
 
 def shuffle_bytes(n: int = 2000) -> dict:
-    """Beam-encoded bytes each document sends through the stage's GroupByKeys (default settings)."""
+    """Beam-encoded bytes each document sends through the stage's GroupByKeys (default settings).
+
+    Every document: its id-group element, its exact-key element and one element per band. Only
+    documents in a candidate pair also send their location (to be re-read) and shingle set; only
+    removed ones a label. No document text goes through any shuffle.
+    """
     from apache_beam.coders import FastPrimitivesCoder
 
     from filters.minhash import MinHashConfig
     from pipelines.dedup import node_key, verification_set
-    from pipelines.io import shard_of
-    from pipelines.transforms import doc_key
 
     coder = FastPrimitivesCoder()
     cfg = MinHashConfig(verify=True).resolved()
-    sizes = {"exact_key": 0, "band_keys": 0, "shingles": 0, "document": 0, "text_utf8": 0}
-    for doc in synthetic_docs(n):
-        node = node_key(doc)
+    sizes = {"id_key": 0, "exact_key": 0, "band_keys": 0, "candidate_shingles": 0, "text_utf8": 0}
+    for i, doc in enumerate(synthetic_docs(n)):
+        node = node_key(doc, (), f"00000-{i // 10_000:04d}:{i + 1:010d}")
         exact, shingles, keys = cfg.fingerprint(doc["text"])
-        sizes["exact_key"] += len(coder.encode(((doc["source"], exact), (node, keys))))
-        sizes["band_keys"] += sum(len(coder.encode(((doc["source"], i, k), node))) for i, k in enumerate(keys))
-        sizes["shingles"] += len(coder.encode((node, ("s", verification_set(shingles)))))
-        sizes["document"] += len(coder.encode((shard_of(doc_key(doc), 4), ("d", doc))))
+        scope = doc["source"]
+        sizes["id_key"] += len(coder.encode(((doc["source"], doc["id"]), (node, scope, exact, b"".join(keys),
+                                                                            len(keys)))))
+        sizes["exact_key"] += len(coder.encode(((scope, exact), (node, keys))))
+        sizes["band_keys"] += sum(len(coder.encode(((scope, b, k), node))) for b, k in enumerate(keys))
+        sizes["candidate_shingles"] += len(coder.encode((node, ("s", verification_set(shingles)))))
         sizes["text_utf8"] += len(doc["text"].encode())
-    edge = ("0001\x00synthetic\x00syn-00000123", "0001\x00synthetic\x00syn-00000042")
-    return {**{k: round(v / n) for k, v in sizes.items()}, "edge": len(coder.encode(edge)),
+    node = node_key({"id": "syn-00000123", "source": "synthetic", "domain": "general"}, (), "00003-0012:0000012345")
+    other = node_key({"id": "syn-00000042", "source": "synthetic", "domain": "general"}, (), "00001-0002:0000001234")
+    return {**{k: round(v / n) for k, v in sizes.items()}, "edge": len(coder.encode((node, other))),
+            "label": len(coder.encode(("00003-0012", (12345, other, "near")))),
             "bands": cfg.bands, "rows": cfg.rows}
 
 
@@ -178,7 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--signature-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--stage-sizes", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--work", default="/tmp/bench_dedup")
+    parser.add_argument("--work", default=str(ROOT / "work" / "bench_dedup"))
     parser.add_argument("--append-results", action="store_true")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -131,8 +131,6 @@ def main() -> None:
             ours_dir,
             "--config",
             args.config,
-            "--num-shards",
-            "1",
         ],
         cwd=ROOT,
     )

@@ -107,14 +107,14 @@ def main() -> None:
 
     def stage() -> int:
         stats = tokenize.main(["--input", str(work / "in"), "--output", str(work / "out"), "--tokenizer",
-                               str(tok_path), "--batch-size", str(args.batch_size), "--num-shards", "4"])
+                               str(tok_path), "--batch-size", str(args.batch_size)])
         return stats["counts"]["tokens"]
 
     write_parquet_file(str(work / "tiny" / "part-00000-of-00001.parquet"), rows[:8], DOC_SCHEMA)
 
     def fixed() -> int:  # the stage's start-up cost: pipeline construction, runner, stats (8 documents)
         return tokenize.main(["--input", str(work / "tiny"), "--output", str(work / "tiny_out"), "--tokenizer",
-                              str(tok_path), "--num-shards", "4"])["counts"]["tokens"]
+                              str(tok_path)])["counts"]["tokens"]
 
     results = {}
     for name, fn in (("encode_batch loop (limit)", limit), ("tokenize stage", stage), ("stage start-up", fixed)):

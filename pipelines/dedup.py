@@ -19,10 +19,11 @@ ever goes through one)::
                   order to part-<split>-*.parquet, the removed ones to duplicates/
 
 A *node* is the string ``"<rank>\\0<source>\\0<id>\\0<split>:<line>"``, so "the smallest node" is
-the smallest (source rank, source, id, then position in the input): the order of ``--source-priority``, then domain sources,
-then general ones. The *scope* is the source, or one global scope with ``--cross-source``
-(the same article in a finance feed and a web dump is kept once, in the higher-priority
-source). Kept documents keep every input column. Design and scale notes: docs/dedup.md.
+the smallest (source rank, source, id, then position in the input): the order of
+``--source-priority``, then domain sources, then general ones. The *scope* is the source, or
+one global scope with ``--cross-source`` (the same article in a finance feed and a web dump is
+kept once, in the higher-priority source). Kept documents keep every input column. Design and
+scale notes: docs/dedup.md.
 """
 
 from __future__ import annotations

@@ -155,7 +155,6 @@ class CutPart(beam.DoFn):
     def process(self, path: str, thresholds: dict[str, float]):
         name = path.rsplit("/", 1)[-1]
         counts = SplitCounts(STAGE)
-        table = None
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             parquet = pq.ParquetFile(f)
             sink = FileSystems.create(f"{self.output.rstrip('/')}/{name}")
@@ -300,18 +299,20 @@ def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig,
     top = [c for c in config.classifiers if c.top_fraction is not None]
     if top:
         fractions = {c.name: c.top_fraction for c in top}
-        thresholds = (judged.scores
-                      | "Sum histograms" >> beam.CombinePerKey(lambda hs: sum(hs, np.zeros(HISTOGRAM_BINS, np.int64)))
-                      | "Thresholds" >> beam.MapTuple(lambda name, h: (name, top_fraction_threshold(h, fractions[name])))
-                      | "As dict" >> beam.combiners.ToDict())
+        thresholds = (
+            judged.scores
+            | "Sum histograms" >> beam.CombinePerKey(lambda hs: sum(hs, np.zeros(HISTOGRAM_BINS, np.int64)))
+            | "Thresholds" >> beam.MapTuple(lambda name, h: (name, top_fraction_threshold(h, fractions[name])))
+            | "As dict" >> beam.combiners.ToDict())
         for c in top:  # a classifier no document reached still gets a (zero) threshold
             extra[f"threshold/{c.name}"] = thresholds | f"Threshold {c.name}" >> beam.Map(
                 lambda t, name=c.name: t.get(name, 0.0))
         cut = [{"name": c.name, "column": c.column, "reason": c.reason} for c in top]
         pairs.append(judged.parts
                      | "Spread parts" >> beam.Reshuffle()
-                     | "Cut top fractions" >> beam.ParDo(CutPart(cut, annotate, args.output, schema, args.snippet_chars),
-                                                         beam.pvalue.AsSingleton(thresholds)))
+                     | "Cut top fractions" >> beam.ParDo(
+                         CutPart(cut, annotate, args.output, schema, args.snippet_chars),
+                         beam.pvalue.AsSingleton(thresholds)))
     pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
 
 

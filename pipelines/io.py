@@ -1,8 +1,8 @@
 """Reading raw records and writing stage outputs, on any Beam filesystem.
 
 Every path goes through ``apache_beam.io.filesystems.FileSystems`` so ``gs://`` (and
-``s3://``, ``hdfs://``...) work exactly like local paths. Reading is per file: inputs are
-expected to be sharded, as every large corpus is.
+``s3://``, ``hdfs://``...) work exactly like local paths. This module reads whole files;
+``pipelines/splits.py`` cuts large ones into splits and writes the stage outputs.
 
 Readers never raise on bad data. ``iter_file_records`` yields either a parsed record or a
 :class:`Rejected` with a stable reason code, so every record of every file is accounted for.
@@ -15,7 +15,6 @@ import io
 import json
 import os
 import posixpath
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -244,15 +243,6 @@ def read_parquet_schema(files: list[str]) -> pa.Schema:
 
 # ---------------------------------------------------------------------------- writing
 
-def shard_of(key: str, num_shards: int) -> int:
-    """Stable shard of a key (crc32: the same on every worker and Python version)."""
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % num_shards
-
-
-def shard_name(prefix: str, index: int, num_shards: int, suffix: str) -> str:
-    return f"{prefix}-{index:05d}-of-{num_shards:05d}{suffix}"
-
-
 def write_parquet_file(path: str, rows: list[dict[str, Any]], schema: pa.Schema = DOC_SCHEMA) -> int:
     """Write rows as one Parquet file (zstd) on any Beam filesystem; returns the row count."""
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -261,13 +251,6 @@ def write_parquet_file(path: str, rows: list[dict[str, Any]], schema: pa.Schema 
     with FileSystems.create(path) as f:
         f.write(sink.getvalue())
     return table.num_rows
-
-
-def write_jsonl_file(path: str, rows: list[dict[str, Any]]) -> int:
-    payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True, default=str) + "\n" for r in rows)
-    with FileSystems.create(path) as f:
-        f.write(payload.encode("utf-8", "surrogatepass"))
-    return len(rows)
 
 
 def prepare_output_dir(output: str, side_dirs: Iterable[str] = ()) -> None:

@@ -196,8 +196,7 @@ def iter_split_records(split: Split) -> Iterator[tuple[int, dict[str, Any] | Rej
         yield from _iter_row_groups(split)
     elif split.kind == "hf":
         name, hf_split, config, text_field, id_field = split.hf
-        for row, record in iter_hf_records(name, hf_split, config, split.start, split.stop, text_field, id_field):
-            yield row, record
+        yield from iter_hf_records(name, hf_split, config, split.start, split.stop, text_field, id_field)
     else:
         raise ValueError(f"unknown split kind {split.kind!r}")
 

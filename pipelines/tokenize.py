@@ -30,7 +30,6 @@ records without a string ``text``/``id``/``source`` as ``missing_field``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
