@@ -28,9 +28,9 @@ import apache_beam as beam
 from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text, looks_like_html
 from filters.normalize import clean_text
 from pipelines.documents import DOMAINS
-from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, expand_inputs, prepare_output_dir, snippet,
+from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_output_dir, snippet,
                           to_document)
-from pipelines.options import fail, parse, run_stage, stage_parser, writes_output
+from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -141,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.hf_dataset and not args.source:
         parser.error("--hf-dataset needs --source NAME")
     try:
-        files = expand_inputs(args.input) if args.input else []
-        if files:
+        files = stage_inputs(args.input, options) if args.input else []
+        if files and writes_output(options):
             describe_inputs(STAGE, files)
         if writes_output(options):
             prepare_output_dir(args.output, ["rejected"])

@@ -40,8 +40,8 @@ import pyarrow as pa
 from filters.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig, analyze, jaccard,
                              permutations, word_char_table)
 from pipelines.components import ConnectedComponents
-from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, read_parquet_schema
-from pipelines.options import parse, run_stage, stage_parser, writes_output
+from pipelines.io import InputError, Rejected, prepare_output_dir
+from pipelines.options import parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats, tally
 
@@ -507,10 +507,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, options = parse(build_parser(), argv)
     try:
         config = config_from_args(args)
-        files = expand_inputs(args.input)
-        schema = read_parquet_schema(files)
-        describe_inputs(STAGE, files)
+        files = stage_inputs(args.input, options)
+        schema = stage_schema(files, options)
         if writes_output(options):
+            describe_inputs(STAGE, files)
             prepare_output_dir(args.output, [DUPLICATES, "rejected"])
     except (InputError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -37,12 +37,10 @@ from pipelines.documents import schema_with
 from pipelines.io import (
     InputError,
     Rejected,
-    expand_inputs,
     prepare_output_dir,
-    read_parquet_schema,
     write_json,
 )
-from pipelines.options import parse, run_stage, stage_parser, writes_output
+from pipelines.options import parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -320,11 +318,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, options = parse(build_parser(), argv)
     try:
         config = FilterConfig.from_yaml(args.config) if args.config else FilterConfig()
-        files = expand_inputs(args.input)
-        schema = output_schema(read_parquet_schema(files), config, args.annotate_only)
+        files = stage_inputs(args.input, options)
+        schema = output_schema(stage_schema(files, options), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts
-        describe_inputs(STAGE, files)
         if writes_output(options):
+            describe_inputs(STAGE, files)
             prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
             write_json(f"{args.output.rstrip('/')}/filter_config.json",
                        {"annotate_only": args.annotate_only, "config": config.to_dict()})

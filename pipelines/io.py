@@ -78,11 +78,19 @@ def detect_format(path: str) -> tuple[str, str | None]:
     return fmt, compression
 
 
+def _has_format(path: str) -> bool:
+    try:
+        detect_format(path)
+        return True
+    except InputError:
+        return False
+
+
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """Every file matched by the glob patterns, sorted and de-duplicated.
 
-    A directory (local, or any pattern ending in ``/``) means its ``part-*.parquet`` files:
-    the output of another stage. Raises :class:`InputError` when a pattern matches nothing.
+    A directory (local, any pattern ending in ``/``, or an object-store prefix without glob
+    characters that matches no object) means its ``part-*.parquet`` files: another stage's output. Raises :class:`InputError` when a pattern matches nothing.
     """
     files: set[str] = set()
     for pattern in patterns:
@@ -93,6 +101,13 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
         except Exception as exc:  # BeamIOError, unknown scheme, missing credentials...
             raise InputError(f"cannot list input {pattern!r}: {exc}") from exc
         matched = [m.path for m in results if not m.path.endswith("/")]
+        if not any(c in pattern for c in "*?[") and not _has_format(pattern):
+            # an object store has no directories: gs://bucket/stage means its part files
+            try:
+                parts = FileSystems.match([FileSystems.join(pattern, "part-*.parquet")])[0].metadata_list
+            except Exception:
+                parts = []
+            matched = [m.path for m in parts] or matched
         if not matched:
             raise InputError(f"input {pattern!r} matches no files")
         files.update(matched)

@@ -72,6 +72,35 @@ def is_dry_run(options: PipelineOptions) -> bool:
     return bool(options.view_as(TestOptions).dry_run) and _runner_name(options) in DRY_RUN_RUNNERS
 
 
+def _remote(pattern: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.get_scheme(pattern) not in (None, "file")
+
+
+def stage_inputs(patterns: Sequence[str], options: PipelineOptions) -> list[str]:
+    """The input files of a stage (``expand_inputs``). Under a dry run, remote patterns (``gs://``)
+    are not listed (that needs credentials and the network): the job is translated with the
+    patterns themselves as its file list."""
+    from pipelines.io import expand_inputs
+
+    if is_dry_run(options) and any(_remote(p) for p in patterns):
+        print("dry run: remote inputs are not listed; translating with the patterns as given", flush=True)
+        return sorted(set(patterns))
+    return expand_inputs(patterns)
+
+
+def stage_schema(files: Sequence[str], options: PipelineOptions):
+    """The Parquet schema of a stage's input (``read_parquet_schema``); under a dry run with remote
+    inputs, the document schema (the inputs are not read)."""
+    from pipelines.documents import DOC_SCHEMA
+    from pipelines.io import read_parquet_schema
+
+    if is_dry_run(options) and any(_remote(f) for f in files):
+        return DOC_SCHEMA
+    return read_parquet_schema(list(files))
+
+
 def writes_output(options: PipelineOptions) -> bool:
     """Whether a stage's ``main`` should create/clear its output directory (and write side files
     such as configs) before the pipeline: False under a dry run, which must leave no trace."""

@@ -43,8 +43,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
 from mixtures.tokenizer import encode_documents, eos_id
-from pipelines.io import InputError, Rejected, expand_inputs, prepare_output_dir, snippet
-from pipelines.options import parse, run_stage, stage_parser, writes_output
+from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
+from pipelines.options import parse, run_stage, stage_inputs, stage_parser, writes_output
 from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -263,10 +263,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.batch_size < 1:
         raise SystemExit("error: --batch-size must be >= 1")
     try:
-        files = expand_inputs(args.input)
-        describe_inputs(STAGE, files)
+        files = stage_inputs(args.input, options)
         tokenizer_json, info = tokenizer_info(args.tokenizer)
         if writes_output(options):
+            describe_inputs(STAGE, files)
             prepare_token_output(args.output, tokenizer_json)
     except InputError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -197,6 +197,9 @@ def test_remote_scheme_paths_go_through_beam_filesystems(tmp_path):
     assert stats["input"] == stats["output"] == 80
     assert (tmp_path / "bucket" / "clean" / "stats.json").exists()
     assert [p.name for p in (tmp_path / "bucket" / "clean").glob("part-*.parquet")] == ["part-00000-0000-000.parquet"]
+    # a stage "directory" on an object store is a prefix: it means its part files
+    from pipelines.io import expand_inputs
+    assert expand_inputs(["testfs://bucket/clean"]) == ["testfs://bucket/clean/part-00000-0000-000.parquet"]
 
 
 def test_hugging_face_dataset_from_local_directory(tmp_path, general_docs):

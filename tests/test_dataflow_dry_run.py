@@ -174,3 +174,19 @@ def test_dedup_dry_run(offline, cleaned, tmp_path, capsys):
 def test_tokenize_dry_run(offline, cleaned, tokenizer_json, tmp_path, capsys):
     _check_stage(tokenize.main, ["--input", str(cleaned), "--tokenizer", str(tokenizer_json)],
                  tmp_path / "tokens", "tokenize", offline, capsys)
+
+
+@pytest.mark.parametrize("stage", ["clean", "dedup"])
+def test_readme_commands_with_gs_paths_dry_run_offline(offline, stage, capsys):
+    """The README's commands as written (gs:// inputs and outputs): remote inputs are not listed under a
+    dry run, so no credentials are needed; the job is still translated and packaged."""
+    if stage == "clean":
+        result = clean.main(["--input", "gs://dry-run-bucket/raw/finance/*.jsonl.gz", "--output",
+                             "gs://dry-run-bucket/clean/finance", "--domain", "domain", *DRY_RUN])
+    else:
+        result = dedup.main(["--input", "gs://dry-run-bucket/filter/finance", "--input",
+                             "gs://dry-run-bucket/filter/general", "--output", "gs://dry-run-bucket/dedup",
+                             "--cross-source", *DRY_RUN])
+    assert result == {"stage": stage, "dry_run": True}
+    assert "remote inputs are not listed" in capsys.readouterr().out
+    assert_translated_and_packaged(offline[-1])
