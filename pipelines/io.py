@@ -90,7 +90,8 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """Every file matched by the glob patterns, sorted and de-duplicated.
 
     A directory (local, any pattern ending in ``/``, or an object-store prefix without glob
-    characters that matches no object) means its ``part-*.parquet`` files: another stage's output. Raises :class:`InputError` when a pattern matches nothing.
+    characters or a file extension) means its ``part-*.parquet`` files: another stage's output.
+    Raises :class:`InputError` when a pattern matches nothing.
     """
     files: set[str] = set()
     for pattern in patterns:
