@@ -2,7 +2,7 @@
 
 The plain loop (the limit) reads every file with the same reader, validates and cleans each record
 with the same functions and writes one Parquet file; the Beam stage does the same work under
-DirectRunner with one in-memory worker, plus its shuffle into deterministic output shards.
+DirectRunner with one in-memory worker, one fused map per input split (no shuffle of documents).
 Reports documents/s and MB/s (UTF-8 input text) per core and the ratio Beam / loop. "Per core"
 rates divide by the process's CPU seconds (the in-memory DirectRunner runs its worker threads in
 this process), so other load on a shared machine does not distort them; wall times are printed too.

@@ -137,6 +137,8 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "absl", "trafilatura", "htmldate", "courlan"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for ours in ("pipelines", "filters", "mixtures"):  # progress lines, whatever a library does to the root level
+        logging.getLogger(ours).setLevel(logging.INFO)
     t0 = time.perf_counter()
     try:
         pipeline = beam.Pipeline(options=options)

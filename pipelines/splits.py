@@ -368,19 +368,17 @@ class Progress:
     """Per-worker progress lines: splits done, records, records/s (one line per split, at most
     every few seconds, plus the 30 s lines inside a long split)."""
 
-    def __init__(self, stage: str):
-        self.stage, self.splits, self.records = stage, 0, 0
-        self.t0 = self.last = None
+    def __init__(self, stage: str, every: float = 5.0):
+        self.stage, self.every, self.splits, self.records = stage, every, 0, 0
+        self.t0, self.last = time.monotonic(), float("-inf")
 
     def done(self, split: Split, records: int) -> None:
         now = time.monotonic()
-        if self.t0 is None:
-            self.t0 = self.last = now
         self.splits += 1
         self.records += records
-        if now - self.last >= 5.0 or self.splits == 1:
+        if now - self.last >= self.every:
             self.last = now
-            rate = self.records / max(now - self.t0, 1e-9) if now > self.t0 else 0.0
+            rate = self.records / max(now - self.t0, 1e-9)
             log.info("%s: %d splits done on this worker (last %s, %s), %d records, %.0f records/s", self.stage,
                      self.splits, split.name, os.path.basename(split.file), self.records, rate)
 

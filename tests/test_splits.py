@@ -105,3 +105,14 @@ def test_clean_output_is_the_same_for_any_split_size_and_worker_count(jsonl_file
     assert names == sorted(p.name for p in (tmp_path / "multi").glob("part-*.parquet"))
     for name in names:
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "multi" / name).read_bytes()
+
+
+def test_progress_lines_name_the_split_and_the_rate(jsonl_file, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="pipelines.splits"):
+        clean.main(["--input", str(jsonl_file), "--output", str(tmp_path / "out"), "--domain", "domain",
+                    "--split-mb", "0.004"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.splits"]
+    assert lines and "clean: 1 splits done on this worker (last 00000-0000, docs.jsonl)" in lines[0]
+    assert "records/s" in lines[0]
