@@ -151,31 +151,36 @@ def child_write_stage(n: int, out: str) -> None:
 def shuffle_bytes(n: int = 2000) -> dict:
     """Beam-encoded bytes each document sends through the stage's GroupByKeys (default settings).
 
-    Every document: its id-group element, its exact-key element and one element per band. Only
-    documents in a candidate pair also send their location (to be re-read) and shingle set; only
-    removed ones a label. No document text goes through any shuffle.
+    Every document: its packed fingerprint (id shuffle), its band keys + node (exact shuffle) and
+    one 14-byte value per band (coarse LSH buckets). Only documents in a candidate pair also send
+    their location and (node, shingle set); only removed ones a label. No text in any shuffle.
     """
+    import struct
+
     from apache_beam.coders import FastPrimitivesCoder
 
     from filters.minhash import MinHashConfig
-    from pipelines.dedup import node_key, verification_set
+    from pipelines.dedup import (BUCKET_PREFIX, HANDLE, exact_value, handle_of, make_node, pack_fingerprint,
+                                 verification_set)
 
     coder = FastPrimitivesCoder()
     cfg = MinHashConfig(verify=True).resolved()
-    sizes = {"id_key": 0, "exact_key": 0, "band_keys": 0, "candidate_shingles": 0, "text_utf8": 0}
+    sizes = {"id_key": 0, "exact_key": 0, "band_keys": 0, "candidate_info": 0, "text_utf8": 0}
     for i, doc in enumerate(synthetic_docs(n)):
-        node = node_key(doc, (), f"00000-{i // 10_000:04d}:{i + 1:010d}")
+        h = handle_of(f"00000-{i // 10_000:04d}", i + 1)
+        node = make_node(1, doc["source"], doc["id"], h)
         exact, shingles, keys = cfg.fingerprint(doc["text"])
         scope = doc["source"]
-        sizes["id_key"] += len(coder.encode(((doc["source"], doc["id"]), (node, scope, exact, b"".join(keys),
-                                                                            len(keys)))))
-        sizes["exact_key"] += len(coder.encode(((scope, exact), (node, keys))))
-        sizes["band_keys"] += sum(len(coder.encode(((scope, b, k), node))) for b, k in enumerate(keys))
-        sizes["candidate_shingles"] += len(coder.encode((node, ("s", verification_set(shingles)))))
+        sizes["id_key"] += len(coder.encode(((doc["source"], doc["id"]), pack_fingerprint(h, 1, exact, keys))))
+        sizes["exact_key"] += len(coder.encode(((scope, exact), exact_value(b"".join(keys), node))))
+        packed = struct.pack(HANDLE, h)
+        sizes["band_keys"] += sum(len(coder.encode(((scope, b, k[:BUCKET_PREFIX]), k[BUCKET_PREFIX:] + packed)))
+                                  for b, k in enumerate(keys))
+        sizes["candidate_info"] += len(coder.encode((h, ("s", (node, verification_set(shingles))))))
         sizes["text_utf8"] += len(doc["text"].encode())
-    node = node_key({"id": "syn-00000123", "source": "synthetic", "domain": "general"}, (), "00003-0012:0000012345")
-    other = node_key({"id": "syn-00000042", "source": "synthetic", "domain": "general"}, (), "00001-0002:0000001234")
-    return {**{k: round(v / n) for k, v in sizes.items()}, "edge": len(coder.encode((node, other))),
+    other = make_node(1, "synthetic", "syn-00000042", handle_of("00001-0002", 1234))
+    return {**{k: round(v / n) for k, v in sizes.items()}, "edge": len(coder.encode((2**40 + 7, 2**41 + 9))),
+            "node_edge": len(coder.encode((node, other))),
             "label": len(coder.encode(("00003-0012", (12345, other, "near")))),
             "bands": cfg.bands, "rows": cfg.rows}
 

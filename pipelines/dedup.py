@@ -7,16 +7,21 @@
 Graph (every step is a keyed shuffle of ids, fingerprints, edges or labels; no document text
 ever goes through one)::
 
-    splits --Fingerprint (per split)--> ((source, id), (node, scope, exact key, band keys))
+    splits --Fingerprint (per split)--> ((source, id), packed handle + rank + exact key + band keys)
       ids:        GroupByKey(source, id): the first occurrence goes on, others -> "duplicate_id"
       exact:      GroupByKey(scope, exact key): min node survives, others -> (node, keeper, "exact")
-      buckets:    GroupByKey(scope, band, band key) over exact survivors: a star of edges to the min
-      verify:     (default) the candidates' rows are re-read per split for their shingle sets, which
-                  meet by edge; keep exact Jaccard >= threshold
+      buckets:    GroupByKey(scope, band, 2-byte key prefix) over exact survivors, values = rest of
+                  the key + handle (14 bytes); inside, a star of edges to each bucket's min handle
+      resolve:    the candidates' rows are re-read per split for their node (and shingle set);
+                  (default) verify: keep the edges with exact Jaccard >= threshold
       components: large-star/small-star rounds + union-find of the residual -> (node, root, "near")
       follow:     exact duplicates take their keeper's root
       write:      labels grouped by split; each split is re-read and its survivors written in input
                   order to part-<split>-*.parquet, the removed ones to duplicates/
+
+A *handle* is a document's position (file, split, line) packed in 64 bits: what the big shuffles
+carry (8 bytes instead of a ~60-character node string), so that the LSH step costs ~30 bytes per
+band per document in memory.
 
 A *node* is the string ``"<rank>\\0<source>\\0<id>\\0<split>:<line>"``, so "the smallest node" is
 the smallest (source rank, source, id, then position in the input): the order of
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,8 +43,8 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from filters.minhash import (DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig, analyze, jaccard,
-                             permutations, word_char_table)
+from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig,
+                             analyze, jaccard, permutations, word_char_table)
 from pipelines.components import ConnectedComponents
 from pipelines.io import InputError, Rejected, prepare_output_dir
 from pipelines.options import parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
@@ -56,6 +62,7 @@ DEFAULT_CLUSTER_ALARM = 1000  # a near-dup cluster this large is usually a trans
 RESIDUAL_ALARM = 1_000_000  # edges for the one-worker union-find finish (~100 MB of node strings)
 HISTOGRAM_EDGES = (2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 10_001, 100_001)
 SEP = "\x00"
+BUCKET_PREFIX = 2  # band-key bytes that name a coarse bucket: 65,536 per (scope, band)
 COLUMNS = ("id", "source", "domain", "text")  # what fingerprinting reads of a row
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,66 @@ def node_location(node: str) -> tuple[str, int]:
     """``(split name, line)`` of a node: where to find the document again."""
     split, line = node.rsplit(SEP, 1)[1].rsplit(":", 1)
     return split, int(line)
+
+
+# A *handle* is a document's position as one 64-bit integer: input file index (20 bits), split of
+# the file (14 bits), line or row in the file (30 bits). What the big shuffles carry instead of nodes.
+HANDLE = ">Q"  # format strings, not struct.Struct: the module is pickled by value when run as __main__
+HANDLE_BYTES = 8
+_FILE_BITS, _PART_BITS, _LINE_BITS = 20, 14, 30
+
+
+def handle_of(split_name: str, line: int) -> int:
+    file_index, part = (int(x) for x in split_name.split("-"))
+    if file_index >> _FILE_BITS or part >> _PART_BITS or line >> _LINE_BITS:
+        raise ValueError(f"dedup supports up to 2^20 input files, 2^14 splits per file and 2^30 rows per file: "
+                         f"got file {file_index}, split {part}, row {line} (use more, smaller files)")
+    return (file_index << (_PART_BITS + _LINE_BITS)) | (part << _LINE_BITS) | line
+
+
+def handle(split, line: int) -> int:
+    return handle_of(split.name, line)
+
+
+def handle_location(h: int) -> tuple[str, int]:
+    """``(split name, line)`` of a handle."""
+    file_index, part = h >> (_PART_BITS + _LINE_BITS), (h >> _LINE_BITS) & ((1 << _PART_BITS) - 1)
+    return f"{file_index:05d}-{part:04d}", h & ((1 << _LINE_BITS) - 1)
+
+
+def make_node(rank: int, source: str, doc_id: str, h: int) -> str:
+    split, line = handle_location(h)
+    return f"{rank:04d}{SEP}{source}{SEP}{doc_id}{SEP}{split}:{line}"
+
+
+_FP = ">QH16s"  # handle, source rank, exact hash
+_FP_BYTES = struct.calcsize(_FP)
+
+
+def pack_fingerprint(h: int, rank: int, exact: bytes, keys: list[bytes]) -> bytes:
+    """What each document sends through the id shuffle: one bytes object (handle, rank, exact
+    hash, band keys), ~150 bytes, instead of a tuple of Python objects."""
+    return struct.pack(_FP, h, rank, exact) + b"".join(keys)
+
+
+def unpack_fingerprint(packed: bytes) -> tuple[int, int, bytes, bytes]:
+    h, rank, exact = struct.unpack_from(_FP, packed)
+    return h, rank, exact, packed[_FP_BYTES:]
+
+
+_KEYS_LEN = ">H"
+
+
+def exact_value(keys: bytes, node: str) -> bytes:
+    """What each first-of-id document sends through the exact shuffle: its band keys and its node."""
+    return struct.pack(_KEYS_LEN, len(keys)) + keys + node.encode("utf-8", "surrogatepass")
+
+
+def split_exact_value(value: bytes) -> tuple[bytes, str]:
+    """``(band keys, node)`` of :func:`exact_value`."""
+    (n,) = struct.unpack_from(_KEYS_LEN, value)
+    start = 2
+    return value[start:start + n], value[start + n:].decode("utf-8", "surrogatepass")
 
 
 def histogram(sizes: Iterable[int], edges: Sequence[int] = HISTOGRAM_EDGES) -> dict[str, int]:
@@ -122,7 +189,7 @@ def as_dedup_row(record: dict[str, Any], path: str, line: int) -> dict[str, Any]
 
 
 class FingerprintSplit(beam.DoFn):
-    """One input split -> ``((source, id), (node, scope, exact hash, band keys))`` per document.
+    """One input split -> ``((source, id), packed fingerprint)`` per document (:func:`pack_fingerprint`).
 
     Fingerprints are computed in batches (``fingerprint_batch``); unreadable rows go to
     ``rejected/``. Also yields the split's count pairs on ``counts``.
@@ -138,11 +205,11 @@ class FingerprintSplit(beam.DoFn):
         permutations(self.config.num_perm, self.config.seed)
         self.progress = Progress(STAGE)
 
-    def _emit(self, batch: list[tuple[str, dict[str, Any]]]):
+    def _emit(self, split, batch: list[tuple[int, dict[str, Any]]]):
         results = self.config.fingerprint_batch([doc["text"] for _, doc in batch])
-        for (node, doc), (exact, _, keys) in zip(batch, results):
-            scope = "*" if self.cross_source else doc["source"]
-            yield (doc["source"], doc["id"]), (node, scope, exact, b"".join(keys), len(keys))
+        for (line, doc), (exact, _, keys) in zip(batch, results):
+            rank = source_rank(doc["source"], doc["domain"], self.priority)
+            yield (doc["source"], doc["id"]), pack_fingerprint(handle(split, line), rank, exact, keys)
 
     def process(self, split):
         counts = SplitCounts(STAGE)
@@ -154,35 +221,47 @@ class FingerprintSplit(beam.DoFn):
                 rejected.write(doc.to_dict())
                 counts.add("removed/" + doc.reason)
                 continue
-            batch.append((node_key(doc, self.priority, f"{split.name}:{line}"), doc))
+            batch.append((line, doc))
             if len(batch) >= self.BATCH:
-                yield from self._emit(batch)
+                yield from self._emit(split, batch)
                 batch = []
         if batch:
-            yield from self._emit(batch)
+            yield from self._emit(split, batch)
         rejected.close()
         self.progress.done(split, counts.counts["input"])
         for pair in counts.pairs():
             yield beam.pvalue.TaggedOutput("counts", pair)
 
 
-def first_of_id(item):
-    """One (source, id): its first node goes on to exact/near dedup, any other is a ``duplicate_id``."""
-    _, members = item
-    first = min(m[0] for m in members)
-    for node, scope, exact, keys, n_keys in members:
-        if node != first:
-            yield beam.pvalue.TaggedOutput("duplicate_id", (node, (first, "duplicate_id")))
-        else:
-            size = len(keys) // n_keys if n_keys else 0
-            yield (scope, exact), (node, [keys[i * size:(i + 1) * size] for i in range(n_keys)])
+def first_of_id(cross_source: bool):
+    """One (source, id): its first occurrence goes on to exact/near dedup as ``((scope, exact hash),
+    packed node + band keys)``, any later one is a ``duplicate_id`` of it."""
+
+    def first(item):
+        (source, doc_id), members = item
+        first_handle = min(unpack_fingerprint(m)[0] for m in members)
+        first_node = None
+        for packed in members:
+            h, rank, exact, keys = unpack_fingerprint(packed)
+            node = make_node(rank, source, doc_id, h)
+            if h == first_handle:
+                first_node = node
+                yield ("*" if cross_source else source, exact), exact_value(keys, node)
+        for packed in members:
+            h, rank, _, _ = unpack_fingerprint(packed)
+            if h != first_handle:
+                yield beam.pvalue.TaggedOutput("duplicate_id", (make_node(rank, source, doc_id, h),
+                                                                (first_node, "duplicate_id")))
+
+    return first
 
 
-class CandidateShingles(beam.DoFn):
-    """One split with the lines of its candidate documents -> ``(node, ("s", shingle set))`` each.
+class CandidateInfo(beam.DoFn):
+    """One split with the lines of its candidate documents -> ``(handle, ("s", (node, shingle set)))``.
 
-    Re-reads the split (only id, source, domain, text) instead of shuffling every document's
-    shingles: only documents in at least one candidate pair pay for verification.
+    Re-reads the split (only id, source, domain, text) instead of shuffling every document's node
+    and shingles: only documents in at least one candidate pair pay for it. Without ``--verify``
+    the shingle set is empty (only the node is needed).
     """
 
     def __init__(self, config: MinHashConfig, priority: Sequence[str]):
@@ -199,73 +278,86 @@ class CandidateShingles(beam.DoFn):
         split = splits[0]
         for line, doc in read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)):
             if line in wanted and not isinstance(doc, Rejected):
-                _, shingles = analyze(doc["text"], self.config.ngram)
-                node = node_key(doc, self.priority, f"{split.name}:{line}")
-                yield node, ("s", verification_set(shingles))
+                shingles = b""
+                if self.config.verify:
+                    shingles = verification_set(analyze(doc["text"], self.config.ngram)[1])
+                yield handle(split, line), ("s", (node_key(doc, self.priority, f"{split.name}:{line}"), shingles))
 
 
 def exact_survivors(item):
     """One exact-hash group: the min node keeps its band keys, every other node is an exact dup.
 
-    Two passes over the group (min, then emit) so that memory does not grow with its size.
+    Values are :func:`exact_value` (band keys + node). The keeper sends one element per band to its
+    coarse bucket ``(scope, band, first BUCKET_PREFIX bytes of the key)`` with the rest of the key
+    and its handle as 14 bytes. Two passes over the group (min, then emit) so that memory does not
+    grow with its size.
     """
     (scope, _), members = item
-    keeper = min(node for node, _ in members)
+    keeper = min(split_exact_value(v)[1] for v in members)
     emitted = False
-    for node, keys in members:
+    for value in members:
+        keys, node = split_exact_value(value)
         if node != keeper:
             yield beam.pvalue.TaggedOutput("exact", (node, keeper))
         elif not emitted:
             emitted = True
-            for band, key in enumerate(keys):
-                yield (scope, band, key), node
+            h = struct.pack(HANDLE, handle_of(*node_location(node)))
+            for band, start in enumerate(range(0, len(keys), BAND_KEY_BYTES)):
+                key = keys[start:start + BAND_KEY_BYTES]
+                yield (scope, band, key[:BUCKET_PREFIX]), key[BUCKET_PREFIX:] + h
 
 
 class BucketEdges(beam.DoFn):
-    """One LSH bucket -> a star of edges to its min node (O(n) edges, not O(n^2))."""
+    """One coarse bucket -> its LSH buckets (same full band key) -> a star of edges to each bucket's
+    min handle (O(n) edges, not O(n^2)). Edges are ``(handle, handle)`` with the smaller second."""
 
     def __init__(self, alarm: int):
         self.alarm = alarm
 
     def process(self, item):
-        (scope, band, _), nodes = item
-        center = min(nodes)
-        size = 0
-        for node in nodes:
-            size += 1
-            if node != center:
-                yield node, center
-        if size > 1:
-            yield beam.pvalue.TaggedOutput("bucket_size", size)
-            if size >= self.alarm:
-                log.warning("ALARM: LSH bucket of %d documents (scope %r, band %d, min %r)",
-                            size, scope, band, center)
+        (scope, band, _), values = item
+        buckets: dict[bytes, list[int]] = {}
+        for v in values:
+            buckets.setdefault(v[:-HANDLE_BYTES], []).append(struct.unpack(HANDLE, v[-HANDLE_BYTES:])[0])
+        for members in buckets.values():
+            if len(members) < 2:
+                continue
+            center = min(members)
+            for h in members:
+                if h != center:
+                    yield h, center
+            yield beam.pvalue.TaggedOutput("bucket_size", len(members))
+            if len(members) >= self.alarm:
+                log.warning("ALARM: LSH bucket of %d documents (scope %r, band %d, min %s)",
+                            len(members), scope, band, handle_location(center))
 
 
-def _attach_shingles(item):
-    """Node with its shingles and candidate edges -> (edge, (node, shingles)) for each edge."""
-    node, tagged = item
-    shingles = next((value for tag, value in tagged if tag == "s"), None)
-    if shingles is None:
+def _attach_info(item):
+    """Handle with its (node, shingles) and candidate edges -> (edge, (handle, node, shingles)) per edge."""
+    h, tagged = item
+    info = next((value for tag, value in tagged if tag == "s"), None)
+    if info is None:
         return
     for tag, edge in tagged:
         if tag == "e":
-            yield edge, (node, shingles)
+            yield edge, (h, *info)
 
 
 class VerifyJaccard(beam.DoFn):
-    """One candidate edge with both ends' shingles -> the edge if exact Jaccard >= threshold."""
+    """One candidate edge with both ends' (node, shingles) -> the edge between the two nodes if the
+    exact Jaccard is >= threshold (every candidate edge when ``threshold`` is None: ``--no-verify``)."""
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float | None):
         self.threshold = threshold
 
     def process(self, item):
         edge, ends = item
-        sets = dict(ends)
-        if len(sets) == 2:
-            a, b = (np.frombuffer(sets[node], dtype=np.uint32) for node in edge)
-            if jaccard(a, b) >= self.threshold:
-                yield edge
+        info = {h: (node, shingles) for h, node, shingles in ends}
+        if len(info) == 2:
+            (a, sa), (b, sb) = (info[h] for h in edge)
+            if self.threshold is None or jaccard(np.frombuffer(sa, dtype=np.uint32),
+                                                 np.frombuffer(sb, dtype=np.uint32)) >= self.threshold:
+                yield a, b
 
 
 def _edge_ends(edge):
@@ -395,7 +487,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
           .with_output_types(Any).with_outputs("counts", main="fingerprints"))
     ids = (fp.fingerprints
            | "Group ids" >> beam.GroupByKey()
-           | "First of id" >> beam.FlatMap(first_of_id).with_output_types(Any).with_outputs(
+           | "First of id" >> beam.FlatMap(first_of_id(args.cross_source)).with_output_types(Any).with_outputs(
                "duplicate_id", main="fingerprints"))
     exact = (ids.fingerprints
              | "Group exact" >> beam.GroupByKey()
@@ -407,21 +499,20 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
                    "bucket_size", main="edges"))
     # an edge found in several bands arrives several times: one copy each from here on
     candidates = buckets.edges | "Distinct edges" >> beam.Distinct()
-    edges = candidates
-    if config.verify:
-        wanted = (candidates
-                  | "Candidate nodes" >> beam.FlatMap(lambda e: e)
-                  | "Distinct nodes" >> beam.Distinct()
-                  | "Node to split" >> beam.Map(node_location))
-        shingles = ({"split": by_name, "lines": wanted}
-                    | "Join candidates" >> beam.CoGroupByKey()
-                    | "Candidate shingles" >> beam.ParDo(CandidateShingles(config, priority)))
-        edges = ((candidates | "Edge ends" >> beam.FlatMap(_edge_ends), shingles)
-                 | "Merge shingles" >> beam.Flatten()
-                 | "Group by node" >> beam.GroupByKey()
-                 | "Attach shingles" >> beam.FlatMap(_attach_shingles)
-                 | "Group by edge" >> beam.GroupByKey()
-                 | "Verify Jaccard" >> beam.ParDo(VerifyJaccard(config.threshold)))
+    # the candidates' nodes (and shingle sets, to verify) come from re-reading their splits
+    wanted = (candidates
+              | "Candidate handles" >> beam.FlatMap(lambda e: e)
+              | "Distinct handles" >> beam.Distinct()
+              | "Handle to split" >> beam.Map(handle_location))
+    info = ({"split": by_name, "lines": wanted}
+            | "Join candidates" >> beam.CoGroupByKey()
+            | "Candidate info" >> beam.ParDo(CandidateInfo(config, priority)))
+    edges = ((candidates | "Edge ends" >> beam.FlatMap(_edge_ends), info)
+             | "Merge info" >> beam.Flatten()
+             | "Group by handle" >> beam.GroupByKey()
+             | "Attach info" >> beam.FlatMap(_attach_info)
+             | "Group by edge" >> beam.GroupByKey()
+             | "Verify Jaccard" >> beam.ParDo(VerifyJaccard(config.threshold if config.verify else None)))
     cc = edges | "Components" >> ConnectedComponents(args.cc_rounds)
     near = cc["labels"] | "Near label" >> beam.Map(lambda kv: (kv[0], (kv[1], "near")))
     exact_labels = ((exact.exact | "Tag dups" >> beam.Map(lambda kv: (kv[1], ("dup", kv[0]))),

@@ -183,3 +183,27 @@ def test_repeated_id_keeps_the_first_and_kept_rows_stay_in_input_order(tmp_path,
     assert dups[("bbc", rows[1]["id"])]["reason"] == "duplicate_id"  # the second occurrence (row 6)
     assert [r["text"] for r in kept] == [r["text"] for i, r in enumerate(rows) if i != 5]
     assert len(list((tmp_path / "out").glob("part-*.parquet"))) > 3
+
+
+def test_no_verify_keeps_every_candidate_edge(corpus, tmp_path):
+    inputs, f = corpus
+    stats = run(inputs, tmp_path / "out", "--cross-source", "--no-verify")
+    _, dups = read_dir(tmp_path / "out")
+    assert stats["balanced"] and stats["minhash"]["verify"] is False
+    assert stats["counts"]["verified_edges"] == stats["counts"]["candidate_edges"] > 0
+    assert dups[("bbc", "copy-near")]["cluster"] == f["fin1"]
+
+
+def test_command_line_run_as_main(corpus, tmp_path):
+    """``python -m pipelines.dedup``: Beam pickles __main__'s DoFns by value, so everything they
+    reference must pickle (a regression: a module-level struct.Struct did not)."""
+    import subprocess
+    import sys
+
+    inputs, f = corpus
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.dedup", "--input", inputs[0], "--input", inputs[1],
+                           "--output", str(out), "--cross-source"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["balanced"] and stats["input"] == f["n_input"]
