@@ -63,6 +63,7 @@ RESIDUAL_ALARM = 1_000_000  # edges for the one-worker union-find finish (~100 M
 HISTOGRAM_EDGES = (2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 10_001, 100_001)
 SEP = "\x00"
 BUCKET_PREFIX = 2  # band-key bytes that name a coarse bucket: 65,536 per (scope, band)
+SMALL_BUCKET = 8  # LSH buckets up to this size emit every pair (<= 28 edges), larger ones a star
 COLUMNS = ("id", "source", "domain", "text")  # what fingerprinting reads of a row
 log = logging.getLogger(__name__)
 
@@ -308,8 +309,9 @@ def exact_survivors(item):
 
 
 class BucketEdges(beam.DoFn):
-    """One coarse bucket -> its LSH buckets (same full band key) -> a star of edges to each bucket's
-    min handle (O(n) edges, not O(n^2)). Edges are ``(handle, handle)`` with the smaller second."""
+    """One coarse bucket -> its LSH buckets (same full band key) -> candidate edges: every pair of a
+    small bucket, a star to the min handle in a large one (O(n) edges, not O(n^2)). Edges are
+    ``(handle, handle)`` with the smaller second."""
 
     def __init__(self, alarm: int):
         self.alarm = alarm
@@ -322,10 +324,14 @@ class BucketEdges(beam.DoFn):
         for members in buckets.values():
             if len(members) < 2:
                 continue
-            center = min(members)
-            for h in members:
-                if h != center:
-                    yield h, center
+            members.sort()
+            if len(members) <= SMALL_BUCKET:  # every pair: one LSH false positive cannot cut the others off
+                for i, a in enumerate(members):
+                    for b in members[i + 1:]:
+                        yield b, a
+            else:
+                for h in members[1:]:
+                    yield h, members[0]
             yield beam.pvalue.TaggedOutput("bucket_size", len(members))
             if len(members) >= self.alarm:
                 log.warning("ALARM: LSH bucket of %d documents (scope %r, band %d, min %s)",
