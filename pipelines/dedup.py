@@ -335,7 +335,7 @@ class BucketEdges(beam.DoFn):
             yield beam.pvalue.TaggedOutput("bucket_size", len(members))
             if len(members) >= self.alarm:
                 log.warning("ALARM: LSH bucket of %d documents (scope %r, band %d, min %s)",
-                            len(members), scope, band, handle_location(center))
+                            len(members), scope, band, handle_location(members[0]))
 
 
 def _attach_info(item):
