@@ -120,6 +120,17 @@ def test_classifier_scores_threshold_and_top_fraction(clean_dir, tmp_path):
     finance_kept = sum(d["domain"] == "domain" for d in kept)
     assert finance_kept >= 0.6 * len(kept)
     assert stats["removed"].get("classifier_fin", 0) > 0
+    assert not list((tmp_path / "cls" / "_scored").glob("*"))  # the first pass's parts are gone
+    # the top-fraction cut reads the whole corpus: small splits, two processes, same bytes
+    again = str(tmp_path / "again")
+    stage.main(["--input", clean_dir, "--output", again, "--config", str(config), "--split-mb", "0.05",
+                "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"])
+    assert read_dir(again) == kept
+    annotated = stage.main(["--input", clean_dir, "--output", str(tmp_path / "ann"), "--config", str(config),
+                            "--annotate-only"])
+    assert annotated["output"] == annotated["input"]
+    would = {k.split("/", 1)[1]: v for k, v in annotated["counts"].items() if k.startswith("would_remove/")}
+    assert would == stats["removed"]  # annotate mode predicts exactly what the filter removes
 
 
 def test_missing_input_is_a_clear_error(tmp_path):
