@@ -177,7 +177,7 @@ def parse_json_line(raw: bytes, path: str, line: int) -> dict[str, Any] | Reject
         return Rejected("blank_line", path, line, snippet(raw))
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
         return Rejected("invalid_json", path, line, snippet(raw))
     if not isinstance(record, dict):
         return Rejected("not_an_object", path, line, snippet(raw))

@@ -116,3 +116,17 @@ def test_progress_lines_name_the_split_and_the_rate(jsonl_file, tmp_path, caplog
     lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.splits"]
     assert lines and "clean: 1 splits done on this worker (last 00000-0000, docs.jsonl)" in lines[0]
     assert "records/s" in lines[0]
+
+
+@pytest.mark.parametrize("split_mb", ["64", "0.0005"])
+def test_a_deeply_nested_line_costs_only_itself(tmp_path, finance_docs, split_mb):
+    lines = [json.dumps({"id": d["id"], "text": d["text"]}) for d in finance_docs[:10]]
+    lines.insert(3, "[" * 100_000 + "]" * 100_000)  # json.loads raises RecursionError
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stats = clean.main(["--input", str(path), "--output", str(tmp_path / "out"), "--domain", "domain",
+                        "--split-mb", split_mb])
+    assert stats["balanced"] and stats["input"] == 11 and stats["output"] == 10
+    assert stats["removed"] == {"invalid_json": 1}
+    rejected = [json.loads(x) for p in (tmp_path / "out" / "rejected").glob("*.jsonl") for x in open(p)]
+    assert [(r["line"], r["reason"]) for r in rejected] == [(4, "invalid_json")]
