@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 WORK ?= work/demo
 BEAM ?= --runner DirectRunner
 CORPORA ?= ../shared/corpora
-DTVENV ?= /tmp/dtvenv
+PEER_DIR ?= work/peers
+DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv clean
@@ -136,10 +137,10 @@ bench-train-gpu: setup ## tokens/s/GPU and MFU for ~125M and ~1B, bf16 + torch.c
 NEARDUP ?= $(WORK)/neardup
 PEERS ?= $(CORPORA)/../peers
 peer-venv: ## datatrove 0.10.1 in its own venv ($(DTVENV)), offline, for the filter/dedup peer benchmarks
-	test -x $(DTVENV)/bin/python || bash $(PEERS)/setup_datatrove_venv.sh $(DTVENV) /tmp/dtmodel
+	test -x $(DTVENV)/bin/python || bash $(PEERS)/setup_datatrove_venv.sh $(DTVENV) $(PEER_DIR)/dtmodel
 
 bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + decision agreement (~5-10 min)
-	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir /tmp/bench_filter --dt-venv $(DTVENV)
+	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir work/bench_filter --dt-venv $(DTVENV)
 
 bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
 	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py

@@ -1,7 +1,7 @@
 """Dedup throughput and memory: signatures and the whole stage, at growing corpus sizes.
 
     python benchmarks/bench_dedup.py [--signature-sizes 10000 100000 1000000]
-        [--stage-sizes 10000 100000] [--work /tmp/bench_dedup] [--append-results]
+        [--stage-sizes 10000 100000] [--work work/bench_dedup] [--append-results]
 
 Documents are synthetic but made of real text: each is 8-20 sentences drawn at random from
 the English corpora in ../shared/corpora (news, Wikipedia, speeches, novels, docs), and 5%

@@ -1,20 +1,19 @@
 """Benchmark the filter stage against datatrove 0.10.1 on the same documents, in one run.
 
-    python benchmarks/bench_filter.py [--corpus ../shared/corpora/general] [--workdir /tmp/bench_filter]
-        [--dt-venv /tmp/dtvenv] [--limit N] [--results benchmarks/RESULTS.md]
+    python benchmarks/bench_filter.py [--corpus ../shared/corpora/general] [--workdir work/bench_filter]
+        [--dt-venv work/peers/dtvenv] [--limit N] [--results benchmarks/RESULTS.md]
 
 1. (untimed) the clean stage turns the corpus into Parquet; the same cleaned documents are
    exported as JSON Lines for datatrove;
 2. our filter stage (``python -m pipelines.filter``, DirectRunner, one worker: one core) with
    configs/filter/default.yaml = language ID + Gopher repetition + Gopher quality + C4 + FineWeb;
-3. datatrove's equivalent pipeline on one worker (``/work/shared/peers/datatrove_bench.py``:
+3. datatrove's equivalent pipeline on one worker (``../shared/peers/datatrove_bench.py``:
    GopherRepetition, GopherQuality, C4Quality(filter_no_terminal_punct=False), FineWebQuality,
    LanguageFilter(en, 0.65) with the same lid.176.ftz);
 4. documents/s per core of both, their ratio, and the share of documents on which both make the
    same keep/remove decision.
 
-Without the datatrove venv (make it with ``/work/shared/peers/setup_datatrove_venv.sh /tmp/dtvenv
-/tmp/dtmodel``) or the corpus, it says so and reports our numbers only.
+Without the datatrove venv (make it with ``make peer-venv``) or the corpus, it says so and reports our numbers only.
 """
 
 from __future__ import annotations
@@ -101,9 +100,10 @@ def prepare(corpus: str, workdir: str, limit: int | None) -> tuple[str, str, lis
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=os.path.join(os.path.dirname(ROOT), "shared", "corpora", "general"))
-    ap.add_argument("--workdir", default="/tmp/bench_filter")
+    ap.add_argument("--workdir", default=os.path.join(ROOT, "work", "bench_filter"))
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "filter", "default.yaml"))
-    ap.add_argument("--dt-venv", default="/tmp/dtvenv", help="datatrove venv (setup_datatrove_venv.sh)")
+    ap.add_argument("--dt-venv", default=os.path.join(ROOT, "work", "peers", "dtvenv"),
+                    help="datatrove venv (make peer-venv)")
     ap.add_argument("--limit", type=int, help="benchmark on this many documents (evenly sampled)")
     ap.add_argument("--results", help="append a markdown section to this file (e.g. benchmarks/RESULTS.md)")
     args = ap.parse_args()
@@ -148,7 +148,7 @@ def main() -> None:
     if not os.path.exists(dt_python):
         print(
             f"datatrove venv not found at {args.dt_venv}: peer not run (create it with "
-            f"{PEERS}/setup_datatrove_venv.sh {args.dt_venv} /tmp/dtmodel)"
+            "make peer-venv)"
         )
     else:
         dt_work = os.path.join(args.workdir, "datatrove")

@@ -1,6 +1,6 @@
 """Language-ID accuracy per language on the multilingual corpus (lid.176.ftz, our sampling).
 
-    python benchmarks/build_langid_set.py && python benchmarks/bench_langid.py [--eval /tmp/langid_eval.jsonl]
+    python benchmarks/build_langid_set.py && python benchmarks/bench_langid.py [--eval work/langid_eval.jsonl]
 
 Prints a markdown table: documents, accuracy (predicted == label) and accuracy at the stage's
 default confidence (predicted == label and score >= 0.65), per language.
@@ -22,7 +22,8 @@ from filters.langid import LanguageIdentifier  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--eval", default="/tmp/langid_eval.jsonl")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--eval", default=os.path.join(repo, "work", "langid_eval.jsonl"))
     ap.add_argument("--model", help="lid.176.ftz (default) or lid.176.bin")
     args = ap.parse_args()
     docs = [json.loads(line) for line in open(args.eval, encoding="utf-8")]

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CORPORA = "/work/shared/corpora"
+CORPORA = str(ROOT.parent / "shared" / "corpora")
 # Small enough for a 2-core CPU, big enough that compute (not Python) dominates a step.
 MODEL = dict(vocab_size=257, seq_len=128, n_layer=4, n_head=4, d_model=128)
 MICRO_BATCH = 8

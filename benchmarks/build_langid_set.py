@@ -4,7 +4,7 @@
 
 - tests/data/langid_samples.jsonl: 8 documents for each of 13 languages (the test set of
   tests/test_langid.py), text cut to at most 600 characters;
-- /tmp/langid_eval.jsonl (``--eval``): the larger evaluation set of benchmarks/bench_langid.py,
+- work/langid_eval.jsonl (``--eval``): the larger evaluation set of benchmarks/bench_langid.py,
   every fortune of >= 80 characters not in the test set and every web page, up to 300 per language.
 
 Labels are the corpus's ``meta.lang``: the Debian package language for fortunes
@@ -42,7 +42,8 @@ def load() -> dict[str, list[dict]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--eval", default="/tmp/langid_eval.jsonl")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--eval", default=os.path.join(repo, "work", "langid_eval.jsonl"))
     ap.add_argument("--eval-per-lang", type=int, default=300)
     args = ap.parse_args()
     rng = random.Random(0)

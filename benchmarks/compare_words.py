@@ -2,7 +2,7 @@
 
 Run it with a Python that has spaCy (the datatrove peer venv), from the repository root:
 
-    /tmp/dtvenv/bin/python benchmarks/compare_words.py --per-file 200
+    work/peers/dtvenv/bin/python benchmarks/compare_words.py --per-file 200
 
 Prints, per file: documents whose token lists are identical, and the token-count error; then
 the tokens most often produced by one tokenizer and not the other (to guide fixes).

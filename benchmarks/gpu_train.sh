@@ -29,7 +29,7 @@ MB_1B=${MB_1B:-8};      STRATEGY_1B=${STRATEGY_1B:-fsdp}
 COMPILE=${COMPILE:-true}
 EXTRA=${EXTRA:-}            # more key=value overrides for both models
 AC=${AC:-false}             # activation checkpointing (lowers MFU: recomputation is not counted as model FLOPs)
-WORK=${WORK:-$(mktemp -d /tmp/gpu_train.XXXXXX)}
+WORK=${WORK:-$(mktemp -d -t gpu_train.XXXXXX)}
 SEQ=${SEQ:-2048}
 
 echo "== $NGPU x $NAME, torch $($PY -c 'import torch; print(torch.__version__)'), work dir $WORK"

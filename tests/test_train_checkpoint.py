@@ -13,8 +13,9 @@ from train.bytemix import build_byte_mixture
 from train.config import load_config
 from train.metrics import read_metrics
 from train.trainer import train
+from tests.conftest import DATA
 
-CORPORA = "/work/shared/corpora"
+CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 TINY = Path(__file__).resolve().parent.parent / "configs" / "train" / "tiny.yaml"
 
 
@@ -22,7 +23,7 @@ TINY = Path(__file__).resolve().parent.parent / "configs" / "train" / "tiny.yaml
 def mix(tmp_path_factory):
     out = tmp_path_factory.mktemp("mix")
     build_byte_mixture(out, [f"{CORPORA}/finance/bbc_business.jsonl.gz"],
-                       [f"{CORPORA}/general/lee_news.jsonl.gz"], max_bytes=120_000)
+                       [f"{CORPORA}/general/bbc_nonbusiness.jsonl.gz"], max_bytes=120_000)
     return out
 
 

@@ -6,8 +6,9 @@ import pytest
 from mixtures.shards import TokenStream
 from train.bytemix import build_byte_mixture
 from train.data import StepBatches, eval_windows
+from tests.conftest import DATA
 
-CORPORA = "/work/shared/corpora"
+CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ from train.config import load_config
 from train.export import export, hf_name, load_consolidated
 from train.model import ModelConfig, Transformer
 from train.trainer import train
+from tests.conftest import DATA
 
-CORPORA = "/work/shared/corpora"
+CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 TINY = Path(__file__).resolve().parent.parent / "configs" / "train" / "tiny.yaml"
 
 

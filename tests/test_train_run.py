@@ -11,9 +11,10 @@ from train.bytemix import build_byte_mixture
 from train.checkpoint import complete_checkpoints
 from train.metrics import read_metrics
 from train.trainer import KILL_ENV
+from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPORA = "/work/shared/corpora"
+CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 STEPS = 12
 pytestmark = pytest.mark.slow  # torchrun launches: ~45 s together on 2 cores
 

@@ -1,7 +1,7 @@
 """Score the dedup stage's clusters (and datatrove's) against the near-duplicate labels.
 
     python benchmarks/neardup/evaluate.py --data work/neardup [--thresholds 0.7 0.8 0.9]
-        [--num-perm 112] [--verify] [--datatrove-python /tmp/dtvenv/bin/python] [--append-results]
+        [--num-perm 112] [--verify] [--datatrove-python work/peers/dtvenv/bin/python] [--append-results]
 
 Truth at threshold t: a base and its variants whose labelled Jaccard is >= t form one
 cluster; every other document (variants below t, hard negatives) is a singleton. Variants
