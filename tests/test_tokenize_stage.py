@@ -111,3 +111,16 @@ def test_bad_tokenizer_path_is_a_clear_error(curated, tmp_path: Path):
     root, _, _ = curated
     with pytest.raises(SystemExit, match="cannot load tokenizer"):
         _run(root, tmp_path / "missing.json", tmp_path / "out")
+
+
+def test_shards_roll_over_without_changing_the_token_stream(tokenized, curated, tmp_path: Path):
+    _, out = tokenized
+    root, _, tok_path = curated
+    small = tmp_path / "small"
+    stats = _run(root, tok_path, small, "--part-mb", "0.01", "--split-mb", "0.001")
+    rel = "general/bbc_news"
+    assert len(list_shards(small / rel)) > len(list_shards(out / rel))
+    assert stats["sources"][rel]["shards"] == len(list_shards(small / rel))
+    tokens_a = np.concatenate([np.asarray(Shard.open(p).tokens) for p in list_shards(out / rel)])
+    tokens_b = np.concatenate([np.asarray(Shard.open(p).tokens) for p in list_shards(small / rel)])
+    assert np.array_equal(tokens_a, tokens_b)  # same documents, same order, more files
