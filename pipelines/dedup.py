@@ -47,7 +47,7 @@ from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DE
                              analyze, jaccard, permutations, word_char_table)
 from pipelines.components import ConnectedComponents
 from pipelines.io import InputError, Rejected, prepare_output_dir
-from pipelines.options import parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
+from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats, tally
 
@@ -610,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             describe_inputs(STAGE, files)
             prepare_output_dir(args.output, [DUPLICATES, "rejected"])
     except (InputError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        fail(str(exc))
     log.info("dedup: %d files, threshold %.2f, %d-grams, %d perms = %d bands x %d rows%s%s", len(files),
              config.threshold, config.ngram, config.num_perm, config.bands, config.rows,
              ", verify" if config.verify else "", ", cross-source" if args.cross_source else "")

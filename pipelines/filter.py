@@ -40,7 +40,7 @@ from pipelines.io import (
     prepare_output_dir,
     write_json,
 )
-from pipelines.options import parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
+from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             write_json(f"{args.output.rstrip('/')}/filter_config.json",
                        {"annotate_only": args.annotate_only, "config": config.to_dict()})
     except (InputError, ValueError, FileNotFoundError, OSError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        fail(str(exc))
     stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema), options, args.output)
     if writes_output(options):
         remove_scored(args.output)

@@ -44,7 +44,7 @@ from apache_beam.io.filesystems import FileSystems
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
 from mixtures.tokenizer import encode_documents, eos_id
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
-from pipelines.options import parse, run_stage, stage_inputs, stage_parser, writes_output
+from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
 from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
@@ -261,7 +261,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str], tokenizer_json: str, 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, options = parse(build_parser(), argv)
     if args.batch_size < 1:
-        raise SystemExit("error: --batch-size must be >= 1")
+        fail("--batch-size must be >= 1")
     try:
         files = stage_inputs(args.input, options)
         tokenizer_json, info = tokenizer_info(args.tokenizer)
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             describe_inputs(STAGE, files)
             prepare_token_output(args.output, tokenizer_json)
     except InputError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        fail(str(exc))
     return run_stage(STAGE, lambda p: build(p, args, files, tokenizer_json, info), options, args.output)
 
 

@@ -133,6 +133,7 @@ def test_classifier_scores_threshold_and_top_fraction(clean_dir, tmp_path):
     assert would == stats["removed"]  # annotate mode predicts exactly what the filter removes
 
 
-def test_missing_input_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="error"):
+def test_missing_input_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         stage.main(["--input", str(tmp_path / "nothing"), "--output", str(tmp_path / "out")])
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: input")

@@ -107,10 +107,11 @@ def test_same_input_same_bytes_in_any_running_mode(tokenized, curated, tmp_path:
         assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
 
 
-def test_bad_tokenizer_path_is_a_clear_error(curated, tmp_path: Path):
+def test_bad_tokenizer_path_is_a_clear_error(curated, tmp_path: Path, capsys):
     root, _, _ = curated
-    with pytest.raises(SystemExit, match="cannot load tokenizer"):
+    with pytest.raises(SystemExit) as exc:
         _run(root, tmp_path / "missing.json", tmp_path / "out")
+    assert exc.value.code == 2 and "error: cannot load tokenizer" in capsys.readouterr().err
 
 
 def test_shards_roll_over_without_changing_the_token_stream(tokenized, curated, tmp_path: Path):
