@@ -31,7 +31,8 @@ from pipelines.documents import DOMAINS
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_output_dir, snippet,
                           to_document)
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
-from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, auto_split_mb,
+                              describe_inputs, read_split)
 from pipelines.stats import WriteStats
 
 STAGE = "clean"
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         files = stage_inputs(args.input, options) if args.input else []
         if files and writes_output(options):
-            describe_inputs(STAGE, files)
+            total = describe_inputs(STAGE, files)
+            args.split_mb = auto_split_mb(args.split_mb, total)
         if writes_output(options):
             prepare_output_dir(args.output, ["rejected"])
     except InputError as exc:

@@ -48,7 +48,8 @@ from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DE
 from pipelines.components import ConnectedComponents
 from pipelines.io import InputError, Rejected, prepare_output_dir
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
-from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, auto_split_mb,
+                              describe_inputs, read_split)
 from pipelines.stats import WriteStats, tally
 
 STAGE = "dedup"
@@ -607,7 +608,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = stage_inputs(args.input, options)
         schema = stage_schema(files, options)
         if writes_output(options):
-            describe_inputs(STAGE, files)
+            total = describe_inputs(STAGE, files)
+            args.split_mb = auto_split_mb(args.split_mb, total)
             prepare_output_dir(args.output, [DUPLICATES, "rejected"])
     except (InputError, ValueError) as exc:
         fail(str(exc))

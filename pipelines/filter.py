@@ -41,7 +41,8 @@ from pipelines.io import (
     write_json,
 )
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
-from pipelines.splits import JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, auto_split_mb,
+                              describe_inputs, read_split)
 from pipelines.stats import WriteStats
 
 STAGE = "filter"
@@ -322,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         schema = output_schema(stage_schema(files, options), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts
         if writes_output(options):
-            describe_inputs(STAGE, files)
+            total = describe_inputs(STAGE, files)
+            args.split_mb = auto_split_mb(args.split_mb, total)
             prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
             write_json(f"{args.output.rstrip('/')}/filter_config.json",
                        {"annotate_only": args.annotate_only, "config": config.to_dict()})

@@ -35,9 +35,10 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
                                             "--setup_file ./setup.py, or --direct_num_workers 2 "
                                             "--direct_running_mode multi_processing).")
     parser.add_argument("--output", required=True, help="stage directory (local path or gs://...)")
-    parser.add_argument("--split-mb", type=float, default=DEFAULT_SPLIT_MB,
+    parser.add_argument("--split-mb", type=float, default=None,
                         help="input per unit of work: Parquet row groups and byte ranges of uncompressed "
-                             f"JSON Lines are cut into splits of about this many MB (default {DEFAULT_SPLIT_MB})")
+                             "JSON Lines are cut into splits of about this many MB (default: input / 64, "
+                             f"between 4 and {DEFAULT_SPLIT_MB})")
     parser.add_argument("--part-mb", type=float, default=DEFAULT_PART_MB,
                         help="an output Parquet part rolls over past this many MB of text "
                              f"(default {DEFAULT_PART_MB})")
@@ -49,7 +50,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[
     for prev, token in zip([""] + beam_args, beam_args):
         if not token.startswith("-") and (not prev.startswith("-") or "=" in prev):
             parser.error(f"unexpected argument {token!r} (to give several inputs, repeat --input)")
-    if getattr(args, "split_mb", 1) <= 0 or getattr(args, "part_mb", 1) <= 0:
+    if (getattr(args, "split_mb", 1) or 1) <= 0 or getattr(args, "part_mb", 1) <= 0:
         parser.error("--split-mb and --part-mb must be > 0")
     options = PipelineOptions(beam_args)
     if not options.view_as(StandardOptions).runner:

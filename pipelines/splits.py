@@ -45,10 +45,12 @@ from pipelines.documents import DOC_SCHEMA
 from pipelines.io import (Rejected, detect_format, iter_file_records, iter_hf_records, parse_json_line,
                           snippet)
 
-DEFAULT_SPLIT_MB = 64      # bytes of input per split (uncompressed JSONL byte ranges, Parquet row groups)
+DEFAULT_SPLIT_MB = 64      # largest input per split (uncompressed JSONL byte ranges, Parquet row groups) ...
+MIN_SPLIT_MB = 4           # ... and smallest, when sized automatically: about SPLITS_PER_INPUT splits
+SPLITS_PER_INPUT = 64      # of the whole input, so that a small corpus still spreads over local workers
 DEFAULT_PART_MB = 256      # a written Parquet part rolls over past this much text
 ROW_GROUP_ROWS = 10_000    # rows per written row group ...
-ROW_GROUP_BYTES = 32 << 20  # ... or this many bytes of text, whichever comes first
+ROW_GROUP_BYTES = 8 << 20  # ... or this many bytes of text, whichever comes first (the next stage's split grain)
 SCAN_CHUNK = 16 << 20      # newline scan of a large JSONL file, read in chunks of this size
 HUGE_UNSPLITTABLE = 1 << 30  # a compressed file this large gets a "recompress or split it" log line
 PROGRESS_SECONDS = 30.0
@@ -161,9 +163,9 @@ class ReadSplits(beam.PTransform):
     on the workers (Parquet footers, newline scans), then redistributed.
     """
 
-    def __init__(self, files: list[str], split_mb: float = DEFAULT_SPLIT_MB, hf: dict[str, Any] | None = None):
+    def __init__(self, files: list[str], split_mb: float | None = DEFAULT_SPLIT_MB, hf: dict[str, Any] | None = None):
         super().__init__()
-        self.files, self.split_bytes, self.hf = files, max(1, int(split_mb * (1 << 20))), hf
+        self.files, self.split_bytes, self.hf = files, max(1, int((split_mb or DEFAULT_SPLIT_MB) * (1 << 20))), hf
 
     def expand(self, pbegin):
         splits = []
@@ -383,8 +385,20 @@ class Progress:
                      self.splits, split.name, os.path.basename(split.file), self.records, rate)
 
 
-def describe_inputs(stage: str, files: list[str]) -> None:
-    """One launcher line: how much input there is (sizes listed without reading the files)."""
+def auto_split_mb(split_mb: float | None, total_bytes: int) -> float:
+    """``--split-mb`` as given, else sized from the whole input: about ``SPLITS_PER_INPUT`` splits,
+    between ``MIN_SPLIT_MB`` and ``DEFAULT_SPLIT_MB``. Depends on the input only (never on the
+    runner or worker count), so outputs stay the same bytes everywhere."""
+    if split_mb:
+        return split_mb
+    if total_bytes < 0:
+        return DEFAULT_SPLIT_MB
+    return float(min(DEFAULT_SPLIT_MB, max(MIN_SPLIT_MB, round(total_bytes / (1 << 20) / SPLITS_PER_INPUT))))
+
+
+def describe_inputs(stage: str, files: list[str]) -> int:
+    """One launcher line: how much input there is (sizes listed without reading the files); returns
+    the total bytes, or -1 when they cannot be listed."""
     try:
         sizes = [m.size_in_bytes for m in FileSystems.match(files)[0].metadata_list] if len(files) == 1 else \
             [r.metadata_list[0].size_in_bytes for r in FileSystems.match(files) if r.metadata_list]
@@ -392,3 +406,4 @@ def describe_inputs(stage: str, files: list[str]) -> None:
     except Exception:
         total = -1
     print(f"{stage}: {len(files):,} input files" + (f", {total / 1e6:,.1f} MB" if total >= 0 else ""), flush=True)
+    return total

@@ -45,7 +45,7 @@ from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_
 from mixtures.tokenizer import encode_documents, eos_id
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
-from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, describe_inputs, read_split
+from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, auto_split_mb, describe_inputs, read_split
 from pipelines.stats import WriteStats
 
 STAGE = "tokenize"
@@ -266,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = stage_inputs(args.input, options)
         tokenizer_json, info = tokenizer_info(args.tokenizer)
         if writes_output(options):
-            describe_inputs(STAGE, files)
+            total = describe_inputs(STAGE, files)
+            args.split_mb = auto_split_mb(args.split_mb, total)
             prepare_token_output(args.output, tokenizer_json)
     except InputError as exc:
         fail(str(exc))
