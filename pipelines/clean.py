@@ -31,7 +31,7 @@ from pipelines.documents import DOMAINS
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_output_dir, snippet,
                           to_document)
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
-from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, auto_split_mb,
+from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split)
 from pipelines.stats import WriteStats
 
@@ -108,13 +108,8 @@ class CleanSplit(beam.DoFn):
         counts = SplitCounts(STAGE)
         docs = ParquetParts(self.output, split, part_mb=self.part_mb)
         rejected = JsonlPart(self.output, split, "rejected")
-        for _, doc in read_split(split, self.convert, STAGE):
-            counts.add("input")
-            if isinstance(doc, Rejected):
-                rejected.write(doc.to_dict())
-                counts.add("removed/" + doc.reason)
-            else:
-                docs.write(doc)
+        for _, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected):
+            docs.write(doc)
         counts.add("output", docs.close())
         rejected.close()
         self.progress.done(split, counts.counts["input"])

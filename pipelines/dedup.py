@@ -48,7 +48,7 @@ from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DE
 from pipelines.components import ConnectedComponents
 from pipelines.io import InputError, Rejected, prepare_output_dir
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
-from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, auto_split_mb,
+from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split)
 from pipelines.stats import WriteStats, tally
 
@@ -217,12 +217,7 @@ class FingerprintSplit(beam.DoFn):
         counts = SplitCounts(STAGE)
         rejected = JsonlPart(self.output, split, "rejected")
         batch = []
-        for line, doc in read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)):
-            counts.add("input")
-            if isinstance(doc, Rejected):
-                rejected.write(doc.to_dict())
-                counts.add("removed/" + doc.reason)
-                continue
+        for line, doc in accepted(read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)), counts, rejected):
             batch.append((line, doc))
             if len(batch) >= self.BATCH:
                 yield from self._emit(split, batch)

@@ -41,7 +41,7 @@ from pipelines.io import (
     write_json,
 )
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
-from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, auto_split_mb,
+from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split)
 from pipelines.stats import WriteStats
 
@@ -102,12 +102,7 @@ class FilterSplit(beam.DoFn):
         removed = JsonlPart(self.output, split, REMOVED)
         rejected = JsonlPart(self.output, split, "rejected")
         histograms = {c.name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for c in self.top}
-        for _, doc in read_split(split, as_document, STAGE):
-            counts.add("input")
-            if isinstance(doc, Rejected):
-                rejected.write(doc.to_dict())
-                counts.add("removed/" + doc.reason)
-                continue
+        for _, doc in accepted(read_split(split, as_document, STAGE), counts, rejected):
             try:
                 out, reason, failed = self.judge(doc)
             except Exception as exc:  # one document the rules cannot judge is removed alone

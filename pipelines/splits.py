@@ -263,6 +263,19 @@ def read_split(split: Split, convert: Callable[[dict[str, Any], str, int], Any],
                      n / (last - t0))
 
 
+def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: JsonlPart
+             ) -> Iterator[tuple[int, Any]]:
+    """Count every record of ``read_split`` as input; write each :class:`Rejected` to ``rejected``
+    (counted under its reason) and yield the others."""
+    for line, record in records:
+        counts.add("input")
+        if isinstance(record, Rejected):
+            rejected.write(record.to_dict())
+            counts.add("removed/" + record.reason)
+        else:
+            yield line, record
+
+
 # ---------------------------------------------------------------------------- writing
 
 def part_path(output_dir: str, split: Split, roll: int, suffix: str = ".parquet", folder: str = "") -> str:

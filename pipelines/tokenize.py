@@ -45,7 +45,8 @@ from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_
 from mixtures.tokenizer import encode_documents, eos_id
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
-from pipelines.splits import JsonlPart, Progress, ReadSplits, SplitCounts, auto_split_mb, describe_inputs, read_split
+from pipelines.splits import (JsonlPart, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb, describe_inputs,
+                              read_split)
 from pipelines.stats import WriteStats
 
 STAGE = "tokenize"
@@ -164,12 +165,7 @@ class TokenizeSplit(beam.DoFn):
                     shard = shards[key] = SourceShard(self.output, split, *key, self.dtype, self.part_tokens)
                 shard.add(doc["id"], len(doc["text"].encode("utf-8", "surrogatepass")), ids)
 
-        for _, doc in read_split(split, to_slim_document, STAGE, columns=list(COLUMNS)):
-            counts.add("input")
-            if isinstance(doc, Rejected):
-                removed.write(doc.to_dict())
-                counts.add("removed/" + doc.reason)
-                continue
+        for _, doc in accepted(read_split(split, to_slim_document, STAGE, columns=list(COLUMNS)), counts, removed):
             batch.append(doc)
             if len(batch) >= self.batch_size:
                 encode(batch)
