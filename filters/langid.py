@@ -82,3 +82,14 @@ class LanguageIdentifier:
             (lab[0][len(_LABEL) :], min(float(p[0]), 1.0)) if len(lab) else ("unknown", 0.0)
             for lab, p in zip(labels, probs)
         ]
+
+
+_DEFAULT: LanguageIdentifier | None = None
+
+
+def identify(text: str) -> tuple[str, float]:
+    """``(language code, probability)`` of ``text`` with the bundled model (loaded once per process)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = LanguageIdentifier()
+    return _DEFAULT.identify(text)

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from filters.langid import LanguageIdentifier, sample_text
+from filters.langid import LanguageIdentifier, identify, sample_text
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "langid_samples.jsonl")
 SAMPLE_DOCS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "general", "austen.jsonl.gz")
@@ -80,3 +80,8 @@ def test_long_document_language_decided_by_its_body_not_its_preamble(lid, sample
     assert len(text) > 10_000 and len(english) > 2000  # the first sample window is all English
     assert lid.identify(english)[0] == "en"
     assert lid.identify(text)[0] == "ru"
+
+
+def test_module_level_identify_uses_the_bundled_model(lid, samples):
+    for s in samples[:10]:
+        assert identify(s["text"]) == lid.identify(s["text"])

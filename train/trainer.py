@@ -230,12 +230,15 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
             window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
         bar.update(1)
 
+        # evaluation and checkpoints stay out of throughput: the window's clocks skip their time,
+        # and the steps already in the window still count
+        paused_t, paused_cpu = time.perf_counter(), time.process_time()
         if (tc.eval_every and done % tc.eval_every == 0) or done == total_steps:
             evals = run_eval(done)
-            window_t, window_cpu = time.perf_counter(), time.process_time()  # keep evaluation out of throughput
         if tc.ckpt_every >= 0 and ((tc.ckpt_every and done % tc.ckpt_every == 0) or done == total_steps):
             ckpt.save_checkpoint(ckpt_root, done, model, optimizer, meta_for(done), device, tc.keep_checkpoints)
-            window_t, window_cpu = time.perf_counter(), time.process_time()
+        window_t += time.perf_counter() - paused_t
+        window_cpu += time.process_time() - paused_cpu
         if kill_after and done == kill_after and is_main:
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
