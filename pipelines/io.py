@@ -276,7 +276,7 @@ def prepare_output_dir(output: str, side_dirs: Iterable[str] = ()) -> None:
     except Exception:  # already exists (or an object store without directories)
         pass
     stale = []
-    for pattern in ["part-*.parquet", "stats.json"] + [f"{d}/part-*" for d in side_dirs]:
+    for pattern in ["part-*.parquet", "stats.json", "README.md"] + [f"{d}/part-*" for d in side_dirs]:
         stale += [m.path for m in FileSystems.match([FileSystems.join(output, pattern)])[0].metadata_list]
     if stale:
         FileSystems.delete(stale)

@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.io import InputError
 from pipelines.splits import DEFAULT_PART_MB, DEFAULT_SPLIT_MB
-from pipelines.stats import format_stats, load_stats
+from pipelines.stats import format_stats, load_stats, write_dataset_card
 
 DEFAULT_RUNNER = "DirectRunner"
 # Runners that honour --dry_run (Beam 2.77: only DataflowRunner.run_pipeline reads TestOptions.dry_run).
@@ -156,6 +156,7 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
         print(f"warning: --dry_run is honoured only by DataflowRunner; {stage} ran on "
               f"{_runner_name(options)}", file=sys.stderr)
     stats = load_stats(output_dir)
+    write_dataset_card(output_dir, stats)
     print(format_stats(stats))
     counters = stage_counters(result, stage)
     if counters is not None and not counters_match(stats, counters):

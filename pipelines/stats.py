@@ -21,6 +21,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from apache_beam.io.filesystems import FileSystems
+
 from pipelines.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,36 @@ class WriteStats(beam.PTransform):
                  for name, pc in sorted(self.extra.items())]
         extra = named | "Merge extras" >> beam.Flatten() | "Extras" >> beam.combiners.ToDict()
         return totals | "Write stats.json" >> beam.Map(write, beam.pvalue.AsSingleton(extra))
+
+
+DOCUMENT_STAGES = ("clean", "filter", "dedup")  # stages whose output is documents in part-*.parquet
+SIDE_FOLDERS = {"clean": ["rejected"], "filter": ["removed", "rejected"], "dedup": ["duplicates", "rejected"]}
+
+
+def dataset_card(stats: dict[str, Any]) -> str:
+    """``README.md`` of a document stage directory: Hugging Face dataset-card front matter whose
+    ``configs`` name the kept parts, so ``datasets.load_dataset(DIR)`` gives the kept documents only
+    (not ``duplicates/``, ``removed/`` or ``rejected/``), and the stage's counts."""
+    stage = stats["stage"]
+    removed = "".join(f"| {reason} | {n:,} |\n"
+                      for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]))
+    return (
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+        "    path: \"part-*.parquet\"\n---\n\n"
+        f"# {stage} stage output\n\n"
+        f"Kept documents: `part-*.parquet` ({stats['output']:,} of {stats['input']:,} read). "
+        f"Load them with `datasets.load_dataset(\"<this directory>\", split=\"train\")` or "
+        f"`datasets.load_dataset(\"parquet\", data_files=\"<this directory>/part-*.parquet\", split=\"train\")`. "
+        f"What left, with a reason per record: {', '.join(f'`{d}/`' for d in SIDE_FOLDERS.get(stage, []))}; "
+        "every count: `stats.json`.\n\n"
+        + ("| removed | documents |\n|---|---:|\n" + removed if removed else "Nothing was removed.\n")
+    )
+
+
+def write_dataset_card(output_dir: str, stats: dict[str, Any]) -> None:
+    if stats.get("stage") in DOCUMENT_STAGES:
+        with FileSystems.create(f"{output_dir.rstrip('/')}/README.md") as f:
+            f.write(dataset_card(stats).encode("utf-8"))
 
 
 def load_stats(output_dir: str) -> dict[str, Any]:

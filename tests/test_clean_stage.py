@@ -259,3 +259,13 @@ def test_warc_responses_are_records_and_html_is_extracted(tmp_path, finance_docs
     first_sentence = finance_docs[1]["text"].split("\n")[-1][:60]
     assert first_sentence in row["text"] and "<p>" not in row["text"]
     assert json.loads(row["meta"])["url"] == "http://example.com/a"
+
+
+def test_load_dataset_on_the_stage_directory_gives_the_kept_documents(messy_inputs, tmp_path):
+    import datasets
+
+    out = tmp_path / "out"
+    stats = run_clean([str(messy_inputs / "*")], out)
+    assert list((out / "rejected").glob("*.jsonl"))  # side records sit next to the kept parts
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert len(ds) == stats["output"] and ds.column_names == ["id", "text", "source", "domain", "meta"]

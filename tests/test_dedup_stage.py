@@ -207,3 +207,18 @@ def test_command_line_run_as_main(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["balanced"] and stats["input"] == f["n_input"]
+
+
+def test_load_dataset_on_the_stage_directory_gives_the_kept_documents(corpus, tmp_path):
+    """duplicates/ holds Parquet of another schema: the directory's dataset card names the kept parts."""
+    import datasets
+
+    inputs, _ = corpus
+    out = tmp_path / "out"
+    stats = run(inputs, out, "--cross-source")
+    kept, _ = read_dir(out)
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert len(ds) == stats["output"] == len(kept)
+    assert sorted(ds["id"]) == sorted(d["id"] for d in kept) and "cluster" not in ds.column_names
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nconfigs:") and f"{stats['output']:,} of {stats['input']:,}" in card
