@@ -81,8 +81,7 @@ def source_rank(source: str, domain: str, priority: Sequence[str]) -> int:
 def node_key(doc: dict[str, Any], priority: Sequence[str] = (), where: str = "") -> str:
     """The document's node: its sort order is the survivor order (rank, source, id, position);
     ``where`` is ``"<split>:<line>"``, where the document is in the input."""
-    rank = source_rank(doc['source'], doc.get('domain') or '', priority)
-    return f"{rank:04d}{SEP}{doc['source']}{SEP}{doc['id']}{SEP}{where}"
+    return make_node(source_rank(doc["source"], doc.get("domain") or "", priority), doc["source"], doc["id"], where)
 
 
 def split_node(node: str) -> tuple[str, str]:
@@ -123,9 +122,11 @@ def handle_location(h: int) -> tuple[str, int]:
     return f"{file_index:05d}-{part:04d}", h & ((1 << _LINE_BITS) - 1)
 
 
-def make_node(rank: int, source: str, doc_id: str, h: int) -> str:
-    split, line = handle_location(h)
-    return f"{rank:04d}{SEP}{source}{SEP}{doc_id}{SEP}{split}:{line}"
+def make_node(rank: int, source: str, doc_id: str, where: int | str) -> str:
+    """The node string; ``where`` is ``"<split>:<line>"`` or a handle."""
+    if isinstance(where, int):
+        where = "{}:{}".format(*handle_location(where))
+    return f"{rank:04d}{SEP}{source}{SEP}{doc_id}{SEP}{where}"
 
 
 _FP = ">QH16s"  # handle, source rank, exact hash

@@ -28,8 +28,6 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from filters.rules import DocumentFilter, FilterConfig
@@ -37,6 +35,7 @@ from pipelines.documents import schema_with
 from pipelines.io import (
     InputError,
     Rejected,
+    iter_file_records,
     prepare_output_dir,
     write_json,
 )
@@ -68,8 +67,8 @@ class FilterSplit(beam.DoFn):
     failures) to ``part-<split>-*.parquet``, removal records to ``removed/``, unreadable rows
     to ``rejected/``. With top-fraction classifiers the kept documents go to ``_scored/``
     instead and the split also yields, on the ``scores`` output, one histogram of their
-    scores per classifier and, on ``parts``, the files it wrote: the cut is applied by
-    :class:`CutPart` once the corpus-wide threshold is known.
+    scores per classifier and, on ``parts``, ``(split, files it wrote)``: the cut is applied by
+    :class:`CutSplit` once the corpus-wide threshold is known.
     """
 
     def __init__(self, config: dict[str, Any], annotate: bool, output: str, schema: pa.Schema, part_mb: float,
@@ -130,60 +129,48 @@ class FilterSplit(beam.DoFn):
         if self.top:
             for name, hist in histograms.items():
                 yield beam.pvalue.TaggedOutput("scores", (name, hist))
-            for path in kept.files:
-                yield beam.pvalue.TaggedOutput("parts", path)
+            if kept.files:
+                yield beam.pvalue.TaggedOutput("parts", (split, kept.files))
         else:
             counts.add("output", written)
         yield from counts.pairs()
 
 
-class CutPart(beam.DoFn):
-    """One ``_scored/`` part -> the final part of the same name, without the documents under a
-    top-fraction classifier's corpus-wide threshold (in annotate mode: with that failure added)."""
+class CutSplit(beam.DoFn):
+    """One split's ``_scored/`` parts -> its final parts, without the documents under a top-fraction
+    classifier's corpus-wide threshold (in annotate mode: with that failure added). Written through
+    the same ``ParquetParts`` / ``JsonlPart`` as every stage (removals: ``removed/part-<split>-000-cut.jsonl``)."""
 
     def __init__(self, classifiers: list[dict[str, Any]], annotate: bool, output: str, schema: pa.Schema,
-                 snippet_chars: int = SNIPPET_CHARS):
+                 part_mb: float, snippet_chars: int = SNIPPET_CHARS):
         self.classifiers, self.annotate, self.output, self.schema = classifiers, annotate, output, schema
-        self.snippet_chars = snippet_chars
+        self.part_mb, self.snippet_chars = part_mb, snippet_chars
 
-    def process(self, path: str, thresholds: dict[str, float]):
-        name = path.rsplit("/", 1)[-1]
+    def process(self, item, thresholds: dict[str, float]):
+        split, scored = item
         counts = SplitCounts(STAGE)
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            parquet = pq.ParquetFile(f)
-            sink = FileSystems.create(f"{self.output.rstrip('/')}/{name}")
-            writer = pq.ParquetWriter(sink, self.schema, compression="zstd")
-            removed = None
-            for g in range(parquet.metadata.num_row_groups):
-                kept = []
-                for doc in parquet.read_row_group(g).to_pylist():
-                    failed = [c["reason"] for c in self.classifiers
-                              if doc.get(c["column"]) is not None and doc[c["column"]] < thresholds[c["name"]]]
-                    if failed and not self.annotate:
-                        if removed is None:
-                            removed = FileSystems.create(
-                                f"{self.output.rstrip('/')}/{REMOVED}/{name.removesuffix('.parquet')}-cut.jsonl")
-                        record = removal_record(doc, failed[0], self.snippet_chars)
-                        removed.write((json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
-                                       + "\n").encode("utf-8", "surrogatepass"))
-                        counts.add("removed/" + failed[0])
-                        continue
-                    if failed:
-                        before = json.loads(doc[REASONS_COLUMN])
-                        doc = {**doc, REASONS_COLUMN: json.dumps(before + failed)}
-                        for key in failure_keys(before + failed):
-                            counts.add(key)
-                        for key in failure_keys(before):
-                            counts.add(key, -1)
-                    kept.append(doc)
-                table = pa.Table.from_pylist(kept, schema=self.schema)
-                if table.num_rows:
-                    writer.write_table(table, row_group_size=table.num_rows)
-                counts.add("output", len(kept))
-            writer.close()
-            sink.close()
-            if removed is not None:
-                removed.close()
+        kept = ParquetParts(self.output, split, self.schema, self.part_mb)
+        removed = JsonlPart(self.output, split, REMOVED, suffix="-cut")
+        for path in scored:
+            for _, doc in iter_file_records(path):
+                if isinstance(doc, Rejected):  # our own file of this run: retry the bundle, never drop it
+                    raise RuntimeError(f"cannot read {path}: {doc.raw}")
+                failed = [c["reason"] for c in self.classifiers
+                          if doc.get(c["column"]) is not None and doc[c["column"]] < thresholds[c["name"]]]
+                if failed and not self.annotate:
+                    removed.write(removal_record(doc, failed[0], self.snippet_chars))
+                    counts.add("removed/" + failed[0])
+                    continue
+                if failed:
+                    before = json.loads(doc[REASONS_COLUMN])
+                    doc = {**doc, REASONS_COLUMN: json.dumps(before + failed)}
+                    for key in failure_keys(before + failed):
+                        counts.add(key)
+                    for key in failure_keys(before):
+                        counts.add(key, -1)
+                kept.write(doc)
+        counts.add("output", kept.close())
+        removed.close()
         yield from counts.pairs()
 
 
@@ -305,7 +292,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig,
         pairs.append(judged.parts
                      | "Spread parts" >> beam.Reshuffle()
                      | "Cut top fractions" >> beam.ParDo(
-                         CutPart(cut, annotate, args.output, schema, args.snippet_chars),
+                         CutSplit(cut, annotate, args.output, schema, args.part_mb, args.snippet_chars),
                          beam.pvalue.AsSingleton(thresholds)))
     pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
 

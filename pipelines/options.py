@@ -16,10 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from pipelines.io import InputError
+from pipelines.documents import DOC_SCHEMA
+from pipelines.io import InputError, expand_inputs, read_parquet_schema
 from pipelines.splits import DEFAULT_PART_MB, DEFAULT_SPLIT_MB
 from pipelines.stats import format_stats, load_stats, write_dataset_card
 
@@ -74,8 +76,6 @@ def is_dry_run(options: PipelineOptions) -> bool:
 
 
 def _remote(pattern: str) -> bool:
-    from apache_beam.io.filesystems import FileSystems
-
     return FileSystems.get_scheme(pattern) not in (None, "file")
 
 
@@ -83,8 +83,6 @@ def stage_inputs(patterns: Sequence[str], options: PipelineOptions) -> list[str]
     """The input files of a stage (``expand_inputs``). Under a dry run, remote patterns (``gs://``)
     are not listed (that needs credentials and the network): the job is translated with the
     patterns themselves as its file list."""
-    from pipelines.io import expand_inputs
-
     if is_dry_run(options) and any(_remote(p) for p in patterns):
         print("dry run: remote inputs are not listed; translating with the patterns as given", flush=True)
         return sorted(set(patterns))
@@ -94,9 +92,6 @@ def stage_inputs(patterns: Sequence[str], options: PipelineOptions) -> list[str]
 def stage_schema(files: Sequence[str], options: PipelineOptions):
     """The Parquet schema of a stage's input (``read_parquet_schema``); under a dry run with remote
     inputs, the document schema (the inputs are not read)."""
-    from pipelines.documents import DOC_SCHEMA
-    from pipelines.io import read_parquet_schema
-
     if is_dry_run(options) and any(_remote(f) for f in files):
         return DOC_SCHEMA
     return read_parquet_schema(list(files))

@@ -188,14 +188,16 @@ class ReadSplits(beam.PTransform):
 
 # ---------------------------------------------------------------------------- reading
 
-def iter_split_records(split: Split) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
-    """``(line, record or Rejected)`` for every record of a split, in input order."""
+def iter_split_records(split: Split, columns: list[str] | None = None
+                       ) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """``(line, record or Rejected)`` for every record of a split, in input order (Parquet: only
+    ``columns`` when given)."""
     if split.kind == "whole":
         yield from iter_file_records(split.file)
     elif split.kind == "bytes":
         yield from _iter_byte_range(split)
     elif split.kind == "row_groups":
-        yield from _iter_row_groups(split)
+        yield from _iter_row_groups(split, columns)
     elif split.kind == "hf":
         name, hf_split, config, text_field, id_field = split.hf
         yield from iter_hf_records(name, hf_split, config, split.start, split.stop, text_field, id_field)
@@ -244,8 +246,7 @@ def read_split(split: Split, convert: Callable[[dict[str, Any], str, int], Any],
     An exception inside ``convert`` rejects that record alone (``record_error:<Exception>``).
     Logs progress every 30 s of a long split.
     """
-    records = _iter_row_groups(split, columns) if split.kind == "row_groups" and columns else \
-        iter_split_records(split)
+    records = iter_split_records(split, columns)
     t0 = last = time.monotonic()
     n = 0
     for line, record in records:
@@ -342,8 +343,8 @@ class JsonlPart:
     """Side records of one split (rejected, removed, duplicates) -> ``<folder>/part-<split>-000.jsonl``,
     streamed; the file is only created when a first record arrives."""
 
-    def __init__(self, output_dir: str, split: Split, folder: str):
-        self.path = part_path(output_dir, split, 0, ".jsonl", folder)
+    def __init__(self, output_dir: str, split: Split, folder: str, suffix: str = ""):
+        self.path = part_path(output_dir, split, 0, f"{suffix}.jsonl", folder)
         self._sink = None
         self.written = 0
 
@@ -413,9 +414,7 @@ def describe_inputs(stage: str, files: list[str]) -> int:
     """One launcher line: how much input there is (sizes listed without reading the files); returns
     the total bytes, or -1 when they cannot be listed."""
     try:
-        sizes = [m.size_in_bytes for m in FileSystems.match(files)[0].metadata_list] if len(files) == 1 else \
-            [r.metadata_list[0].size_in_bytes for r in FileSystems.match(files) if r.metadata_list]
-        total = sum(sizes)
+        total = sum(m.size_in_bytes for r in FileSystems.match(files) for m in r.metadata_list)
     except Exception:
         total = -1
     print(f"{stage}: {len(files):,} input files" + (f", {total / 1e6:,.1f} MB" if total >= 0 else ""), flush=True)
