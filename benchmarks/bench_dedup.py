@@ -143,7 +143,7 @@ def child_write_stage(n: int, out: str) -> None:
         rows = [d for _, d in zip(range(50_000), docs)]
         if not rows:
             break
-        pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), f"{out}/part-{part:05d}.parquet",
+        pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), f"{out}/train-{part:05d}.parquet",
                        compression="zstd")
         part += 1
 
@@ -216,7 +216,7 @@ def main() -> None:
         print(json.dumps(sig_rows[-1]), flush=True)
     for n in args.stage_sizes:
         data, out = work / f"in_{n}", work / f"out_{n}"
-        if not (data / "part-00000.parquet").exists():
+        if not (data / "train-00000.parquet").exists():
             measured(me + ["--child", "write", str(n), str(data)])
         r = measured(one_core() + [sys.executable, "-m", "pipelines.dedup", "--input", str(data),
                                    "--output", str(out), "--direct_num_workers", "1"])

@@ -53,7 +53,7 @@ def run(cmd: list[str], **kw) -> tuple[float, float, subprocess.CompletedProcess
 
 def parquet_rows(directory: str, columns: list[str]) -> list[dict]:
     rows = []
-    for path in sorted(glob.glob(os.path.join(directory, "part-*.parquet"))):
+    for path in sorted(glob.glob(os.path.join(directory, "train-*.parquet"))):
         rows += pq.read_table(path, columns=columns).to_pylist()
     return rows
 
@@ -88,7 +88,7 @@ def prepare(corpus: str, workdir: str, limit: int | None) -> tuple[str, str, lis
         keep = {(d["source"], d["id"]) for d in docs}
         pq.write_table(
             pa.Table.from_pylist([d for d in full if (d["source"], d["id"]) in keep]),
-            os.path.join(clean, "part-00000-of-00001.parquet"),
+            os.path.join(clean, "train-00000-of-00001.parquet"),
         )
     jsonl = os.path.join(workdir, "input.jsonl.gz")
     with gzip.open(jsonl, "wt", encoding="utf-8", compresslevel=1) as f:

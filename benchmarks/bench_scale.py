@@ -280,7 +280,7 @@ def ensure_tokenizer(work: Path, run: Path, logs: Path) -> dict | None:
     out = work / "tokenizer"
     if (out / "tokenizer.json").exists():
         return None
-    first = sorted(glob.glob(str(run / "dedup" / "part-*.parquet")))[0]
+    first = sorted(glob.glob(str(run / "dedup" / "train-*.parquet")))[0]
     cmd = [sys.executable, "-m", "mixtures.tokenizer", "--config", TOKENIZER_CONFIG, "--input", first,
            "--output", str(out)]
     print(f"$ {shlex.join(cmd)}", flush=True)

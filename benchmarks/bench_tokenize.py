@@ -102,7 +102,7 @@ def main() -> None:
     rows = sorted(docs, key=lambda d: d["id"])
     shards = 4
     for k in range(shards):
-        write_parquet_file(str(work / "in" / f"part-{k:05d}-of-{shards:05d}.parquet"), rows[k::shards], DOC_SCHEMA)
+        write_parquet_file(str(work / "in" / f"train-{k:05d}-of-{shards:05d}.parquet"), rows[k::shards], DOC_SCHEMA)
     from pipelines import tokenize
 
     def stage() -> int:
@@ -110,7 +110,7 @@ def main() -> None:
                                str(tok_path), "--batch-size", str(args.batch_size)])
         return stats["counts"]["tokens"]
 
-    write_parquet_file(str(work / "tiny" / "part-00000-of-00001.parquet"), rows[:8], DOC_SCHEMA)
+    write_parquet_file(str(work / "tiny" / "train-00000-of-00001.parquet"), rows[:8], DOC_SCHEMA)
 
     def fixed() -> int:  # the stage's start-up cost: pipeline construction, runner, stats (8 documents)
         return tokenize.main(["--input", str(work / "tiny"), "--output", str(work / "tiny_out"), "--tokenizer",

@@ -73,7 +73,7 @@ def main() -> None:
                 text = clean_text(d["text"])
                 if text:
                     rows.append({"id": d["id"], "text": text, "source": d["source"], "domain": domain, "meta": "{}"})
-        write_parquet_file(str(work / folder / "part-00000.parquet"), rows, DOC_SCHEMA)
+        write_parquet_file(str(work / folder / "train-00000.parquet"), rows, DOC_SCHEMA)
     files = stage_files([str(work / "finance"), str(work / "general")])
     chosen, summary = draw_sample(files, int(args.sample_mb * 1e6), 0.5, seed=1234)
     texts = list(sample_texts(files, chosen))

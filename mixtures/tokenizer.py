@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipelines import DOCS_GLOB  # the package's __init__ only: no Beam import
+
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 UNK = "<unk>"
@@ -207,12 +209,12 @@ def _doc_hash(seed: int, source: str, doc_id: str) -> int:
 
 
 def stage_files(inputs: Iterable[str]) -> list[str]:
-    """``part-*.parquet`` of stage directories (or explicit Parquet files), sorted."""
+    """``train-*.parquet`` of stage directories (or explicit Parquet files), sorted."""
     files: set[str] = set()
     for item in inputs:
-        found = sorted(glob.glob(os.path.join(item, "part-*.parquet"))) if os.path.isdir(item) else glob.glob(item)
+        found = sorted(glob.glob(os.path.join(item, DOCS_GLOB))) if os.path.isdir(item) else glob.glob(item)
         if not found:
-            raise FileNotFoundError(f"input {item!r} has no part-*.parquet files")
+            raise FileNotFoundError(f"input {item!r} has no {DOCS_GLOB} files")
         files.update(found)
     return sorted(files)
 
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help="tokenizer YAML (configs/tokenizer/*.yaml)")
     parser.add_argument("--input", action="append", required=True,
-                        help="curated stage directory (part-*.parquet) or Parquet glob; repeatable")
+                        help="curated stage directory (train-*.parquet) or Parquet glob; repeatable")
     parser.add_argument("--output", required=True, help="output directory (tokenizer.json and side files)")
     parser.add_argument("--type", choices=TYPES, help="override the config's type")
     parser.add_argument("--vocab-size", type=int, help="override the config's vocab_size")

@@ -6,13 +6,13 @@
 
 Per document: HTML pages (``--format html``, or text that looks like a page) become their
 main-content text; then Unicode repair (ftfy), NFC, control characters removed and
-whitespace normalized (``filters/normalize.py``). Outputs: ``OUTPUT/part-*.parquet``
+whitespace normalized (``filters/normalize.py``). Outputs: ``OUTPUT/train-*.parquet``
 (id, text, source, domain, meta), ``OUTPUT/rejected/`` (records that could not be read
 or are empty after cleaning, with ``reason``, file, line and up to 1 KB of the raw
 record), ``OUTPUT/stats.json``.
 
 One fused map per input split (``pipelines/splits.py``): read, clean, write
-``part-<split>-<roll>.parquet`` in input order. No document crosses a shuffle, so memory is
+``train-<split>-<roll>.parquet`` in input order. No document crosses a shuffle, so memory is
 flat in the corpus size and the bytes are the same on any runner or worker count.
 """
 
@@ -95,7 +95,7 @@ def build_parser():
 
 
 class CleanSplit(beam.DoFn):
-    """One input split -> its cleaned documents (``part-<split>-*.parquet``) and its rejections;
+    """One input split -> its cleaned documents (``train-<split>-*.parquet``) and its rejections;
     yields the split's ``(count key, n)`` pairs."""
 
     def __init__(self, output: str, convert, part_mb: float):

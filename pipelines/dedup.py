@@ -17,7 +17,7 @@ ever goes through one)::
       components: large-star/small-star rounds + union-find of the residual -> (node, root, "near")
       follow:     exact duplicates take their keeper's root
       write:      labels grouped by split; each split is re-read and its survivors written in input
-                  order to part-<split>-*.parquet, the removed ones to duplicates/
+                  order to train-<split>-*.parquet, the removed ones to duplicates/
 
 A *handle* is a document's position (file, split, line) packed in 64 bits: what the big shuffles
 carry (8 bytes instead of a ~60-character node string), so that the LSH step costs ~30 bytes per
@@ -390,7 +390,7 @@ def duplicate_record(doc: dict[str, Any], cluster: str, reason: str) -> dict[str
 class ApplyLabelsAndWrite(beam.DoFn):
     """One split with the labels of its removed documents -> its survivors, in input order.
 
-    The split is read again (every column) and written to ``part-<split>-*.parquet`` without the
+    The split is read again (every column) and written to ``train-<split>-*.parquet`` without the
     labelled lines; memory is one row group plus the split's labels. Main output: count pairs;
     ``clusters``: ``((cluster source, cluster id), 1)`` per removed document.
     """
@@ -410,7 +410,7 @@ class ApplyLabelsAndWrite(beam.DoFn):
         counts = SplitCounts(STAGE)
         kept = ParquetParts(self.output, split, self.schema, self.part_mb)
         dups = ParquetParts(self.output, split, DUPLICATE_SCHEMA, self.part_mb, folder=DUPLICATES,
-                            size_of=lambda r: 64)
+                            size_of=lambda r: 64, prefix="part")
         for line, doc in read_split(split, _passthrough, STAGE):
             if isinstance(doc, Rejected):
                 continue  # counted (and written to rejected/) by the fingerprint pass

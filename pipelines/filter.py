@@ -7,7 +7,7 @@ Per document (``filters/rules.py``, Beam-free): language ID with fastText lid.17
 per source), Gopher repetition, Gopher quality, C4 (line modifier + document rules), FineWeb,
 then fastText classifiers (a ``threshold``, or a ``top_fraction`` of the corpus: the cut-off
 score is a corpus-wide quantile computed in the pipeline from a global score histogram).
-Outputs: ``OUTPUT/part-*.parquet`` (the input columns + ``lang``, ``lang_score`` and one
+Outputs: ``OUTPUT/train-*.parquet`` (the input columns + ``lang``, ``lang_score`` and one
 ``<name>_score`` float column per classifier), ``OUTPUT/removed/`` (id, source, reason =
 the first failing rule, a text snippet, lang, scores), ``OUTPUT/rejected/`` (unreadable
 input) and ``OUTPUT/stats.json`` (one counter per reason; input == output + removed).
@@ -31,6 +31,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from filters.rules import DocumentFilter, FilterConfig
+from pipelines import DOCS_GLOB
 from pipelines.documents import schema_with
 from pipelines.io import (
     InputError,
@@ -64,7 +65,7 @@ class FilterSplit(beam.DoFn):
     """One input split through a :class:`DocumentFilter` (models loaded once per worker in ``setup``).
 
     Writes the kept documents (annotated with lang, scores and, in annotate mode, their
-    failures) to ``part-<split>-*.parquet``, removal records to ``removed/``, unreadable rows
+    failures) to ``train-<split>-*.parquet``, removal records to ``removed/``, unreadable rows
     to ``rejected/``. With top-fraction classifiers the kept documents go to ``_scored/``
     instead and the split also yields, on the ``scores`` output, one histogram of their
     scores per classifier and, on ``parts``, ``(split, files it wrote)``: the cut is applied by
@@ -243,7 +244,7 @@ def build_parser():
         "--input",
         action="append",
         required=True,
-        help="a previous stage's directory (its part-*.parquet) or Parquet glob; repeatable",
+        help="a previous stage's directory (its train-*.parquet) or Parquet glob; repeatable",
     )
     parser.add_argument(
         "--config",
@@ -320,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def remove_scored(output: str) -> None:
     """Delete the ``_scored/`` parts once the top-fraction cut has written the final ones."""
-    scored = [m.path for m in FileSystems.match([f"{output.rstrip('/')}/{SCORED}/part-*"])[0].metadata_list]
+    scored = [m.path for m in FileSystems.match([f"{output.rstrip('/')}/{SCORED}/{DOCS_GLOB}"])[0].metadata_list]
     if scored:
         FileSystems.delete(scored)
 

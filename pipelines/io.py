@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import DOCS_GLOB
 from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, meta_json
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000  # 1 MB of UTF-8 text per document
@@ -90,13 +91,13 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """Every file matched by the glob patterns, sorted and de-duplicated.
 
     A directory (local, any pattern ending in ``/``, or an object-store prefix without glob
-    characters or a file extension) means its ``part-*.parquet`` files: another stage's output.
+    characters or a file extension) means its ``train-*.parquet`` files (``pipelines.DOCS_GLOB``): another stage's output.
     Raises :class:`InputError` when a pattern matches nothing.
     """
     files: set[str] = set()
     for pattern in patterns:
         if pattern.endswith("/") or (FileSystems.get_scheme(pattern) is None and os.path.isdir(pattern)):
-            pattern = FileSystems.join(pattern.rstrip("/"), "part-*.parquet")
+            pattern = FileSystems.join(pattern.rstrip("/"), DOCS_GLOB)
         try:
             results = FileSystems.match([pattern])[0].metadata_list
         except Exception as exc:  # BeamIOError, unknown scheme, missing credentials...
@@ -105,7 +106,7 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
         if not any(c in pattern for c in "*?[") and not _has_format(pattern):
             # an object store has no directories: gs://bucket/stage means its part files
             try:
-                parts = FileSystems.match([FileSystems.join(pattern, "part-*.parquet")])[0].metadata_list
+                parts = FileSystems.match([FileSystems.join(pattern, DOCS_GLOB)])[0].metadata_list
             except Exception:
                 parts = []
             matched = [m.path for m in parts] or matched
@@ -276,7 +277,7 @@ def prepare_output_dir(output: str, side_dirs: Iterable[str] = ()) -> None:
     except Exception:  # already exists (or an object store without directories)
         pass
     stale = []
-    for pattern in ["part-*.parquet", "stats.json", "README.md"] + [f"{d}/part-*" for d in side_dirs]:
+    for pattern in [DOCS_GLOB, "stats.json", "README.md"] + [f"{d}/part-*" for d in side_dirs]:
         stale += [m.path for m in FileSystems.match([FileSystems.join(output, pattern)])[0].metadata_list]
     if stale:
         FileSystems.delete(stale)

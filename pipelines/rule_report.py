@@ -18,6 +18,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import DOCS_GLOB
 from pipelines.io import iter_file_records
 from pipelines.stats import load_stats
 
@@ -38,7 +39,7 @@ def collect(directory: str, examples: int) -> tuple[dict[str, Any], dict[str, Co
     samples: dict[str, list] = defaultdict(list)
     counts = stats.get("counts", {})
     annotated = any(k.startswith("fails/") for k in counts)
-    pattern = "part-*.parquet" if annotated else "removed/part-*.jsonl"
+    pattern = DOCS_GLOB if annotated else "removed/part-*.jsonl"
     for path in _files(FileSystems.join(directory.rstrip("/"), pattern)):
         for _, rec in iter_file_records(path):
             if not isinstance(rec, dict):

@@ -10,7 +10,7 @@ A *split* is a piece of one input file that one worker reads from start to end:
 - one contiguous shard of a Hugging Face dataset split.
 
 A split's name, ``FFFFF-PPPP`` (the file's index in the sorted input list, the split's index
-in the file), names everything the split writes: ``part-FFFFF-PPPP-RRR.parquet`` where
+in the file), names everything the split writes: ``train-FFFFF-PPPP-RRR.parquet`` (side records: ``part-...``) where
 ``RRR`` counts roll-overs at ``--part-mb``. So the same input gives the same files, bytes
 included, on any runner, worker count or running mode, without sorting or shuffling the
 corpus: rows keep their input order and no document text goes through a ``GroupByKey``.
@@ -41,6 +41,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipelines import DOCS_PREFIX
 from pipelines.documents import DOC_SCHEMA
 from pipelines.io import (Rejected, detect_format, iter_file_records, iter_hf_records, parse_json_line,
                           snippet)
@@ -279,21 +280,26 @@ def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: 
 
 # ---------------------------------------------------------------------------- writing
 
-def part_path(output_dir: str, split: Split, roll: int, suffix: str = ".parquet", folder: str = "") -> str:
+def part_path(output_dir: str, split: Split, roll: int, suffix: str = ".parquet", folder: str = "",
+              prefix: str = "part") -> str:
     base = output_dir.rstrip("/") + (f"/{folder}" if folder else "")
-    return f"{base}/part-{split.name}-{roll:03d}{suffix}"
+    return f"{base}/{prefix}-{split.name}-{roll:03d}{suffix}"
 
 
 class ParquetParts:
-    """Rows of one split -> ``part-<split>-<roll>.parquet`` files, streamed row group by row group.
+    """Rows of one split -> ``<prefix>-<split>-<roll>.parquet`` files, streamed row group by row group.
+
+    Kept documents use ``pipelines.DOCS_PREFIX`` (``train``); side records (``duplicates/``) use ``part``.
 
     A file rolls over past ``part_bytes`` of text; a row group holds at most ``ROW_GROUP_ROWS``
     rows or ``ROW_GROUP_BYTES`` of text. Nothing is written for a split without rows.
     """
 
     def __init__(self, output_dir: str, split: Split, schema: pa.Schema = DOC_SCHEMA,
-                 part_mb: float = DEFAULT_PART_MB, folder: str = "", size_of: Callable[[dict], int] | None = None):
+                 part_mb: float = DEFAULT_PART_MB, folder: str = "", size_of: Callable[[dict], int] | None = None,
+                 prefix: str = DOCS_PREFIX):
         self.output_dir, self.split, self.schema, self.folder = output_dir, split, schema, folder
+        self.prefix = prefix
         self.part_bytes = max(1, int(part_mb * (1 << 20)))
         self.group_bytes = min(ROW_GROUP_BYTES, self.part_bytes)
         self.size_of = size_of or (lambda row: len(row.get("text") or ""))
@@ -313,7 +319,7 @@ class ParquetParts:
         if not self.rows:
             return
         if self._writer is None:
-            path = part_path(self.output_dir, self.split, self.roll, ".parquet", self.folder)
+            path = part_path(self.output_dir, self.split, self.roll, ".parquet", self.folder, self.prefix)
             self._sink = FileSystems.create(path)
             self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
             self.files.append(path)

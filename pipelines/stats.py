@@ -23,6 +23,7 @@ from apache_beam.metrics import Metrics
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import DOCS_GLOB
 from pipelines.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class WriteStats(beam.PTransform):
         return totals | "Write stats.json" >> beam.Map(write, beam.pvalue.AsSingleton(extra))
 
 
-DOCUMENT_STAGES = ("clean", "filter", "dedup")  # stages whose output is documents in part-*.parquet
+DOCUMENT_STAGES = ("clean", "filter", "dedup")  # stages whose output is documents in train-*.parquet
 SIDE_FOLDERS = {"clean": ["rejected"], "filter": ["removed", "rejected"], "dedup": ["duplicates", "rejected"]}
 
 
@@ -116,11 +117,11 @@ def dataset_card(stats: dict[str, Any]) -> str:
                       for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]))
     return (
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
-        "    path: \"part-*.parquet\"\n---\n\n"
+        f"    path: \"{DOCS_GLOB}\"\n---\n\n"
         f"# {stage} stage output\n\n"
-        f"Kept documents: `part-*.parquet` ({stats['output']:,} of {stats['input']:,} read). "
+        f"Kept documents: `{DOCS_GLOB}` ({stats['output']:,} of {stats['input']:,} read). "
         f"Load them with `datasets.load_dataset(\"<this directory>\", split=\"train\")` or "
-        f"`datasets.load_dataset(\"parquet\", data_files=\"<this directory>/part-*.parquet\", split=\"train\")`. "
+        f"`datasets.load_dataset(\"parquet\", data_dir=\"<this directory>\", split=\"train\")`. "
         f"What left, with a reason per record: {', '.join(f'`{d}/`' for d in SIDE_FOLDERS.get(stage, []))}; "
         "every count: `stats.json`.\n\n"
         + ("| removed | documents |\n|---|---:|\n" + removed if removed else "Nothing was removed.\n")

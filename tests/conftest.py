@@ -36,3 +36,12 @@ def ref_jaccard(a: str, b: str, n: int = 5) -> float:
         return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
     sa, sb = grams(a), grams(b)
     return len(sa & sb) / len(sa | sb)
+
+
+def load_stage_dir_both_ways(out: Path, cache: Path) -> list:
+    """A stage directory loaded as users do: ``load_dataset(DIR)`` (the dataset card's configs) and
+    ``load_dataset("parquet", data_dir=DIR)`` (datasets' own split-keyword file discovery), offline."""
+    import datasets
+
+    return [datasets.load_dataset(str(out), split="train", cache_dir=str(cache / "a")),
+            datasets.load_dataset("parquet", data_dir=str(out), split="train", cache_dir=str(cache / "b"))]

@@ -17,7 +17,7 @@ from apache_beam.io.filesystem import FileMetadata, MatchResult
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipelines import clean
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_stage_dir_both_ways
 
 
 def _jsonl(docs) -> bytes:
@@ -88,7 +88,7 @@ def test_every_bad_record_has_a_reason_and_stats_balance(messy_inputs, tmp_path)
     assert by_reason["invalid_json"]["line"] == 3 and by_reason["invalid_json"]["file"].endswith("mixed.jsonl")
     assert by_reason["oversized"]["raw"] and len(by_reason["oversized"]["raw"]) <= 1024
 
-    table = pq.read_table(sorted(glob.glob(str(out / "part-*.parquet"))))
+    table = pq.read_table(sorted(glob.glob(str(out / "train-*.parquet"))))
     assert table.column_names == ["id", "text", "source", "domain", "meta"]
     rows = {r["id"]: r for r in table.to_pylist()}
     assert rows["moji"]["text"] == "Cafe owners in Zürich report record sales.".replace("Cafe", "Café")
@@ -111,7 +111,7 @@ def test_outputs_load_with_datasets(messy_inputs, tmp_path):
 
     out = tmp_path / "out"
     stats = run_clean([str(messy_inputs / "*.zst")], out)
-    ds = datasets.load_dataset("parquet", data_files=sorted(glob.glob(str(out / "part-*.parquet"))),
+    ds = datasets.load_dataset("parquet", data_files=sorted(glob.glob(str(out / "train-*.parquet"))),
                                split="train", cache_dir=str(tmp_path / "hf"))
     assert len(ds) == stats["output"] == 3
     assert set(ds.column_names) == {"id", "text", "source", "domain", "meta"}
@@ -131,8 +131,8 @@ def test_same_bytes_in_memory_and_multi_processing(tmp_path):
     a = run_clean(inputs, tmp_path / "a")
     b = run_clean(inputs, tmp_path / "b", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
     assert a["input"] == b["input"] == 117 and a["output"] == b["output"] == 116  # one 10-Q note > 20 KB
-    files_a = sorted(p.name for p in (tmp_path / "a").glob("part-*.parquet"))
-    assert files_a == sorted(p.name for p in (tmp_path / "b").glob("part-*.parquet"))
+    files_a = sorted(p.name for p in (tmp_path / "a").glob("train-*.parquet"))
+    assert files_a == sorted(p.name for p in (tmp_path / "b").glob("train-*.parquet"))
     for name in files_a:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -196,10 +196,10 @@ def test_remote_scheme_paths_go_through_beam_filesystems(tmp_path):
     stats = run_clean(["testfs://bucket/*.jsonl.gz"], "testfs://bucket/clean")
     assert stats["input"] == stats["output"] == 80
     assert (tmp_path / "bucket" / "clean" / "stats.json").exists()
-    assert [p.name for p in (tmp_path / "bucket" / "clean").glob("part-*.parquet")] == ["part-00000-0000-000.parquet"]
+    assert [p.name for p in (tmp_path / "bucket" / "clean").glob("train-*.parquet")] == ["train-00000-0000-000.parquet"]
     # a stage "directory" on an object store is a prefix: it means its part files
     from pipelines.io import expand_inputs
-    assert expand_inputs(["testfs://bucket/clean"]) == ["testfs://bucket/clean/part-00000-0000-000.parquet"]
+    assert expand_inputs(["testfs://bucket/clean"]) == ["testfs://bucket/clean/train-00000-0000-000.parquet"]
 
 
 def test_hugging_face_dataset_from_local_directory(tmp_path, general_docs):
@@ -213,7 +213,7 @@ def test_hugging_face_dataset_from_local_directory(tmp_path, general_docs):
                         "--hf-id-field", "doc_id", "--hf-shards", "3", "--source", "bbc", "--domain", "general",
                         "--output", str(tmp_path / "out")])
     assert stats["input"] == 13 and stats["output"] == 12 and stats["removed"] == {"missing_text": 1}
-    ids = set(pq.read_table(sorted(glob.glob(str(tmp_path / "out" / "part-*.parquet")))).column("id").to_pylist())
+    ids = set(pq.read_table(sorted(glob.glob(str(tmp_path / "out" / "train-*.parquet")))).column("id").to_pylist())
     assert ids == {d["id"] for d in docs}
 
 
@@ -255,17 +255,17 @@ def test_warc_responses_are_records_and_html_is_extracted(tmp_path, finance_docs
     stats = run_clean([str(tmp_path / "crawl.warc.gz")], tmp_path / "out")
     assert stats["input"] == 3  # responses only: the request record is not a document
     assert stats["removed"] == {"warc_http_error": 1, "warc_not_html": 1} and stats["output"] == 1
-    row = pq.read_table(sorted(glob.glob(str(tmp_path / "out" / "part-*.parquet")))).to_pylist()[0]
+    row = pq.read_table(sorted(glob.glob(str(tmp_path / "out" / "train-*.parquet")))).to_pylist()[0]
     first_sentence = finance_docs[1]["text"].split("\n")[-1][:60]
     assert first_sentence in row["text"] and "<p>" not in row["text"]
     assert json.loads(row["meta"])["url"] == "http://example.com/a"
 
 
 def test_load_dataset_on_the_stage_directory_gives_the_kept_documents(messy_inputs, tmp_path):
-    import datasets
-
     out = tmp_path / "out"
     stats = run_clean([str(messy_inputs / "*")], out)
     assert list((out / "rejected").glob("*.jsonl"))  # side records sit next to the kept parts
-    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
-    assert len(ds) == stats["output"] and ds.column_names == ["id", "text", "source", "domain", "meta"]
+    kept = pq.read_table(sorted(out.glob("train-*.parquet"))).column("id").to_pylist()
+    for ds in load_stage_dir_both_ways(out, tmp_path / "hf_cache"):
+        assert ds.column_names == ["id", "text", "source", "domain", "meta"]
+        assert ds["id"] == kept and len(ds) == stats["output"]

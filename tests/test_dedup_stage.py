@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import dedup
 from pipelines.components import ConnectedComponents
 from pipelines.documents import schema_with
-from tests.conftest import ref_jaccard
+from tests.conftest import load_stage_dir_both_ways, ref_jaccard
 
 
 def edit(text: str, positions: range | list[int], word: str) -> str:
@@ -31,7 +31,7 @@ SCHEMA = schema_with(("lang", pa.string()))
 
 def write_stage(path, rows):
     path.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path / "part-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path / "train-00000-of-00001.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def run(inputs, out, *extra):
 
 
 def read_dir(out):
-    kept = pq.read_table(sorted(glob.glob(f"{out}/part-*.parquet"))).to_pylist()
+    kept = pq.read_table(sorted(glob.glob(f"{out}/train-*.parquet"))).to_pylist()
     dups = pq.read_table(sorted(glob.glob(f"{out}/duplicates/part-*.parquet"))).to_pylist()
     return kept, {(d["source"], d["id"]): d for d in dups}
 
@@ -111,7 +111,7 @@ def test_cross_source_exact_near_chain_and_balanced_stats(corpus, tmp_path):
     assert ("bbc", f["a"]) in kept_ids and ("reuters", f["fin0"]) in kept_ids
     assert not kept_ids & set(dups)
     # every input column survives, and the cluster histogram counts the planted clusters
-    assert pq.read_schema(glob.glob(str(tmp_path / "out" / "part-*.parquet"))[0]).names == SCHEMA.names
+    assert pq.read_schema(glob.glob(str(tmp_path / "out" / "train-*.parquet"))[0]).names == SCHEMA.names
     assert stats["cluster_size_histogram"]["3-4"] >= 1  # A, B, C
     assert stats["clusters"] == sum(stats["cluster_size_histogram"].values())
     counts = stats["counts"]
@@ -135,9 +135,9 @@ def test_same_kept_set_in_memory_and_multi_processing(corpus, tmp_path):
     run(inputs, tmp_path / "a", "--cross-source", "--direct_running_mode", "in_memory")
     run(inputs, tmp_path / "b", "--cross-source", "--direct_running_mode", "multi_processing",
         "--direct_num_workers", "2")
-    names = sorted(p.name for p in (tmp_path / "a").glob("part-*.parquet"))
-    assert names == ["part-00000-0000-000.parquet", "part-00001-0000-000.parquet"]  # one per input split
-    assert names == sorted(p.name for p in (tmp_path / "b").glob("part-*.parquet"))
+    names = sorted(p.name for p in (tmp_path / "a").glob("train-*.parquet"))
+    assert names == ["train-00000-0000-000.parquet", "train-00001-0000-000.parquet"]  # one per input split
+    assert names == sorted(p.name for p in (tmp_path / "b").glob("train-*.parquet"))
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert read_dir(tmp_path / "a")[1] == read_dir(tmp_path / "b")[1]
@@ -175,14 +175,14 @@ def test_repeated_id_keeps_the_first_and_kept_rows_stay_in_input_order(tmp_path,
     rows.insert(5, {**rows[1], "text": docs[-1]["text"] + " A different story under the same id."})
     write_stage(tmp_path / "in", rows)
     # tiny splits: every row group (written below) is its own split
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp_path / "in" / "part-00000-of-00001.parquet",
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp_path / "in" / "train-00000-of-00001.parquet",
                    row_group_size=2)
     stats = dedup.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--split-mb", "0.001"])
     kept, dups = read_dir(tmp_path / "out")
     assert stats["balanced"] and stats["removed"] == {"duplicate_id": 1}
     assert dups[("bbc", rows[1]["id"])]["reason"] == "duplicate_id"  # the second occurrence (row 6)
     assert [r["text"] for r in kept] == [r["text"] for i, r in enumerate(rows) if i != 5]
-    assert len(list((tmp_path / "out").glob("part-*.parquet"))) > 3
+    assert len(list((tmp_path / "out").glob("train-*.parquet"))) > 3
 
 
 def test_no_verify_keeps_every_candidate_edge(corpus, tmp_path):
@@ -211,14 +211,13 @@ def test_command_line_run_as_main(corpus, tmp_path):
 
 def test_load_dataset_on_the_stage_directory_gives_the_kept_documents(corpus, tmp_path):
     """duplicates/ holds Parquet of another schema: the directory's dataset card names the kept parts."""
-    import datasets
-
     inputs, _ = corpus
     out = tmp_path / "out"
     stats = run(inputs, out, "--cross-source")
     kept, _ = read_dir(out)
-    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
-    assert len(ds) == stats["output"] == len(kept)
-    assert sorted(ds["id"]) == sorted(d["id"] for d in kept) and "cluster" not in ds.column_names
+    assert list((out / "duplicates").glob("part-*.parquet"))
+    for ds in load_stage_dir_both_ways(out, tmp_path / "hf_cache"):
+        assert len(ds) == stats["output"] == len(kept)
+        assert sorted(ds["id"]) == sorted(d["id"] for d in kept) and "cluster" not in ds.column_names
     card = (out / "README.md").read_text()
     assert card.startswith("---\nconfigs:") and f"{stats['output']:,} of {stats['input']:,}" in card

@@ -15,6 +15,7 @@ from filters.quality import train
 from pipelines import filter as stage
 from pipelines import rule_report
 from pipelines.documents import DOC_SCHEMA
+from tests.conftest import load_stage_dir_both_ways
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 PICK = {
@@ -45,13 +46,13 @@ def clean_dir(tmp_path_factory) -> str:
                     }
                 )
     out = tmp_path_factory.mktemp("clean")
-    pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), out / "part-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), out / "train-00000-of-00001.parquet")
     return str(out)
 
 
 def read_dir(directory: str) -> list[dict]:
     rows = []
-    for path in sorted(glob.glob(os.path.join(directory, "part-*.parquet"))):
+    for path in sorted(glob.glob(os.path.join(directory, "train-*.parquet"))):
         rows += pq.read_table(path).to_pylist()
     return rows
 
@@ -80,6 +81,8 @@ def test_stage_run_balances_and_writes_kept_and_removed(clean_dir, tmp_path, cap
     assert all(r["id"] and r["source"] and r["reason"] and r["snippet"] for r in removed)
     assert {d["source"] for d in kept} >= {"bbc_news"}
     assert json.load(open(os.path.join(out, "stats.json")))["removed"] == stats["removed"]
+    for ds in load_stage_dir_both_ways(out, tmp_path / "hf_cache"):  # not removed/*.jsonl nor stats.json
+        assert ds["id"] == [d["id"] for d in kept]
     report = rule_report.main([out, "--examples", "1"])
     assert "lang_not_allowed" in report and "[fortunes/" in report
 

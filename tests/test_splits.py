@@ -76,15 +76,15 @@ def test_parts_roll_over_and_keep_order(tmp_path, finance_docs):
     for r in rows:
         parts.write(r)
     assert parts.close() == 30
-    files = sorted(glob.glob(str(tmp_path / "part-*.parquet")))
-    assert len(files) > 1 and Path(files[0]).name == "part-00001-0002-000.parquet"
+    files = sorted(glob.glob(str(tmp_path / "train-*.parquet")))
+    assert len(files) > 1 and Path(files[0]).name == "train-00001-0002-000.parquet"
     assert pq.read_table(files).to_pylist() == rows
 
 
 def test_clean_output_is_the_same_for_any_split_size_and_worker_count(jsonl_file, tmp_path):
     def run(out, *extra):
         stats = clean.main(["--input", str(jsonl_file), "--output", str(out), "--domain", "domain", *extra])
-        table = pq.read_table(sorted(glob.glob(str(out / "part-*.parquet"))))
+        table = pq.read_table(sorted(glob.glob(str(out / "train-*.parquet"))))
         rejected = [json.loads(line) for p in sorted(glob.glob(str(out / "rejected" / "*.jsonl")))
                     for line in open(p, encoding="utf-8")]
         return stats, table.to_pylist(), rejected
@@ -100,9 +100,9 @@ def test_clean_output_is_the_same_for_any_split_size_and_worker_count(jsonl_file
             (whole[0]["input"], whole[0]["output"], whole[0]["removed"])
         assert rows == whole[1]  # input order, whatever the split size
         assert [(r["line"], r["reason"]) for r in rejected] == [(8, "invalid_json"), (21, "blank_line")]
-    names = sorted(p.name for p in (tmp_path / "small").glob("part-*.parquet"))
+    names = sorted(p.name for p in (tmp_path / "small").glob("train-*.parquet"))
     assert len(names) > 2
-    assert names == sorted(p.name for p in (tmp_path / "multi").glob("part-*.parquet"))
+    assert names == sorted(p.name for p in (tmp_path / "multi").glob("train-*.parquet"))
     for name in names:
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "multi" / name).read_bytes()
 

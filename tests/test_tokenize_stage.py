@@ -31,9 +31,9 @@ def curated(tmp_path_factory, finance_docs, general_docs):
     fin.append({"id": "literal-eos", "text": "The filing ends here <|endoftext|> and continues.",
                 "source": "reuters_21578", "domain": "domain", "meta": "{}"})
     gen = _rows(general_docs[10:60], "general", source="bbc_news")
-    write_parquet_file(str(root / "fin" / "part-00000.parquet"), fin[:20], DOC_SCHEMA)
-    write_parquet_file(str(root / "fin" / "part-00001.parquet"), fin[20:], DOC_SCHEMA)
-    write_parquet_file(str(root / "gen" / "part-00000.parquet"), gen, DOC_SCHEMA)
+    write_parquet_file(str(root / "fin" / "train-00000.parquet"), fin[:20], DOC_SCHEMA)
+    write_parquet_file(str(root / "fin" / "train-00001.parquet"), fin[20:], DOC_SCHEMA)
+    write_parquet_file(str(root / "gen" / "train-00000.parquet"), gen, DOC_SCHEMA)
     texts = {(r["domain"], r["source"], r["id"]): r["text"] for r in fin + gen}  # input order
     cfg = T.TokenizerConfig(type="bpe", vocab_size=800)
     tok = T.train_tokenizer([r["text"] for r in fin + gen], cfg)

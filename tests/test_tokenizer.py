@@ -106,8 +106,8 @@ def test_sample_is_seeded_balanced_and_order_free(tmp_path: Path, finance_docs, 
     for name, docs, domain in (("fin", finance_docs, "domain"), ("gen", general_docs[:200], "general")):
         rows = [{"id": d["id"], "text": d["text"], "source": d["source"], "domain": domain, "meta": "{}"}
                 for d in docs]
-        write_parquet_file(str(tmp_path / name / "part-00000.parquet"), rows[: len(rows) // 2], DOC_SCHEMA)
-        write_parquet_file(str(tmp_path / name / "part-00001.parquet"), rows[len(rows) // 2:], DOC_SCHEMA)
+        write_parquet_file(str(tmp_path / name / "train-00000.parquet"), rows[: len(rows) // 2], DOC_SCHEMA)
+        write_parquet_file(str(tmp_path / name / "train-00001.parquet"), rows[len(rows) // 2:], DOC_SCHEMA)
     files = T.stage_files([str(tmp_path / "fin"), str(tmp_path / "gen")])
     chosen, summary = T.draw_sample(files, 100_000, 0.5, seed=7)
     again, _ = T.draw_sample(list(reversed(files)), 100_000, 0.5, seed=7)
@@ -122,7 +122,7 @@ def test_sample_is_seeded_balanced_and_order_free(tmp_path: Path, finance_docs, 
 def test_cli_trains_from_stage_dirs(tmp_path: Path):
     rows = [{"id": d["id"], "text": d["text"], "source": d["source"], "domain": "domain", "meta": "{}"}
             for d in read_jsonl_gz(DATA / "finance" / "sec_10q_aapl.jsonl.gz")]
-    write_parquet_file(str(tmp_path / "in" / "part-00000.parquet"), rows, DOC_SCHEMA)
+    write_parquet_file(str(tmp_path / "in" / "train-00000.parquet"), rows, DOC_SCHEMA)
     (tmp_path / "cfg.yaml").write_text("tokenizer:\n  type: bpe\n  vocab_size: 100000\n  sample_bytes: 50000\n")
     path = T.main(["--config", str(tmp_path / "cfg.yaml"), "--input", str(tmp_path / "in"),
                    "--output", str(tmp_path / "out"), "--vocab-size", "500"])

@@ -88,7 +88,11 @@ def train(cfg: Config) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the final summary (also in OUT/summary.json)."""
     rank, world, device = init_distributed(cfg.train.device, cfg.train.timeout_s)
     try:
-        return _train(cfg, rank, world, device)
+        summary = _train(cfg, rank, world, device)
+        # Every rank reaches here before any tears its process group down: a rank that destroys gloo's pairs
+        # while a peer still uses them aborts that peer ("terminate called without an active exception").
+        dist.barrier()
+        return summary
     finally:
         dist.destroy_process_group()
 

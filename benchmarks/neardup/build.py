@@ -22,7 +22,7 @@ The Jaccard here is a reference implementation independent of filters/minhash.py
 words (``[^\\W_]+`` on lowercased text), Python sets of 5-word tuples.
 
 Outputs in OUTPUT/: ``docs.jsonl.gz`` (id, text, source, meta; for datatrove),
-``stage/part-00000-of-00001.parquet`` (the document schema; for pipelines.dedup) and
+``stage/train-00000-of-00001.parquet`` (the document schema; for pipelines.dedup) and
 ``labels.jsonl`` (one line per document: id, group, role, jaccard to its base).
 """
 
@@ -264,7 +264,7 @@ def main() -> None:
 
     rows = [{"id": d["id"], "text": d["text"], "source": d["source"], "domain": "general",
              "meta": meta_json(d["meta"])} for d in out_docs]
-    pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), out / "stage" / "part-00000-of-00001.parquet",
+    pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), out / "stage" / "train-00000-of-00001.parquet",
                    compression="zstd")
     roles = defaultdict(int)
     for row in labels:
