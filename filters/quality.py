@@ -25,13 +25,13 @@ import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from filters.langid import load_fasttext
+from pipelines import fail  # the conventions module: no Beam import
 
 _WS = re.compile(r"\s+")
 MAX_TRAIN_CHARS = 20_000  # characters of a document used for training and scoring
@@ -203,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     s.add_argument("--input", action="append", required=True)
     args = ap.parse_args(argv)
     if args.command == "score":
-        scorer = FastTextScorer(args.model, args.label)
+        try:
+            scorer = FastTextScorer(args.model, args.label)
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
         for rec in iter_jsonl(args.input):
             print(f"{rec.get('id')}\t{scorer.score(rec.get('text') or ''):.4f}")
         return {}
@@ -224,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             max_docs=args.max_docs,
             label=args.label,
         )
-    except (FileNotFoundError, ValueError) as exc:
-        sys.exit(f"error: {exc}")
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
     print(json.dumps(report, indent=2))
     print(
         f"held-out: precision {report['precision']:.3f} recall {report['recall']:.3f} f1 {report['f1']:.3f} "

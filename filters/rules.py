@@ -126,7 +126,13 @@ class FilterConfig:
     @classmethod
     def from_yaml(cls, path: str) -> FilterConfig:
         with open(path, encoding="utf-8") as f:
-            return cls.from_dict(yaml.safe_load(f))
+            try:
+                raw = yaml.safe_load(f)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of filter config sections")
+        return cls.from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

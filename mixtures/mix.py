@@ -39,7 +39,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from mixtures.recipe import SIDES, Recipe, RecipeError, SourceSpec, load_recipe,
 from mixtures.shards import (DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, Shard, list_shards, write_doc_index,
                              write_shard)
 from mixtures.tokenizer import EOS, PAD, eos_id, file_sha256
+from pipelines import fail
 
 SPLITS = ("train", "val_domain", "val_general")
 MANIFEST = "manifest.json"
@@ -480,8 +480,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     try:
         manifest = mix(load_recipe(args.recipe, tokens_dir=args.tokens_dir), args.output, args.allow_shortfall)
-    except (RecipeError, ShortfallError, FileNotFoundError) as exc:
-        sys.exit(f"error: mix: {exc}")
+    except (RecipeError, ShortfallError, OSError) as exc:
+        fail(f"mix: {exc}")
     print(summary(manifest))
     print(f"mix: wrote {args.output}")
     return manifest

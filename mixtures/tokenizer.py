@@ -36,7 +36,6 @@ import glob
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipelines import DOCS_GLOB  # the package's __init__ only: no Beam import
+from pipelines import DOCS_GLOB, fail  # the package's __init__ only: no Beam import
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -99,7 +98,12 @@ class TokenizerConfig:
         import yaml
 
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
+            try:
+                doc = yaml.safe_load(f) or {}
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: expected a mapping of tokenizer settings")
         return cls.from_dict(doc.get("tokenizer", doc))
 
 
@@ -307,19 +311,19 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--sample-bytes", type=int, help="override the config's sample_bytes")
     parser.add_argument("--seed", type=int, help="override the config's seed")
     args = parser.parse_args(argv)
-    raw = asdict(TokenizerConfig.from_yaml(args.config))
-    for key in ("type", "vocab_size", "sample_bytes", "seed"):
-        if getattr(args, key) is not None:
-            raw[key] = getattr(args, key)
     try:
+        raw = asdict(TokenizerConfig.from_yaml(args.config))
+        for key in ("type", "vocab_size", "sample_bytes", "seed"):
+            if getattr(args, key) is not None:
+                raw[key] = getattr(args, key)
         cfg = TokenizerConfig.from_dict(raw)
         files = stage_files(args.input)
-    except (ValueError, FileNotFoundError) as exc:
-        sys.exit(f"error: {exc}")
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
     t0 = time.perf_counter()
     chosen, summary = draw_sample(files, cfg.sample_bytes, cfg.sample_domain_share, cfg.seed)
     if not chosen:
-        sys.exit("error: the inputs hold no documents to train a tokenizer on")
+        fail("the inputs hold no documents to train a tokenizer on")
     tok = train_tokenizer(sample_texts(files, chosen), cfg)
     seconds = time.perf_counter() - t0
     path = save_tokenizer(tok, args.output, cfg, {"sample": summary, "inputs": list(args.input),

@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
             write_json(f"{args.output.rstrip('/')}/filter_config.json",
                        {"annotate_only": args.annotate_only, "config": config.to_dict()})
-    except (InputError, ValueError, FileNotFoundError, OSError) as exc:
+    except (InputError, ValueError, TypeError, OSError) as exc:
         fail(str(exc))
     stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema), options, args.output)
     if writes_output(options):

@@ -91,7 +91,8 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     """Every file matched by the glob patterns, sorted and de-duplicated.
 
     A directory (local, any pattern ending in ``/``, or an object-store prefix without glob
-    characters or a file extension) means its ``train-*.parquet`` files (``pipelines.DOCS_GLOB``): another stage's output.
+    characters or a file extension) means its ``train-*.parquet`` files (``pipelines.DOCS_GLOB``):
+    another stage's output.
     Raises :class:`InputError` when a pattern matches nothing.
     """
     files: set[str] = set()

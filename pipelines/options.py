@@ -13,13 +13,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
+from pipelines import EXIT_UNBALANCED, fail  # noqa: F401  (fail: re-exported to the stages)
 from pipelines.documents import DOC_SCHEMA
 from pipelines.io import InputError, expand_inputs, read_parquet_schema
 from pipelines.splits import DEFAULT_PART_MB, DEFAULT_SPLIT_MB
@@ -160,11 +161,5 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
     print(f"{stage}: wrote {output_dir} in {time.perf_counter() - t0:.1f} s")
     if not stats["balanced"]:
         print(f"error: {stage} stats do not balance", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(EXIT_UNBALANCED)
     return stats
-
-
-def fail(message: str) -> NoReturn:
-    """Exit with status 2 and a clear one-line error (bad paths, options, configs)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)

@@ -148,7 +148,8 @@ def test_shortfall_fails_with_what_is_missing_unless_allowed(tokens_dir, tmp_pat
     recipe = _recipe(root, tmp_path, target={"tokens": 1_000_000}, max_epochs=2)
     with pytest.raises(SystemExit) as exc:
         M.main(["--recipe", str(recipe), "--output", str(tmp_path / "short")])
-    message = str(exc.value)
+    message = capsys.readouterr().err
+    assert exc.value.code == 2 and message.startswith("error: mix: ")
     assert "domain side: missing" in message and "general side: ok" in message
     for advice in ("lower the target", "raise max_epochs", "add data", "--allow-shortfall"):
         assert advice in message

@@ -54,7 +54,7 @@ def test_scorer_gives_probabilities_in_the_right_order(domain_model):
 
 
 def test_cli_reports_and_fails_clearly(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         main(
             [
                 "train",
@@ -66,6 +66,7 @@ def test_cli_reports_and_fails_clearly(tmp_path, capsys):
                 str(tmp_path / "m.ftz"),
             ]
         )
+    assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: ")
 
 
 def test_holdout_split_is_stable_and_sized():

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mixtures.shards import write_shard
+from pipelines import fail
 
 EOS_ID = 256
 VOCAB_SIZE = 257
@@ -85,7 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--general", nargs="+", required=True)
     p.add_argument("--max-bytes", type=int, default=2_000_000)
     a = p.parse_args(argv)
-    m = build_byte_mixture(a.out, a.domain, a.general, a.max_bytes)
+    try:
+        m = build_byte_mixture(a.out, a.domain, a.general, a.max_bytes)
+    except (OSError, ValueError) as exc:
+        fail(f"train.bytemix: {exc}")
     print(json.dumps({k: m[k] for k in ("train_tokens", "domain_share_actual", "val_bytes_per_token")}))
 
 

@@ -76,6 +76,11 @@ class Config:
                 "optim": asdict(self.optim), "train": asdict(self.train)}
 
 
+class ConfigError(ValueError):
+    """A configuration (file, overrides, or what it points at) that cannot be trained: the user's to fix.
+    ``train.run`` prints it as one ``error:`` line and exits 2."""
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": RunConfig}
 
 
@@ -115,7 +120,15 @@ def config_from_dict(doc: dict[str, Any]) -> Config:
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
     """YAML file (optional) + overrides -> validated ``Config``."""
     doc: dict[str, Any] = {}
-    if path:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
-    return config_from_dict(apply_overrides(doc, overrides or []))
+    try:
+        if path:
+            with open(path, encoding="utf-8") as f:
+                doc = yaml.safe_load(f) or {}
+        if not isinstance(doc, dict):
+            raise ValueError("expected a mapping of sections (model, data, optim, train)")
+        return config_from_dict(apply_overrides(doc, overrides or []))
+    except ConfigError:
+        raise
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:  # TypeError: a section that is not a mapping
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}{exc}".replace("\n", " ")) from exc

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import fail
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
 
 # ----------------------------------------------------------------------------- constants
@@ -811,8 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except ValueError as e:  # bad combinations of flags: one line, not a traceback
-        raise SystemExit(f"train.plan: error: {e}") from None
+    except (ValueError, OSError) as e:  # bad flags, configs or paths: one line, not a traceback
+        fail(f"train.plan: {e}")
 
 
 def _main(argv: list[str] | None) -> int:
@@ -823,12 +824,11 @@ def _main(argv: list[str] | None) -> int:
     if args.nodes is not None:
         n_gpus = args.nodes * args.gpus_per_node
         if args.gpus is not None and args.gpus != n_gpus:
-            raise SystemExit(f"--gpus {args.gpus} != --nodes {args.nodes} "
-                             f"x --gpus-per-node {args.gpus_per_node}")
+            raise ValueError(f"--gpus {args.gpus} != --nodes {args.nodes} x --gpus-per-node {args.gpus_per_node}")
     mfu = args.mfu if args.mfu is not None else DEFAULT_MFU
     mfu_source = "given" if args.mfu is not None else "assumed"
     if not 0 < mfu <= 1:
-        raise SystemExit(f"MFU must be in (0, 1], got {mfu}")
+        raise ValueError(f"MFU must be in (0, 1], got {mfu}")
 
     train_section: dict[str, Any] = {}
     budget = None

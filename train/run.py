@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from train.config import load_config
+from pipelines import fail
+from train.config import ConfigError, load_config
 from train.trainer import train
 
 
@@ -16,7 +17,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="YAML file with model/data/optim/train sections (docs/training.md)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 train.strategy=ddp")
     args = parser.parse_args(argv)
-    train(load_config(args.config, args.overrides))
+    try:  # a config the user must fix: one line and exit 2 on every rank, no traceback
+        train(load_config(args.config, args.overrides))
+    except ConfigError as exc:
+        fail(f"train.run: {exc}")
 
 
 if __name__ == "__main__":

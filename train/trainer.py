@@ -38,7 +38,7 @@ except ImportError:  # a bare GPU image may lack tqdm: train without a progress 
 
 from mixtures.shards import TokenStream
 from train import checkpoint as ckpt
-from train.config import Config
+from train.config import Config, ConfigError
 from train.data import StepBatches
 from train.evaluate import evaluate_stream
 from train.metrics import MetricsLogger, bits_per_byte, mfu, peak_flops
@@ -113,21 +113,24 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
 
     # ---- data
     if not cfg.data.dir:
-        raise ValueError("data.dir is not set: point it at a mixture directory (train/, val_domain/, ...)")
+        raise ConfigError("data.dir is not set: point it at a mixture directory (train/, val_domain/, ...)")
     manifest = read_manifest(cfg.data.dir)
     if mc.vocab_size <= 0:  # "take it from the mixture"
         if not manifest.get("vocab_size"):
-            raise ValueError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
+            raise ConfigError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
         cfg.model = mc = dataclasses.replace(mc, vocab_size=int(manifest["vocab_size"]))
     if manifest.get("vocab_size", 0) > mc.vocab_size:
-        raise ValueError(f"mixture vocab_size {manifest['vocab_size']} > model.vocab_size {mc.vocab_size}")
-    train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split)
-    val_streams = {s: TokenStream(Path(cfg.data.dir) / s) for s in cfg.data.val_splits
-                   if (Path(cfg.data.dir) / s).is_dir()}
+        raise ConfigError(f"mixture vocab_size {manifest['vocab_size']} > model.vocab_size {mc.vocab_size}")
     if tc.global_batch_tokens % mc.seq_len:
-        raise ValueError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
-    batches = StepBatches(train_stream, mc.seq_len, tc.global_batch_tokens // mc.seq_len, rank, world,
-                          tc.micro_batch, cfg.data.seed)
+        raise ConfigError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
+    try:  # a missing or too small mixture, a batch the ranks cannot split: the config's to fix
+        train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split)
+        val_streams = {s: TokenStream(Path(cfg.data.dir) / s) for s in cfg.data.val_splits
+                       if (Path(cfg.data.dir) / s).is_dir()}
+        batches = StepBatches(train_stream, mc.seq_len, tc.global_batch_tokens // mc.seq_len, rank, world,
+                              tc.micro_batch, cfg.data.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"data.dir={cfg.data.dir}: {exc}") from exc
     total_steps = tc.steps if tc.steps > 0 else math.ceil(len(train_stream) / tc.global_batch_tokens)
 
     # ---- model, parallelism, optimizer
@@ -158,7 +161,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
         meta = ckpt.load_checkpoint(resume_from, model, optimizer, device)
         start_step, tokens_seen, train_time = meta["step"], meta["tokens_seen"], meta.get("train_time_s", 0.0)
         if meta.get("data", {}).get("seed") != cfg.data.seed:
-            raise ValueError("data.seed differs from the checkpoint's: the resumed run would see other batches")
+            raise ConfigError("data.seed differs from the checkpoint's: the resumed run would see other batches")
 
     logger = MetricsLogger(out, is_main, tc.tensorboard, purge_step=start_step + 1 if start_step else None)
     peak = peak_flops(device, tc.peak_tflops)
