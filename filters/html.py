@@ -2,8 +2,8 @@
 
 Extractor choice (measured on the 23 hand-checked newspaper4k pages, see
 benchmarks/RESULTS.md "HTML extraction"): trafilatura in precision mode without its
-fallback extractors has the best token F1 against the hand-checked text (0.96 vs 0.89
-for Resiliparse) at ~40 pages/s per core; Resiliparse is ~6x faster and stays selectable
+fallback extractors has the best token F1 against the hand-checked text; Resiliparse is
+several times faster (pages/s of both: ``make bench-html``) and stays selectable
 (``--html-extractor resiliparse``) for corpora where HTML dominates and speed matters more.
 """
 

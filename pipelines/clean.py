@@ -32,7 +32,7 @@ from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_
                           to_document)
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
-                              describe_inputs, read_split)
+                              describe_inputs, read_split, reject_bad_rows)
 from pipelines.stats import WriteStats
 
 STAGE = "clean"
@@ -106,10 +106,11 @@ class CleanSplit(beam.DoFn):
 
     def process(self, split):
         counts = SplitCounts(STAGE)
-        docs = ParquetParts(self.output, split, part_mb=self.part_mb)
         rejected = JsonlPart(self.output, split, "rejected")
-        for _, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected):
-            docs.write(doc)
+        docs = ParquetParts(self.output, split, part_mb=self.part_mb,
+                            on_bad_row=reject_bad_rows(split, counts, rejected))
+        for line, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected):
+            docs.write(doc, line)
         counts.add("output", docs.close())
         rejected.close()
         self.progress.done(split, counts.counts["input"])

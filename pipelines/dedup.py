@@ -34,6 +34,8 @@ scale notes: docs/dedup.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import struct
 from collections.abc import Iterable, Sequence
@@ -46,10 +48,11 @@ import pyarrow as pa
 from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig,
                              analyze, jaccard, permutations, word_char_table)
 from pipelines.components import ConnectedComponents
-from pipelines.io import InputError, Rejected, prepare_output_dir
+from pipelines.documents import stage_row_problem
+from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
-                              describe_inputs, read_split)
+                              describe_inputs, read_split, reject_bad_rows)
 from pipelines.stats import WriteStats, tally
 
 STAGE = "dedup"
@@ -184,11 +187,23 @@ def verification_set(shingles: np.ndarray) -> bytes:
 
 # ---------------------------------------------------------------------------- Beam steps
 
-def as_dedup_row(record: dict[str, Any], path: str, line: int) -> dict[str, Any]:
-    """What fingerprinting reads of a row: id, source and domain as strings, text (missing = empty)."""
-    return {"id": str(record.get("id") or f"{path.rsplit('/', 1)[-1]}:{line}"),
-            "source": str(record.get("source") or ""), "domain": str(record.get("domain") or ""),
-            "text": record.get("text") if isinstance(record.get("text"), str) else ""}
+def as_dedup_row(record: dict[str, Any], path: str, line: int) -> dict[str, Any] | Rejected:
+    """What fingerprinting reads of a row: id, source and domain as strings, and its text; a row
+    without string text is rejected (:func:`checked_row`)."""
+    checked = checked_row(record, path, line)
+    if isinstance(checked, Rejected):
+        return checked
+    return {"id": record.get("id") or f"{path.rsplit('/', 1)[-1]}:{line}",
+            "source": record.get("source") or "", "domain": str(record.get("domain") or ""),
+            "text": record["text"]}
+
+
+def checked_row(record: dict[str, Any], path: str, line: int) -> dict[str, Any] | Rejected:
+    """A whole row, or its rejection (both passes over a split must agree on which rows are documents)."""
+    problem = stage_row_problem(record)
+    if problem:
+        return Rejected(problem, path, line, snippet(json.dumps(record, default=str)[:2048]))
+    return record
 
 
 class FingerprintSplit(beam.DoFn):
@@ -208,11 +223,29 @@ class FingerprintSplit(beam.DoFn):
         permutations(self.config.num_perm, self.config.seed)
         self.progress = Progress(STAGE)
 
-    def _emit(self, split, batch: list[tuple[int, dict[str, Any]]]):
-        results = self.config.fingerprint_batch([doc["text"] for _, doc in batch])
-        for (line, doc), (exact, _, keys) in zip(batch, results):
+    def _fingerprints(self, texts: list[str]) -> list:
+        """Fingerprints of a batch; if the batch fails, one by one (an Exception in place of a bad one)."""
+        try:
+            return self.config.fingerprint_batch(texts)
+        except Exception:
+            out = []
+            for text in texts:
+                try:
+                    out.append(self.config.fingerprint_batch([text])[0])
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+    def _emit(self, split, batch: list[tuple[int, dict[str, Any]]], counts: SplitCounts):
+        for (line, doc), fp in zip(batch, self._fingerprints([doc["text"] for _, doc in batch])):
+            h = handle(split, line)
+            if isinstance(fp, Exception):  # cannot be compared: kept, as a duplicate of nothing, and counted
+                counts.add(f"fingerprint_error:{type(fp).__name__}")
+                exact, keys = hashlib.blake2b(struct.pack(">Q", h), digest_size=16).digest(), []
+            else:
+                exact, _, keys = fp
             rank = source_rank(doc["source"], doc["domain"], self.priority)
-            yield (doc["source"], doc["id"]), pack_fingerprint(handle(split, line), rank, exact, keys)
+            yield (doc["source"], doc["id"]), pack_fingerprint(h, rank, exact, keys)
 
     def process(self, split):
         counts = SplitCounts(STAGE)
@@ -221,10 +254,10 @@ class FingerprintSplit(beam.DoFn):
         for line, doc in accepted(read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)), counts, rejected):
             batch.append((line, doc))
             if len(batch) >= self.BATCH:
-                yield from self._emit(split, batch)
+                yield from self._emit(split, batch, counts)
                 batch = []
         if batch:
-            yield from self._emit(split, batch)
+            yield from self._emit(split, batch, counts)
         rejected.close()
         self.progress.done(split, counts.counts["input"])
         for pair in counts.pairs():
@@ -408,22 +441,25 @@ class ApplyLabelsAndWrite(beam.DoFn):
         for line, cluster, reason in grouped["labels"]:
             labels[line] = min(labels.get(line, (cluster, reason)), (cluster, reason))
         counts = SplitCounts(STAGE)
-        kept = ParquetParts(self.output, split, self.schema, self.part_mb)
+        rejected = JsonlPart(self.output, split, "rejected", suffix="-write")  # rows that fail to write
+        kept = ParquetParts(self.output, split, self.schema, self.part_mb,
+                            on_bad_row=reject_bad_rows(split, counts, rejected))
         dups = ParquetParts(self.output, split, DUPLICATE_SCHEMA, self.part_mb, folder=DUPLICATES,
-                            size_of=lambda r: 64, prefix="part")
-        for line, doc in read_split(split, _passthrough, STAGE):
+                            size_of=lambda r: 64, prefix="part")  # ids and names only: never fails
+        for line, doc in read_split(split, checked_row, STAGE):
             if isinstance(doc, Rejected):
                 continue  # counted (and written to rejected/) by the fingerprint pass
             if line in labels:
                 cluster, reason = labels[line]
                 record = duplicate_record(doc, cluster, reason)
-                dups.write(record)
+                dups.write(record, line)
                 counts.add("removed/" + REASONS[reason])
                 yield beam.pvalue.TaggedOutput("clusters", ((record["cluster_source"], record["cluster"]), 1))
             else:
-                kept.write(doc)
+                kept.write(doc, line)
         counts.add("output", kept.close())
         dups.close()
+        rejected.close()
         yield from counts.pairs()
 
 
@@ -459,10 +495,6 @@ class ClusterSummary(beam.CombineFn):
         return {"histogram": histogram([size for size, n in sizes.items() for _ in range(n)]),
                 "clusters": sum(sizes.values()),
                 "largest": [{"size": size, "kept": doc_id, "source": source} for size, source, doc_id in top]}
-
-
-def _passthrough(record, path, line):
-    return record
 
 
 def _alarm_cluster(alarm: int):

@@ -19,17 +19,47 @@ DOC_SCHEMA = pa.schema([(name, pa.string()) for name in DOC_FIELDS])
 
 
 def meta_json(meta: Any) -> str:
-    """Serialize a record's ``meta`` to the on-disk JSON string (sorted keys: stable bytes)."""
+    """Serialize a record's ``meta`` to the on-disk JSON string (sorted keys: stable bytes).
+
+    Lone surrogates (``"\\ud800"`` in the input JSON) cannot be stored as UTF-8: such a meta is
+    written with ASCII escapes instead, which is the same JSON value.
+    """
     if meta is None or meta == "":
         return "{}"
     if isinstance(meta, str):
         try:
             meta = json.loads(meta)
-        except ValueError:
-            return json.dumps({"raw_meta": meta}, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            meta = {"raw_meta": meta}
     if not isinstance(meta, dict):
         meta = {"raw_meta": meta}
-    return json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
+    out = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
+    return out if is_utf8_safe(out) else json.dumps(meta, ensure_ascii=True, sort_keys=True, default=str)
+
+
+def is_utf8_safe(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def stage_row_problem(record: dict[str, Any]) -> str | None:
+    """Why a row of a previous stage's Parquet cannot be processed (a reason code), or None.
+
+    Its ``text`` must be a string; ``id`` and ``source``, when present, strings too.
+    """
+    text = record.get("text")
+    if text is None:
+        return "missing_text"
+    if not isinstance(text, str):
+        return "text_not_string"
+    for name in ("id", "source"):
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return f"{name}_not_string"
+    return None
 
 
 def schema_with(*extra: tuple[str, pa.DataType], base: pa.Schema = DOC_SCHEMA) -> pa.Schema:

@@ -32,17 +32,18 @@ from apache_beam.io.filesystems import FileSystems
 
 from filters.rules import DocumentFilter, FilterConfig
 from pipelines import DOCS_GLOB
-from pipelines.documents import schema_with
+from pipelines.documents import schema_with, stage_row_problem
 from pipelines.io import (
     InputError,
     Rejected,
     iter_file_records,
     prepare_output_dir,
+    snippet,
     write_json,
 )
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
-                              describe_inputs, read_split)
+                              describe_inputs, read_split, reject_bad_rows)
 from pipelines.stats import WriteStats
 
 STAGE = "filter"
@@ -55,9 +56,10 @@ log = logging.getLogger(__name__)
 
 
 def as_document(record: dict[str, Any], path: str, line: int) -> dict[str, Any] | Rejected:
-    """A row of a previous stage's Parquet; rows without text cannot be judged."""
-    if not isinstance(record.get("text"), str):
-        return Rejected("missing_text", path, line, json.dumps(record, default=str)[:1024])
+    """A row of a previous stage's Parquet; rows without string text cannot be judged."""
+    problem = stage_row_problem(record)
+    if problem:
+        return Rejected(problem, path, line, snippet(json.dumps(record, default=str)[:2048]))
     return record
 
 
@@ -98,11 +100,12 @@ class FilterSplit(beam.DoFn):
 
     def process(self, split):
         counts = SplitCounts(STAGE)
-        kept = ParquetParts(self.output, split, self.schema, self.part_mb, folder=SCORED if self.top else "")
         removed = JsonlPart(self.output, split, REMOVED)
         rejected = JsonlPart(self.output, split, "rejected")
+        kept = ParquetParts(self.output, split, self.schema, self.part_mb, folder=SCORED if self.top else "",
+                            on_bad_row=reject_bad_rows(split, counts, rejected))
         histograms = {c.name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for c in self.top}
-        for _, doc in accepted(read_split(split, as_document, STAGE), counts, rejected):
+        for line, doc in accepted(read_split(split, as_document, STAGE), counts, rejected):
             try:
                 out, reason, failed = self.judge(doc)
             except Exception as exc:  # one document the rules cannot judge is removed alone
@@ -122,7 +125,7 @@ class FilterSplit(beam.DoFn):
                 score = out.get(c.column)
                 if score is not None and not (self.annotate and failed):
                     histograms[c.name][min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
-            kept.write(out)
+            kept.write(out, line)
         written = kept.close()
         removed.close()
         rejected.close()

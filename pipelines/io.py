@@ -25,7 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import DOCS_GLOB
-from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, meta_json
+from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, is_utf8_safe, meta_json
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000  # 1 MB of UTF-8 text per document
 RAW_SNIPPET_BYTES = 1024  # how much of a rejected record is kept for inspection
@@ -196,22 +196,25 @@ def _iter_warc(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
     from fastwarc.warc import ArchiveIterator, WarcRecordType
     from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
+    def one(n: int, rec) -> dict[str, Any] | Rejected:
+        url = rec.headers.get("WARC-Target-URI", "")
+        status = rec.http_headers.status_code if rec.http_headers else None
+        ctype = (rec.http_headers.get("Content-Type", "") if rec.http_headers else "").lower()
+        if status != 200:
+            return Rejected("warc_http_error", path, n, f"{status} {url}")
+        if "html" not in ctype:
+            return Rejected("warc_not_html", path, n, f"{ctype} {url}")
+        body = rec.reader.read()
+        text = bytes_to_str(body, rec.http_charset or detect_encoding(body))
+        return {"id": rec.record_id, "text": text,
+                "meta": {"url": url, "warc_date": rec.headers.get("WARC-Date", ""), "format": "html", "file": path}}
+
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         for n, rec in enumerate(ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True), start=1):
-            url = rec.headers.get("WARC-Target-URI", "")
-            status = rec.http_headers.status_code if rec.http_headers else None
-            ctype = (rec.http_headers.get("Content-Type", "") if rec.http_headers else "").lower()
-            if status != 200:
-                yield n, Rejected("warc_http_error", path, n, f"{status} {url}")
-                continue
-            if "html" not in ctype:
-                yield n, Rejected("warc_not_html", path, n, f"{ctype} {url}")
-                continue
-            body = rec.reader.read()
-            text = bytes_to_str(body, rec.http_charset or detect_encoding(body))
-            yield n, {"id": rec.record_id, "text": text,
-                      "meta": {"url": url, "warc_date": rec.headers.get("WARC-Date", ""), "format": "html",
-                               "file": path}}
+            try:  # one record's headers or body: that record alone (damage to the file ends it, above)
+                yield n, one(n, rec)
+            except Exception as exc:
+                yield n, Rejected(f"record_error:{type(exc).__name__}", path, n, f"{exc}"[:RAW_SNIPPET_BYTES])
 
 
 def _iter_parquet(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
@@ -240,23 +243,33 @@ def to_document(record: dict[str, Any], *, path: str, line: int, source: str | N
         return Rejected("oversized", path, line, snippet(text))
     doc_id = record.get("id")
     doc_id = f"{posixpath.basename(path)}:{line}" if doc_id is None or doc_id == "" else str(doc_id)
-    doc_source = source or record.get("source") or posixpath.basename(path).split(".")[0]
+    doc_source = str(source or record.get("source") or posixpath.basename(path).split(".")[0])
+    if not (is_utf8_safe(doc_id) and is_utf8_safe(doc_source)):  # a lone surrogate: not storable as UTF-8
+        return Rejected("invalid_unicode", path, line, snippet(json.dumps(record, default=str)[:2048]))
     meta = record.get("meta")
     extra = {k: v for k, v in record.items() if k not in DOC_FIELDS}
     if extra:
         meta = dict(meta) if isinstance(meta, dict) else ({} if meta in (None, "") else {"raw_meta": meta})
         meta.update(extra)
-    return {"id": doc_id, "text": text, "source": str(doc_source), "domain": domain, "meta": meta_json(meta)}
+    return {"id": doc_id, "text": text, "source": doc_source, "domain": domain, "meta": meta_json(meta)}
 
 
 def read_parquet_schema(files: list[str]) -> pa.Schema:
-    """Schema of the first input Parquet file (stages keep every input column)."""
-    with FileSystems.open(files[0], compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        schema = pq.ParquetFile(f).schema_arrow
-    missing = [c for c in DOC_FIELDS if c not in schema.names]
-    if missing:
-        raise InputError(f"{files[0]} is not a stage output: columns {missing} are missing")
-    return schema
+    """The output schema of a stage over Parquet inputs: the schema of the first input file that
+    can be read (stages keep every input column). That file must have the five document columns,
+    else the input is refused (:class:`InputError`, exit 2). Rows of other files that do not fit
+    are rejected one by one when they are processed; unreadable files are rejected when read."""
+    for path in files:
+        try:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                schema = pq.ParquetFile(f).schema_arrow
+        except Exception:  # empty, truncated or not Parquet: counted as unreadable_file by the read
+            continue
+        missing = [c for c in DOC_FIELDS if c not in schema.names]
+        if missing:
+            raise InputError(f"{path} is not a stage output: columns {missing} are missing")
+        return schema
+    raise InputError(f"none of the {len(files)} input Parquet files can be read")
 
 
 # ---------------------------------------------------------------------------- writing
@@ -313,6 +326,8 @@ def iter_hf_records(name: str, split: str, config: str | None, shard: int, num_s
                     text_field: str = "text", id_field: str = "id") -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row, record)`` for one contiguous shard of a dataset split, fields renamed to id/text."""
     ds = load_hf_dataset(name, split, config)
+    if shard >= len(ds):  # more shards than rows: this one is empty (datasets raises IndexError)
+        return
     part = ds.shard(num_shards=num_shards, index=shard, contiguous=True)
     offset = sum(len(ds) // num_shards + (1 if i < len(ds) % num_shards else 0) for i in range(shard))
     for i, row in enumerate(part, start=1):

@@ -43,8 +43,8 @@ from apache_beam.metrics import Metrics
 
 from pipelines import DOCS_PREFIX
 from pipelines.documents import DOC_SCHEMA
-from pipelines.io import (Rejected, detect_format, iter_file_records, iter_hf_records, parse_json_line,
-                          snippet)
+from pipelines.io import (RAW_SNIPPET_BYTES, Rejected, detect_format, iter_file_records, iter_hf_records,
+                          parse_json_line, snippet)
 
 DEFAULT_SPLIT_MB = 64      # largest input per split (uncompressed JSONL byte ranges, Parquet row groups) ...
 MIN_SPLIT_MB = 4           # ... and smallest, when sized automatically: about SPLITS_PER_INPUT splits
@@ -225,19 +225,31 @@ def _iter_byte_range(split: Split) -> Iterator[tuple[int, dict[str, Any] | Rejec
 
 
 def _iter_row_groups(split: Split, columns: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """Rows of a range of row groups. A row group that cannot be decoded (a damaged page) rejects
+    each of its unread rows as ``unreadable_row_group`` (the footer says how many) and the next
+    group is read; a file whose footer cannot be read is one ``unreadable_file``."""
     row = split.first_line - 1
     try:
-        with FileSystems.open(split.file, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            parquet = pq.ParquetFile(f)
-            if split.stop <= split.start:
-                return
-            for batch in parquet.iter_batches(batch_size=1024, row_groups=range(split.start, split.stop),
-                                              columns=columns):
-                for record in batch.to_pylist():
-                    row += 1
-                    yield row, record
-    except Exception as exc:  # unreadable footer or page
+        f = FileSystems.open(split.file, compression_type=CompressionTypes.UNCOMPRESSED)
+        parquet = pq.ParquetFile(f)
+    except Exception as exc:
         yield row + 1, Rejected("unreadable_file", split.file, row + 1, f"{type(exc).__name__}: {exc}")
+        return
+    with f:
+        if columns is not None:  # a column this file lacks is None in its rows, not an error
+            columns = [c for c in columns if c in parquet.schema_arrow.names]
+        for g in range(split.start, split.stop):
+            n_rows, done = parquet.metadata.row_group(g).num_rows, 0
+            try:
+                for batch in parquet.iter_batches(batch_size=1024, row_groups=[g], columns=columns):
+                    for record in batch.to_pylist():
+                        row, done = row + 1, done + 1
+                        yield row, record
+            except Exception as exc:
+                why = f"row group {g}: {type(exc).__name__}: {exc}"[:RAW_SNIPPET_BYTES]
+                for _ in range(n_rows - done):
+                    row += 1
+                    yield row, Rejected("unreadable_row_group", split.file, row, why)
 
 
 def read_split(split: Split, convert: Callable[[dict[str, Any], str, int], Any], stage: str = "",
@@ -263,6 +275,17 @@ def read_split(split: Split, convert: Callable[[dict[str, Any], str, int], Any],
             last = time.monotonic()
             log.info("%s: split %s of %s: %d records, %.0f records/s", stage, split.name, split.file, n,
                      n / (last - t0))
+
+
+def reject_bad_rows(split: Split, counts: SplitCounts, rejected: JsonlPart
+                    ) -> Callable[[int, dict, Exception], None]:
+    """``ParquetParts``'s ``on_bad_row`` for a stage: the row becomes a ``record_error:<Exception>``
+    rejection (with its file and line) and is counted as removed."""
+    def on_bad_row(line: int, row: dict, exc: Exception) -> None:
+        reason = f"record_error:{type(exc).__name__}"
+        rejected.write(Rejected(reason, split.file, line, snippet(json.dumps(row, default=str)[:2048])).to_dict())
+        counts.add("removed/" + reason)
+    return on_bad_row
 
 
 def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: JsonlPart
@@ -293,13 +316,18 @@ class ParquetParts:
 
     A file rolls over past ``part_bytes`` of text; a row group holds at most ``ROW_GROUP_ROWS``
     rows or ``ROW_GROUP_BYTES`` of text. Nothing is written for a split without rows.
+
+    A row that does not fit the schema (a column of another type in one input file, a string
+    Arrow cannot store) goes to ``on_bad_row(line, row, exception)`` alone, and the rest of its
+    row group is written; without ``on_bad_row`` (files this run wrote itself) it raises.
     """
 
     def __init__(self, output_dir: str, split: Split, schema: pa.Schema = DOC_SCHEMA,
                  part_mb: float = DEFAULT_PART_MB, folder: str = "", size_of: Callable[[dict], int] | None = None,
-                 prefix: str = DOCS_PREFIX):
+                 prefix: str = DOCS_PREFIX, on_bad_row: Callable[[int, dict, Exception], None] | None = None):
         self.output_dir, self.split, self.schema, self.folder = output_dir, split, schema, folder
-        self.prefix = prefix
+        self.prefix, self.on_bad_row = prefix, on_bad_row
+        self.lines: list[int] = []
         self.part_bytes = max(1, int(part_mb * (1 << 20)))
         self.group_bytes = min(ROW_GROUP_BYTES, self.part_bytes)
         self.size_of = size_of or (lambda row: len(row.get("text") or ""))
@@ -309,24 +337,47 @@ class ParquetParts:
         self.files: list[str] = []
         self._sink = self._writer = None
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: dict[str, Any], line: int = 0) -> None:
+        """Buffer one row (``line``: where it came from, for ``on_bad_row``)."""
         self.rows.append(row)
+        self.lines.append(line)
         self.buffered += self.size_of(row)
         if len(self.rows) >= ROW_GROUP_ROWS or self.buffered >= self.group_bytes:
             self._flush()
 
+    def _table(self) -> pa.Table | None:
+        """The buffered rows as one table; rows that do not convert go to ``on_bad_row`` (None: none left)."""
+        try:
+            return pa.Table.from_pylist(self.rows, schema=self.schema)
+        except Exception:
+            if self.on_bad_row is None:
+                raise
+        good = []
+        for line, row in zip(self.lines, self.rows):
+            try:
+                pa.Table.from_pylist([row], schema=self.schema)
+            except Exception as exc:
+                self.on_bad_row(line, row, exc)
+            else:
+                good.append(row)
+        return pa.Table.from_pylist(good, schema=self.schema) if good else None
+
     def _flush(self) -> None:
         if not self.rows:
+            return
+        table = self._table()
+        buffered = self.buffered
+        self.rows, self.lines, self.buffered = [], [], 0
+        if table is None:
             return
         if self._writer is None:
             path = part_path(self.output_dir, self.split, self.roll, ".parquet", self.folder, self.prefix)
             self._sink = FileSystems.create(path)
             self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
             self.files.append(path)
-        self._writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema), row_group_size=len(self.rows))
-        self.written += len(self.rows)
-        self.file_bytes += self.buffered
-        self.rows, self.buffered = [], 0
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self.written += table.num_rows
+        self.file_bytes += buffered
         if self.file_bytes >= self.part_bytes:
             self._close_file()
             self.roll += 1

@@ -43,6 +43,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
 from mixtures.tokenizer import encode_documents, eos_id
+from pipelines.documents import stage_row_problem
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
 from pipelines.splits import (JsonlPart, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb, describe_inputs,
@@ -57,18 +58,29 @@ COLUMNS = ("id", "source", "domain", "text")  # what tokenizing reads of a curat
 
 
 def safe_name(name: str) -> str:
-    """Path-safe version of a source or domain name (the stats map one to the other)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
+    """A directory name for a source or domain name, one-to-one (the stats map one to the other).
+
+    A name of ``[A-Za-z0-9._-]`` that does not start with a dot is kept; any other (spaces, slashes,
+    ``..``, empty) becomes its safe characters plus a hash of the name, so that two sources never
+    share a directory (their shards would overwrite each other) and none escapes the output.
+    """
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
+        return name
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:64] or "unnamed"
+    return f"{readable}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 
 def source_dir(domain: str, source: str) -> str:
     """``<domain>/<source>``: where a source's shards go, relative to the output directory."""
-    return f"{safe_name(domain or 'unlabeled')}/{safe_name(source)}"
+    return f"{safe_name(domain)}/{safe_name(source)}"
 
 
 def to_slim_document(record: dict[str, Any], path: str, line: int) -> dict[str, str] | Rejected:
     """Keep what tokenizing needs (id, source, domain, text) of a curated record."""
-    for field in ("id", "source", "text"):
+    problem = stage_row_problem(record)
+    if problem:
+        return Rejected(problem, path, line, snippet(json.dumps(record, default=str)[:2048]))
+    for field in ("id", "source"):
         if not isinstance(record.get(field), str):
             return Rejected("missing_field", path, line, snippet(json.dumps(record, default=str)[:2048]))
     return {"id": record["id"], "source": record["source"], "domain": str(record.get("domain") or ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,13 @@ def load_stage_dir_both_ways(out: Path, cache: Path) -> list:
 
     return [datasets.load_dataset(str(out), split="train", cache_dir=str(cache / "a")),
             datasets.load_dataset("parquet", data_dir=str(out), split="train", cache_dir=str(cache / "b"))]
+
+
+def warc_record(rtype: str, url: str, http: bytes) -> bytes:
+    """One gzip member holding one WARC record of type ``rtype`` (``response``, ``request``...);
+    the same arguments give the same bytes."""
+    record_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{rtype} {url} {http!r}")
+    headers = (f"WARC/1.0\r\nWARC-Type: {rtype}\r\nWARC-Target-URI: {url}\r\n"
+               f"WARC-Date: 2026-11-27T00:00:00Z\r\nWARC-Record-ID: <urn:uuid:{record_id}>\r\n"
+               f"Content-Type: application/http; msgtype={rtype}\r\nContent-Length: {len(http)}\r\n\r\n")
+    return gzip.compress(headers.encode() + http + b"\r\n\r\n", mtime=0)

@@ -17,7 +17,7 @@ from apache_beam.io.filesystem import FileMetadata, MatchResult
 from apache_beam.io.localfilesystem import LocalFileSystem
 
 from pipelines import clean
-from tests.conftest import ROOT, load_stage_dir_both_ways
+from tests.conftest import ROOT, load_stage_dir_both_ways, warc_record
 
 
 def _jsonl(docs) -> bytes:
@@ -229,26 +229,17 @@ def test_bad_paths_and_options_exit_non_zero_with_a_clear_message(tmp_path, argv
     assert message in proc.stderr
 
 
-def _warc_record(rtype: str, url: str, http: bytes) -> bytes:
-    import uuid
-
-    headers = (f"WARC/1.0\r\nWARC-Type: {rtype}\r\nWARC-Target-URI: {url}\r\n"
-               f"WARC-Date: 2026-11-27T00:00:00Z\r\nWARC-Record-ID: <urn:uuid:{uuid.uuid4()}>\r\n"
-               f"Content-Type: application/http; msgtype={rtype}\r\nContent-Length: {len(http)}\r\n\r\n")
-    return gzip.compress(headers.encode() + http + b"\r\n\r\n")
-
-
 def test_warc_responses_are_records_and_html_is_extracted(tmp_path, finance_docs):
     body = ("<!DOCTYPE html><html><head><title>Wire</title></head><body><article>"
             + "".join(f"<p>{p}</p>" for p in finance_docs[1]["text"].split("\n") if p.strip())
             + "</article></body></html>").encode()
     ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + body
     warc = b"".join([
-        _warc_record("request", "http://example.com/a", b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"),
-        _warc_record("response", "http://example.com/a", ok),
-        _warc_record("response", "http://example.com/missing",
+        warc_record("request", "http://example.com/a", b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        warc_record("response", "http://example.com/a", ok),
+        warc_record("response", "http://example.com/missing",
                      b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\nno"),
-        _warc_record("response", "http://example.com/f.pdf",
+        warc_record("response", "http://example.com/f.pdf",
                      b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n%PDF"),
     ])
     (tmp_path / "crawl.warc.gz").write_bytes(warc)

@@ -97,3 +97,31 @@ def test_strategies_and_activation_checkpointing_compute_the_same_training(mix, 
         for step in ref:
             assert got[step] == pytest.approx(ref[step], rel=1e-5), (name, step)
     assert not (tmp_path / "fsdp" / "checkpoints").exists()  # ckpt_every=-1: never
+
+
+def test_throughput_counts_every_step_and_no_eval_or_checkpoint_time(mix, tmp_path, monkeypatch):
+    """Each step is made to take >= 50 ms and each eval 0.4 s; evals fall inside logging windows
+    (eval_every=3, log_every=4) and checkpoints every 2 steps: the logged step time is the steps' own."""
+    import time
+
+    import train.trainer as trainer
+
+    step_s, eval_s = 0.05, 0.4
+
+    def slow_lr(*args, **kwargs):
+        time.sleep(step_s)
+        return lr_at(*args, **kwargs)
+
+    def slow_eval(*args, **kwargs):
+        time.sleep(eval_s)
+        return evaluate_stream(*args, **kwargs)
+
+    lr_at, evaluate_stream = trainer.lr_at, trainer.evaluate_stream
+    monkeypatch.setattr(trainer, "lr_at", slow_lr)
+    monkeypatch.setattr(trainer, "evaluate_stream", slow_eval)
+    run(mix, tmp_path, "train.log_every=4", "train.eval_every=3", "train.ckpt_every=2")
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in records] == [4, 8]
+    for r in records:
+        assert step_s <= r["step_time_s"] < step_s + 0.1, r  # an eval (0.4 s) in the window would show
+        assert r["tokens_per_s"] == pytest.approx(512 / r["step_time_s"])
