@@ -195,7 +195,7 @@ def params_from_model_config(path: str | os.PathLike, vocab_size: int | None = N
     """
     import dataclasses
 
-    from train.model import ModelConfig, param_counts
+    from train.model_config import ModelConfig, param_counts  # arithmetic only: no torch
 
     cfg = ModelConfig.from_yaml(path)
     if not cfg.vocab_size:

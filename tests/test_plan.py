@@ -379,3 +379,18 @@ def test_the_trainers_configs_plan_without_error(name, capsys):
     assert plan.main(["--model-config", str(path), "--gpu", "h100-80gb", "--gpus", "8"]) == 0
     text = capsys.readouterr().out
     assert "Cheapest that fits" in text and "6ND" in text
+
+
+def test_the_mixer_and_the_planner_size_runs_without_importing_torch():
+    """mixtures/ must not pull torch in through train/: sizing a model config is arithmetic."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys\nfrom mixtures import mix, recipe\nfrom train import plan\n"
+            "n, v = recipe.params_from_model_config('configs/train/gpt125m.yaml', 50304)\n"
+            "assert n > 1e8 and recipe.chinchilla_tokens(n) == round(20 * n)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,9 +1,15 @@
 """Export: HF Llama names and config, logits equal to ours (by a reference forward, and by transformers
-where installed), tokenizer files, and a model card filled from the run's records."""
+where installed), tokenizer files with their special tokens, a Hub-ready model card filled from the run's
+records, file modes and the CLI's exit status."""
 
 import json
 import math
+import os
+import re
 import shutil
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,27 +17,65 @@ import torch
 import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
+import mixtures.tokenizer as T
 from train.bytemix import build_byte_mixture
+from train.checkpoint import read_meta
 from train.config import load_config
 from train.export import export, hf_name, load_consolidated
-from train.model import ModelConfig, Transformer
+from train.model import ModelConfig, Transformer, param_counts
 from train.trainer import train
-from tests.conftest import DATA
+from tests.conftest import DATA, ROOT, read_jsonl_gz
 
 CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 TINY = Path(__file__).resolve().parent.parent / "configs" / "train" / "tiny.yaml"
 
 
-@pytest.fixture(scope="module")
-def mix(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mix")
+def byte_tokenizer() -> Tokenizer:
+    """The byte mixture's own tokenizer as a byte-level BPE: id b = byte b (GPT-2's byte-to-character table,
+    no merges), id 256 = <|endoftext|>. Like GPT-2 it has no pad and no unk piece."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    shifted = iter(range(256, 512))
+    char = {b: chr(b) if b in printable else chr(next(shifted)) for b in range(256)}
+    tok = Tokenizer(models.BPE(vocab={char[b]: b for b in range(256)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([T.EOS])
+    return tok
+
+
+def byte_mixture(out: Path) -> Path:
     build_byte_mixture(out, [f"{CORPORA}/finance/reuters_finance.jsonl.gz"], [f"{CORPORA}/general/austen.jsonl.gz"],
                        max_bytes=80_000)
-    # Pretend the mixture came with a real tokenizer file, so the export must ship it.
-    (out / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "BPE"}}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory):
+    """A byte-level mixture shipped with its real tokenizer (ids = bytes, 256 = EOS): the export must copy it."""
+    out = byte_mixture(tmp_path_factory.mktemp("mix"))
+    tok = byte_tokenizer()
+    assert tok.encode("héllo").ids == list("héllo".encode()) and tok.token_to_id(T.EOS) == 256
+    tok.save(str(out / "tokenizer.json"))
     manifest = json.loads((out / "manifest.json").read_text())
     manifest.update({"tokenizer": str(out / "tokenizer.json"), "eos_id": 256, "domain_share_target": 0.51})
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.fixture(scope="module")
+def unigram_mix(tmp_path_factory):
+    """The same token stream, declared as a mixture of mixtures/tokenizer.py's Unigram tokenizer (specials
+    <|endoftext|> 0, <|pad|> 1, <unk> 2), written as the mixer writes it: tokenizer.json alone."""
+    out = byte_mixture(tmp_path_factory.mktemp("unigram_mix"))
+    texts = [d["text"] for d in read_jsonl_gz(DATA / "finance" / "reuters_finance.jsonl.gz")[:40]]
+    tok = T.train_tokenizer(texts, T.TokenizerConfig(type="unigram", vocab_size=400, shrinking_factor=0.5,
+                                                     n_sub_iterations=1))
+    tok.save(str(out / "tokenizer.json"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.update({"tokenizer": str(out / "tokenizer.json"), "vocab_size": tok.get_vocab_size(),
+                     "eos_id": 0, "eos_token": T.EOS, "pad_id": 1, "domain_share_target": 0.51})
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -149,3 +193,113 @@ def load_consolidated_from_hf(out: Path, cfg: ModelConfig) -> dict[str, torch.Te
     if cfg.tie_embeddings:
         state["output.weight"] = state["tok_embeddings.weight"]
     return state
+
+
+@pytest.fixture(scope="module", params=["byte_bpe", "unigram"])
+def hf_export(request, tmp_path_factory):
+    """(export dir, run's checkpoint, mixture dir) for each tokenizer kind: without a pad piece (byte-level
+    BPE, GPT-2 style) and with one (Unigram, <|pad|> and <unk>)."""
+    mixture = request.getfixturevalue("mix" if request.param == "byte_bpe" else "unigram_mix")
+    tmp = tmp_path_factory.mktemp(f"export_{request.param}")
+    ckpt = trained(mixture, tmp / "run")
+    umask = os.umask(0o022)  # what a login shell has: normal files are then 0644
+    try:
+        out = export(ckpt, tmp / "hf")
+    finally:
+        os.umask(umask)
+    return out, ckpt, mixture
+
+
+def test_transformers_auto_classes_load_pad_and_generate(hf_export, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: patch the constant
+    out, _, mixture = hf_export
+    tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    assert tok.pad_token is not None and tok.padding_side == "left"
+    texts = ["short", "a longer text, with a few more words in it"]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    raw = Tokenizer.from_file(str(mixture / "tokenizer.json"))
+    n_short = len(raw.encode("short", add_special_tokens=False).ids)
+    assert ids.shape[1] > n_short
+    assert mask[0].tolist() == [0] * (ids.shape[1] - n_short) + [1] * n_short  # zeros on the padded (left) side
+    assert ids[0, : ids.shape[1] - n_short].eq(tok.pad_token_id).all() and mask[1].all()
+    assert ids[0, -n_short:].tolist() == raw.encode("short", add_special_tokens=False).ids  # nothing added
+    with torch.no_grad():
+        gen = model.generate(**batch, max_new_tokens=5)
+    assert gen.shape[0] == 2 and gen.shape[1] > ids.shape[1]
+    assert torch.equal(gen[:, : ids.shape[1]], ids)
+
+
+def test_special_tokens_agree_across_tokenizer_config_and_generation_files(hf_export):
+    transformers = pytest.importorskip("transformers")
+    out, _, mixture = hf_export
+    tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    c = json.loads((out / "config.json").read_text())
+    g = json.loads((out / "generation_config.json").read_text())
+    manifest = json.loads((mixture / "manifest.json").read_text())
+    for d in (c, g):
+        assert isinstance(d["pad_token_id"], int) and d["pad_token_id"] == tok.pad_token_id
+        assert d["eos_token_id"] == tok.eos_token_id == manifest["eos_id"]
+        assert d["bos_token_id"] == tok.bos_token_id == tok.eos_token_id
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert json.loads((out / "special_tokens_map.json").read_text()) == \
+        {k: tok_cfg[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token") if k in tok_cfg}
+    if "pad_id" in manifest:  # Unigram: its own pad and unk pieces
+        assert (tok.pad_token, tok.pad_token_id, tok.unk_token, tok.unk_token_id) == (T.PAD, 1, T.UNK, 2)
+        assert tok.eos_token == T.EOS and tok.eos_token_id == 0
+    else:  # byte-level BPE: no pad piece (eos doubles as pad) and no unk piece
+        assert (tok.pad_token, tok.pad_token_id, tok.unk_token) == (T.EOS, 256, None)
+
+
+def test_model_card_is_hub_ready_and_local_path_free(hf_export, tmp_path_factory):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    out, ckpt, mixture = hf_export
+    card = huggingface_hub.ModelCard.load(out / "README.md")
+    data = card.data
+    assert data.language == ["en"] and data.license == "other"
+    assert data.license_name and data.license_link == "LICENSE" and (out / "LICENSE").is_file()
+    assert data.datasets == ["reuters_finance", "austen"] and "llama" in data.tags
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
+    text = (out / "README.md").read_text()
+    for path in out.iterdir():  # nothing that ships names a directory of the training machine
+        if path.suffix in (".json", ".md", "") and path.is_file():
+            for local in (str(tmp_path_factory.getbasetemp()), str(ROOT), str(mixture)):
+                assert local not in path.read_text(), path.name
+    assert not re.search(r"\bn/a\b", text)
+    for section in ("## How to use", "AutoTokenizer.from_pretrained", "AutoModelForCausalLM.from_pretrained",
+                    ".generate(", "## Tokenizer"):
+        assert section in text
+    meta = read_meta(ckpt)
+    ratio = meta["tokens_seen"] / param_counts(ModelConfig.from_dict(meta["config"]["model"]))["total"]
+    assert f"{ratio:.4g} tokens per parameter" in text
+    tokenizer_part = text.split("## Tokenizer")[1].split("\n## ")[0]
+    vocab = Tokenizer.from_file(str(mixture / "tokenizer.json")).get_vocab_size()
+    assert f"Vocabulary: {vocab:,} tokens" in tokenizer_part and f"`{T.EOS}`" in tokenizer_part
+    if vocab == 257:
+        assert "byte-level BPE" in tokenizer_part and "no pad piece, so eos doubles as pad" in tokenizer_part
+    else:
+        assert "Unigram with byte fallback" in tokenizer_part
+        assert f"`{T.PAD}` (id 1)" in tokenizer_part and f"`{T.UNK}` (id 2)" in tokenizer_part
+
+
+def test_exported_files_are_normal_files(hf_export):
+    out, _, _ = hf_export
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in out.iterdir()}
+    assert modes["model.safetensors"] == 0o644
+    assert set(modes.values()) == {0o644}, modes
+
+
+@pytest.mark.parametrize("args", [["--checkpoint", "{tmp}/no_such_run"],
+                                  ["--checkpoint", "{tmp}", "--dtype", "int8"]])
+def test_cli_user_errors_exit_2_with_one_error_line(tmp_path, args):
+    argv = [a.format(tmp=tmp_path) for a in args] + ["--output", str(tmp_path / "hf")]
+    r = subprocess.run([sys.executable, "-m", "train.export", *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "hf").exists()

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from train.model import ModelConfig
+from train.model_config import ModelConfig
 
 
 @dataclass

@@ -3,14 +3,20 @@
 ``python -m train.export --checkpoint OUT/checkpoints/step_00001000 --output hf/``
 
 writes ``model.safetensors`` (consolidated weights), ``config.json`` (``LlamaForCausalLM``),
-``generation_config.json``, the tokenizer files of the mixture, ``domainlm_config.json``
-(our own config, for the record) and ``README.md`` (model card, see train/model_card.py).
-``transformers.LlamaForCausalLM.from_pretrained(output)`` then gives the same logits as
-``train.model.Transformer``: our rotary layout already is HF's "rotate half", so the
-weights only need renaming (no q/k permutation).
+``generation_config.json``, the mixture's ``tokenizer.json`` with ``tokenizer_config.json`` and
+``special_tokens_map.json`` (end-of-text, pad and unknown tokens as the tokenizer really has them),
+``domainlm_config.json`` (our own config, for the record), ``README.md`` (model card with Hub
+metadata, usage and the tokenizer) and ``LICENSE``, both from train/model_card.py. Every file is a
+normal file (mode 0666 less the umask). ``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained(output)``
+then load it, and the model gives the same logits as ``train.model.Transformer``: our rotary layout
+already is HF's "rotate half", so the weights only need renaming (no q/k permutation).
 
 ALiBi models have no Llama equivalent: their weights and ``domainlm_config.json`` are
 written, ``config.json`` is not.
+
+Exit status: 0 done; 2 with one ``error:`` line (no traceback) for what the user must fix: a
+missing or incomplete checkpoint, a bad option, an output path that is not a directory, or a
+mixture whose tokenizer disagrees with its manifest.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,10 +33,21 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
+from pipelines import fail
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
 from train.model import ModelConfig, Transformer
-from train.model_card import model_card
+from train.model_card import LICENSE_FILE, TokenizerInfo, license_text, model_card
+
+# The tokenizer's specials (mixtures/tokenizer.py: EOS, PAD, UNK), named here so that this
+# module does not import the tokenizer trainer.
+EOS, PAD = "<|endoftext|>", "<|pad|>"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ExportError(ValueError):
+    """Something the user must fix (bad option, inconsistent mixture); the CLI prints it and exits 2."""
+
 
 # Our parameter names -> Hugging Face Llama names ({i} = layer index).
 HF_NAMES = {
@@ -69,7 +87,7 @@ def to_hf_state_dict(cfg: ModelConfig, state: dict[str, torch.Tensor],
 
 
 def hf_config(cfg: ModelConfig, dtype: str = "float32", eos_id: int | None = None,
-              bos_id: int | None = None) -> dict[str, Any]:
+              bos_id: int | None = None, pad_id: int | None = None) -> dict[str, Any]:
     """``config.json`` for ``LlamaForCausalLM`` describing exactly ``Transformer(cfg)``."""
     if cfg.pos != "rope":
         raise ValueError("Hugging Face Llama has rotary positions only; an ALiBi model has no Llama config")
@@ -95,6 +113,7 @@ def hf_config(cfg: ModelConfig, dtype: str = "float32", eos_id: int | None = Non
         "initializer_range": cfg.init_std,
         "bos_token_id": bos_id,
         "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
         "use_cache": True,
         "torch_dtype": dtype,  # transformers < 5
         "dtype": dtype,        # transformers >= 5
@@ -128,6 +147,13 @@ def _run_records(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, evals
 
 
+def without_local_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config as published: an absolute path (the mixture, the run's output) keeps only its
+    last component, so no directory of the training machine ships with the model."""
+    return {section: {k: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v for k, v in values.items()}
+            if isinstance(values, dict) else values for section, values in config.items()}
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint dir as given, or the newest intact one under a run dir or its ``checkpoints/``."""
     path = Path(path)
@@ -140,43 +166,178 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"no complete checkpoint at or under {path}")
 
 
-def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str = "float32") -> Path:
-    """Write the Hugging Face directory; returns its path."""
+# ----------------------------------------------------------------------------- tokenizer
+
+def _mentions(node: Any, type_name: str) -> bool:
+    """Whether a tokenizer.json component (possibly a Sequence) contains a part of type ``type_name``."""
+    if isinstance(node, dict):
+        return node.get("type") == type_name or any(_mentions(v, type_name) for v in node.values())
+    if isinstance(node, list):
+        return any(_mentions(v, type_name) for v in node)
+    return False
+
+
+def tokenizer_info(path: Path | None, manifest: dict[str, Any]) -> TokenizerInfo:
+    """The special tokens ``path`` (a tokenizer.json) really has, checked against the mixture's manifest.
+
+    eos: the manifest's ``eos_token``/``eos_id`` (mixtures/tokenizer.py: ``<|endoftext|>``). bos: the
+    manifest's ``bos_id``, else eos (documents are separated by eos only; GPT-2's convention). pad: the
+    manifest's ``pad_id``, else ``<|pad|>``, else eos (padded positions are masked anyway). unk: the
+    model's own unknown piece (Unigram's ``unk_id``, BPE's ``unk_token``), none for byte-level BPE.
+    """
+    eos_id, bos_id, pad_id = manifest.get("eos_id"), manifest.get("bos_id"), manifest.get("pad_id")
+    if path is None:
+        ids = {}
+        if eos_id is not None:
+            ids = {"eos": eos_id, "bos": bos_id if bos_id is not None else eos_id,
+                   "pad": pad_id if pad_id is not None else eos_id}
+        return TokenizerInfo(None, "none", manifest.get("vocab_size"), ids=ids,
+                             pad_is_eos=pad_id is None and eos_id is not None)
+    from tokenizers import Tokenizer
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on a malformed file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"cannot read the mixture's tokenizer {path}: {first}") from None
+    model = doc.get("model") or {}
+    kind = model.get("type") or "unknown"
+    if _mentions(doc.get("pre_tokenizer"), "ByteLevel") or _mentions(doc.get("decoder"), "ByteLevel"):
+        kind = f"byte-level {kind}"
+    if model.get("byte_fallback"):
+        kind += " with byte fallback"
+
+    def piece(i: int | None) -> str | None:
+        return None if i is None else tok.id_to_token(i)
+
+    pieces: dict[str, str] = {}
+    eos = manifest.get("eos_token") or piece(eos_id) or EOS
+    if tok.token_to_id(eos) is not None:
+        pieces["eos"] = eos
+    elif manifest.get("eos_token") or eos_id is not None:
+        raise ExportError(f"the mixture's tokenizer {path.name} has no end-of-text token {eos!r}")
+    bos = piece(bos_id) or pieces.get("eos")
+    if bos is not None:
+        pieces["bos"] = bos
+    pad = piece(pad_id) or (PAD if tok.token_to_id(PAD) is not None else None)
+    pad_is_eos = pad is None and "eos" in pieces
+    if pad is not None or pad_is_eos:
+        pieces["pad"] = pad or pieces["eos"]
+    if model.get("type") == "Unigram" and model.get("unk_id") is not None:
+        pieces["unk"] = model["vocab"][model["unk_id"]][0]
+    elif model.get("unk_token") and tok.token_to_id(model["unk_token"]) is not None:
+        pieces["unk"] = model["unk_token"]
+    ids = {role: tok.token_to_id(p) for role, p in pieces.items()}
+    for role, want in (("eos", eos_id), ("bos", bos_id), ("pad", pad_id)):
+        if want is not None and ids.get(role) != want:
+            raise ExportError(f"the mixture's manifest says {role}_id {want}, but its tokenizer {path.name} has "
+                              f"{pieces.get(role)!r} = {ids.get(role)}")
+    return TokenizerInfo(path, kind, tok.get_vocab_size(with_added_tokens=True), pieces, ids, pad_is_eos)
+
+
+def tokenizer_side_files(tok: TokenizerInfo, seq_len: int) -> dict[str, dict[str, Any]]:
+    """``tokenizer_config.json`` and ``special_tokens_map.json`` for ``PreTrainedTokenizerFast``.
+
+    Padding is on the left: the card's use is batched generation, where right padding would put pad
+    tokens between each prompt and its continuation."""
+    specials = {f"{role}_token": tok.pieces[role] for role in ("bos", "eos", "unk", "pad") if role in tok.pieces}
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": seq_len, "padding_side": "left",
+              "clean_up_tokenization_spaces": False, **specials}
+    return {"tokenizer_config.json": config, "special_tokens_map.json": specials}
+
+
+def _tokenizer_file(manifest: dict[str, Any], data_dir: Path) -> Path | None:
+    """The mixture's tokenizer.json (the mixer copies it into the mixture directory), or None if it has none."""
+    name = manifest.get("tokenizer")
+    if not name:
+        return None
+    for candidate in (Path(name), data_dir / Path(name).name):
+        if candidate.is_file():
+            return candidate
+    raise ExportError(f"the mixture's tokenizer {name} is missing (named by {data_dir / 'manifest.json'})")
+
+
+# ----------------------------------------------------------------------------- export
+
+def _file_mode() -> int:
+    """The mode a newly created file gets: 0o666 less the umask (safetensors creates its file 0600)."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put back at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str = "float32",
+           language: list[str] | None = None, datasets: list[str] | None = None) -> Path:
+    """Write the Hugging Face directory; returns its path. ``language``/``datasets``: the card's metadata
+    (default: see ``train.model_card.card_metadata``). Raises ExportError or OSError for what the user must fix."""
     from safetensors.torch import save_file
 
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     checkpoint, output = resolve_checkpoint(checkpoint), Path(output)
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"output {output} exists and is not a directory")
     cfg, state, meta = load_consolidated(checkpoint)
     data_dir = Path(meta["config"]["data"]["dir"])
     manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").is_file() else {}
+    if not manifest:
+        print(f"warning: train.export: no manifest.json in the run's data dir {data_dir}: no tokenizer, token ids "
+              "or training data in the export", file=sys.stderr)
+    tok = tokenizer_info(_tokenizer_file(manifest, data_dir), manifest)
+    if tok.file is not None and tok.vocab_size > cfg.vocab_size:
+        raise ExportError(f"the mixture's tokenizer has {tok.vocab_size} tokens, the model only {cfg.vocab_size}")
     output.mkdir(parents=True, exist_ok=True)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    save_file(to_hf_state_dict(cfg, state, torch_dtype), str(output / "model.safetensors"), metadata={"format": "pt"})
-    (output / "domainlm_config.json").write_text(json.dumps(meta["config"], indent=1), encoding="utf-8")
-    eos, bos = manifest.get("eos_id"), manifest.get("bos_id")
+    written = [output / "model.safetensors"]
+    save_file(to_hf_state_dict(cfg, state, DTYPES[dtype]), str(written[0]), metadata={"format": "pt"})
+
+    def write(name: str, text: str) -> None:
+        (output / name).write_text(text, encoding="utf-8")
+        written.append(output / name)
+
+    write("domainlm_config.json", json.dumps(without_local_paths(meta["config"]), indent=1))
+    eos, bos, pad = tok.ids.get("eos"), tok.ids.get("bos"), tok.ids.get("pad")
     if cfg.pos == "rope":
-        (output / "config.json").write_text(json.dumps(hf_config(cfg, dtype, eos, bos), indent=1), encoding="utf-8")
-        (output / "generation_config.json").write_text(
-            json.dumps({"bos_token_id": bos, "eos_token_id": eos}, indent=1), encoding="utf-8")
-    tok = manifest.get("tokenizer")
-    if tok and Path(tok).is_file():
-        shutil.copyfile(tok, output / "tokenizer.json")
-        tok_cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.seq_len}
-        if manifest.get("eos_token"):
-            tok_cfg["eos_token"] = manifest["eos_token"]
-        (output / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1), encoding="utf-8")
+        write("config.json", json.dumps(hf_config(cfg, dtype, eos, bos, pad), indent=1))
+        write("generation_config.json", json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad},
+                                                   indent=1))
+    if tok.file is not None:
+        shutil.copyfile(tok.file, output / "tokenizer.json")
+        written.append(output / "tokenizer.json")
+        for name, obj in tokenizer_side_files(tok, cfg.seq_len).items():
+            write(name, json.dumps(obj, indent=1))
     summary, evals = _run_records(checkpoint)
-    (output / "README.md").write_text(model_card(cfg, meta, manifest, summary, evals), encoding="utf-8")
+    write(LICENSE_FILE, license_text(manifest))
+    write("README.md", model_card(cfg, meta, manifest, summary, evals, tok, language, datasets))
+    mode = _file_mode()
+    for path in written:
+        os.chmod(path, mode)
     return output
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage block -> the project's one line, exit 2
+        fail(f"train.export: {message}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="python -m train.export", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint dir (OUT/checkpoints/step_N), or a run dir OUT for its newest")
     p.add_argument("--output", required=True, help="directory for the Hugging Face files")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    p.add_argument("--language", action="append",
+                   help="language code for the card's metadata, repeatable (default: the manifest's, else en)")
+    p.add_argument("--dataset", action="append", dest="datasets",
+                   help="dataset name or Hub id for the card's metadata, repeatable "
+                        "(default: the mixture's source names)")
     a = p.parse_args(argv)
-    print(export(a.checkpoint, a.output, a.dtype))
+    try:
+        out = export(a.checkpoint, a.output, a.dtype, a.language, a.datasets)
+    except (ExportError, OSError) as exc:
+        fail(f"train.export: {exc}")
+    print(out)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ ALiBi linear biases (Press et al. 2022), the choice of BloombergGPT (Wu et al. 2
 The model knows nothing of FSDP, DDP, compile or checkpointing: ``train/parallel.py``
 applies those to a plain ``Transformer``, torchtitan-style.
 
-Parameter counting and the FLOP estimate are pure arithmetic on ``ModelConfig`` so the
-mixer (20 tokens per parameter) and the planner can size runs without building a model.
+``ModelConfig``, parameter counting and the FLOP estimate live in ``train/model_config.py``
+(pure arithmetic, no torch) so the mixer and the planner size runs without importing torch.
 
 Rotary convention: the "rotate half" layout of Hugging Face ``LlamaForCausalLM`` (the
 first and second halves of each head are the two rotation coordinates), so exported
@@ -19,112 +19,12 @@ first and second halves of each head are the two rotation coordinates), so expor
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class ModelConfig:
-    """Shape of the transformer. Every size is a count (tokens, layers, heads, channels).
-
-    ``ffn_hidden=None`` applies the Llama rule: ``multiple_of * ceil((8/3 * d_model) / multiple_of)``
-    (SwiGLU has three matrices, so 2/3 of the 4x MLP width keeps the parameter count of a
-    4x GELU MLP; Shazeer 2020, Touvron et al. 2023). ``n_kv_head=None`` means ``n_head``
-    (plain multi-head attention).
-    """
-
-    vocab_size: int = 32000
-    seq_len: int = 2048
-    n_layer: int = 12
-    n_head: int = 12
-    d_model: int = 768
-    n_kv_head: int | None = None
-    ffn_hidden: int | None = None
-    multiple_of: int = 256
-    tie_embeddings: bool = True
-    pos: str = "rope"                 # "rope" | "alibi"
-    rope_theta: float = 10000.0       # Llama 1/2 base frequency
-    norm_eps: float = 1e-5            # Llama 2 RMSNorm epsilon
-    init_std: float = 0.02            # GPT-2 / nanoGPT initializer range
-
-    def __post_init__(self) -> None:
-        if self.n_kv_head is None:
-            self.n_kv_head = self.n_head
-        if self.ffn_hidden is None:
-            self.ffn_hidden = llama_ffn_hidden(self.d_model, self.multiple_of)
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
-        if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
-        if self.pos not in ("rope", "alibi"):
-            raise ValueError(f"pos must be 'rope' or 'alibi', got {self.pos!r}")
-        if self.pos == "rope" and self.head_dim % 2:
-            raise ValueError(f"rotary embeddings need an even head_dim, got {self.head_dim}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build from a mapping; unknown keys are an error (a typo must not train a different model)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> ModelConfig:
-        """Read the ``model:`` section of a YAML file (or its top level when there is none)."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
-        return cls.from_dict(doc.get("model", doc) if isinstance(doc, dict) else {})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def llama_ffn_hidden(d_model: int, multiple_of: int = 256) -> int:
-    """SwiGLU hidden width: 8/3 * d_model rounded up to ``multiple_of`` (Llama ``FeedForward``)."""
-    hidden = int(8 * d_model / 3)
-    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
-
-
-def param_counts(cfg: ModelConfig) -> dict[str, int]:
-    """Exact parameter counts of ``Transformer(cfg)``, by arithmetic (no torch needed).
-
-    ``embedding`` counts the vocabulary matrices: the token embedding, plus the output
-    head when it is untied (Kaplan et al. 2020 exclude both from N). ``non_embedding``
-    is everything else (attention, MLP, norms); ``total`` is what the module holds,
-    shared weights counted once (Chinchilla's N, used by the mixer's 20x sizing).
-    """
-    d, h, kv = cfg.d_model, cfg.ffn_hidden, cfg.n_kv_head * cfg.head_dim
-    attn = d * d + 2 * d * kv + d * d          # wq, wk, wv, wo (no biases)
-    mlp = 3 * d * h                            # w1 (gate), w3 (up), w2 (down)
-    norms = 2 * d                              # attention_norm, ffn_norm
-    non_embedding = cfg.n_layer * (attn + mlp + norms) + d  # + final norm
-    embedding = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
-    return {"total": non_embedding + embedding, "non_embedding": non_embedding, "embedding": embedding}
-
-
-def flops_per_token(cfg: ModelConfig) -> int:
-    """Training FLOPs per token (forward + backward) for MFU.
-
-    ``6 * N_non_embedding + 12 * n_layer * d_model * seq_len`` (Kaplan et al. 2020, Eq. 2.2
-    times 3 for the backward pass; PaLM, Chowdhery et al. 2022, App. B; nanoGPT
-    ``estimate_mfu``). The second term is the attention score/value matmuls at full
-    context. The vocabulary projection is left out with the embeddings, so the MFU we
-    report is a slight *under*-estimate, never an over-estimate.
-    """
-    return 6 * param_counts(cfg)["non_embedding"] + 12 * cfg.n_layer * cfg.d_model * cfg.seq_len
+from train.model_config import ModelConfig, flops_per_token, llama_ffn_hidden, param_counts  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- modules

@@ -26,14 +26,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mixtures.recipe import DEFAULT_DOMAIN_SHARE as DOMAIN_FRACTION  # 0.51, BloombergGPT: defined once
+from mixtures.recipe import DEFAULT_TOKENS_PER_PARAM as TOKENS_PER_PARAM  # 20, Chinchilla: defined once
+from mixtures.recipe import chinchilla_tokens
 from pipelines import fail
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
+from train.model_config import ModelConfig, param_counts
 
 # ----------------------------------------------------------------------------- constants
 
-TOKENS_PER_PARAM = 20.0        # Chinchilla-optimal D/N (Hoffmann et al. 2022, Table 3 / Sec. 3.4)
 FLOPS_PER_PARAM_TOKEN = 6.0    # forward 2N + backward 4N per token (Kaplan et al. 2020, Sec. 2.1)
-DOMAIN_FRACTION = 0.51         # BloombergGPT: 51.27% FinPile / 48.73% public tokens (Wu et al. 2023, Table 1)
 DEFAULT_MFU = 0.40             # a good, not heroic, dense-transformer MFU (PaLM 46%, Chowdhery et al. 2022)
 PFS_DAY = 1e15 * 86400         # FLOPs in one petaflop/s-day (Brown et al. 2020, GPT-3 Table D.1)
 HEADROOM = 0.10                # share of GPU memory kept free: CUDA context, NCCL buffers, fragmentation
@@ -186,8 +188,6 @@ def shape_from_config(path: str | Path, vocab_size: int | None = None) -> tuple[
     import dataclasses
 
     import yaml
-
-    from train.model import ModelConfig, param_counts  # lazy: train.model imports torch
 
     cfg = ModelConfig.from_yaml(path)
     with open(path, encoding="utf-8") as f:
@@ -465,11 +465,6 @@ def settings_yaml(settings: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- tokens, FLOPs, time
-
-def chinchilla_tokens(n_params: float, tokens_per_param: float = TOKENS_PER_PARAM) -> float:
-    """Compute-optimal training tokens D = 20 N (Hoffmann et al. 2022)."""
-    return tokens_per_param * n_params
-
 
 def domain_split(tokens: float, domain_fraction: float = DOMAIN_FRACTION) -> dict[str, float]:
     """Tokens from the domain corpus and from general text (BloombergGPT's 51/49)."""
