@@ -67,7 +67,7 @@ def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str 
         return doc
     cleaned = clean_document(doc, fmt, extractor)
     if isinstance(cleaned, str):
-        return Rejected(cleaned, path, line, snippet(doc["text"]))
+        return Rejected(cleaned, path, line, snippet(doc["text"]), source=doc["source"])
     return cleaned
 
 
@@ -112,6 +112,8 @@ class CleanSplit(beam.DoFn):
         for line, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected):
             docs.write(doc, line)
         counts.add("output", docs.close())
+        for source, n in docs.by_source.items():
+            counts.add_source(source, "output", n)
         rejected.close()
         self.progress.done(split, counts.counts["input"])
         yield from counts.pairs()

@@ -454,10 +454,13 @@ class ApplyLabelsAndWrite(beam.DoFn):
                 record = duplicate_record(doc, cluster, reason)
                 dups.write(record, line)
                 counts.add("removed/" + REASONS[reason])
+                counts.add_source(doc.get("source"), "removed/" + REASONS[reason])
                 yield beam.pvalue.TaggedOutput("clusters", ((record["cluster_source"], record["cluster"]), 1))
             else:
                 kept.write(doc, line)
         counts.add("output", kept.close())
+        for source, n in kept.by_source.items():
+            counts.add_source(source, "output", n)
         dups.close()
         rejected.close()
         yield from counts.pairs()

@@ -44,7 +44,7 @@ from pipelines.io import (
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split, reject_bad_rows)
-from pipelines.stats import WriteStats
+from pipelines.stats import LANG_KEY, WriteStats
 
 STAGE = "filter"
 REMOVED = "removed"
@@ -105,21 +105,25 @@ class FilterSplit(beam.DoFn):
         kept = ParquetParts(self.output, split, self.schema, self.part_mb, folder=SCORED if self.top else "",
                             on_bad_row=reject_bad_rows(split, counts, rejected))
         histograms = {c.name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for c in self.top}
+
+        def remove(doc: dict[str, Any], reason: str) -> None:
+            removed.write(removal_record(doc, reason, self.snippet_chars))
+            counts.add("removed/" + reason)
+            counts.add_source(doc.get("source"), "removed/" + reason)
+
         for line, doc in accepted(read_split(split, as_document, STAGE), counts, rejected):
             try:
                 out, reason, failed = self.judge(doc)
             except Exception as exc:  # one document the rules cannot judge is removed alone
-                reason = f"record_error:{type(exc).__name__}"
-                removed.write(removal_record(doc, reason, self.snippet_chars))
-                counts.add("removed/" + reason)
+                remove(doc, f"record_error:{type(exc).__name__}")
                 continue
+            counts.add(LANG_KEY + (out.get("lang") or "unknown"))
             if self.annotate:
                 out[REASONS_COLUMN] = json.dumps(failed)
                 for key in failure_keys(failed):
                     counts.add(key)
             elif reason is not None:
-                removed.write(removal_record(out, reason, self.snippet_chars))
-                counts.add("removed/" + reason)
+                remove(out, reason)
                 continue
             for c in self.top:
                 score = out.get(c.column)
@@ -137,6 +141,8 @@ class FilterSplit(beam.DoFn):
                 yield beam.pvalue.TaggedOutput("parts", (split, kept.files))
         else:
             counts.add("output", written)
+            for source, n in kept.by_source.items():
+                counts.add_source(source, "output", n)
         yield from counts.pairs()
 
 
@@ -164,6 +170,7 @@ class CutSplit(beam.DoFn):
                 if failed and not self.annotate:
                     removed.write(removal_record(doc, failed[0], self.snippet_chars))
                     counts.add("removed/" + failed[0])
+                    counts.add_source(doc.get("source"), "removed/" + failed[0])
                     continue
                 if failed:
                     before = json.loads(doc[REASONS_COLUMN])
@@ -174,6 +181,8 @@ class CutSplit(beam.DoFn):
                         counts.add(key, -1)
                 kept.write(doc)
         counts.add("output", kept.close())
+        for source, n in kept.by_source.items():
+            counts.add_source(source, "output", n)
         removed.close()
         yield from counts.pairs()
 

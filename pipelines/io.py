@@ -53,9 +53,13 @@ class Rejected:
     file: str
     line: int  # 1-based line (JSONL), row (Parquet) or 1 (whole-file formats); 0 = the file itself
     raw: str = ""
+    source: str | None = None  # when known (a document removed by cleaning): counted in stats by_source
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["source"] is None:
+            del out["source"]
+        return out
 
 
 def snippet(raw: bytes | str) -> str:

@@ -43,6 +43,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines import DOCS_PREFIX
 from pipelines.documents import DOC_SCHEMA
+from pipelines.stats import LANG_KEY, SOURCE_KEY
 from pipelines.io import (RAW_SNIPPET_BYTES, Rejected, detect_format, iter_file_records, iter_hf_records,
                           parse_json_line, snippet)
 
@@ -285,6 +286,7 @@ def reject_bad_rows(split: Split, counts: SplitCounts, rejected: JsonlPart
         reason = f"record_error:{type(exc).__name__}"
         rejected.write(Rejected(reason, split.file, line, snippet(json.dumps(row, default=str)[:2048])).to_dict())
         counts.add("removed/" + reason)
+        counts.add_source(row.get("source"), "removed/" + reason)
     return on_bad_row
 
 
@@ -297,7 +299,12 @@ def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: 
         if isinstance(record, Rejected):
             rejected.write(record.to_dict())
             counts.add("removed/" + record.reason)
+            if record.source is not None:
+                counts.add_source(record.source, "input")
+                counts.add_source(record.source, "removed/" + record.reason)
         else:
+            if isinstance(record, dict) and "source" in record:
+                counts.add_source(record["source"], "input")
             yield line, record
 
 
@@ -334,6 +341,7 @@ class ParquetParts:
         self.rows: list[dict[str, Any]] = []
         self.buffered = self.file_bytes = 0
         self.roll, self.written = 0, 0
+        self.by_source: Counter = Counter()  # rows written per value of the "source" column
         self.files: list[str] = []
         self._sink = self._writer = None
 
@@ -377,6 +385,8 @@ class ParquetParts:
             self.files.append(path)
         self._writer.write_table(table, row_group_size=table.num_rows)
         self.written += table.num_rows
+        if "source" in table.column_names:
+            self.by_source.update(table.column("source").to_pylist())
         self.file_bytes += buffered
         if self.file_bytes >= self.part_bytes:
             self._close_file()
@@ -431,9 +441,14 @@ class SplitCounts:
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
 
+    def add_source(self, source: Any, what: str, n: int = 1) -> None:
+        """One source's count: ``what`` is "input", "output" or "removed/<reason>" (stats ``by_source``)."""
+        self.counts[f"{SOURCE_KEY}{source if source is not None else ''}\x1f{what}"] += n
+
     def pairs(self) -> Iterator[tuple[str, int]]:
         for key, n in sorted(self.counts.items()):
-            Metrics.counter(self.stage, key).inc(n)
+            if not key.startswith((SOURCE_KEY, LANG_KEY)):  # per source / language: stats.json only
+                Metrics.counter(self.stage, key).inc(n)
             yield key, n
 
 

@@ -28,6 +28,10 @@ from pipelines.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 REMOVED = "removed/"
+# Count keys folded into nested stats: "by_source" {source: {"input", "output", "removed": {reason: n}}}
+# (one source's funnel through the stages) and "languages" {code: documents judged} (filter).
+SOURCE_KEY = "by_source\x1f"  # + source + "\x1f" + "input" | "output" | "removed/<reason>"
+LANG_KEY = "lang\x1f"         # + language code
 
 
 def _count_key(stage: str, key_fn: Callable[[Any], str] | str, weight_fn: Callable[[Any], int] | None):
@@ -66,7 +70,16 @@ def build_stats(stage: str, counts: dict[str, int], extra: dict[str, Any] | None
     }
     stats["balanced"] = stats["input"] == stats["output"] + sum(removed.values())
     for k, v in sorted(counts.items()):
-        if k not in ("input", "output") and not k.startswith(REMOVED):
+        if k.startswith(SOURCE_KEY):
+            source, what = k[len(SOURCE_KEY):].rsplit("\x1f", 1)
+            entry = stats.setdefault("by_source", {}).setdefault(source, {"input": 0, "output": 0, "removed": {}})
+            if what.startswith(REMOVED):
+                entry["removed"][what[len(REMOVED):]] = v
+            else:
+                entry[what] = v
+        elif k.startswith(LANG_KEY):
+            stats.setdefault("languages", {})[k[len(LANG_KEY):]] = v
+        elif k not in ("input", "output") and not k.startswith(REMOVED):
             stats.setdefault("counts", {})[k] = v
     stats.update(sorted((extra or {}).items()))  # extras arrive in any order (ToDict): sort for stable bytes
     return stats

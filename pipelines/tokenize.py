@@ -170,6 +170,7 @@ class TokenizeSplit(beam.DoFn):
                     removed.write({"reason": reason, "source": doc["source"], "id": doc["id"],
                                    "raw": snippet(doc["text"])})
                     counts.add("removed/" + reason)
+                    counts.add_source(doc["source"], "removed/" + reason)
                     continue
                 key = (doc["domain"], doc["source"])
                 shard = shards.get(key)
@@ -188,6 +189,7 @@ class TokenizeSplit(beam.DoFn):
         for shard in shards.values():
             shard.flush()
             counts.add("output", shard.total["docs"])
+            counts.add_source(shard.source, "output", shard.total["docs"])
             counts.add("tokens", shard.total["tokens"])
             yield beam.pvalue.TaggedOutput("sources", (shard.where, shard.total))
         self.progress.done(split, counts.counts["input"])

@@ -83,7 +83,8 @@ def test_every_bad_record_has_a_reason_and_stats_balance(messy_inputs, tmp_path)
                 for line in open(f, encoding="utf-8")]
     assert len(rejected) == sum(stats["removed"].values())
     for rec in rejected:
-        assert set(rec) == {"reason", "file", "line", "raw"} and len(rec["raw"].encode()) <= 1024 * 4
+        assert set(rec) - {"source"} == {"reason", "file", "line", "raw"} and len(rec["raw"].encode()) <= 1024 * 4
+        assert ("source" in rec) == rec["reason"].startswith("empty_")  # known once the record was a document
     by_reason = {r["reason"]: r for r in rejected}
     assert by_reason["invalid_json"]["line"] == 3 and by_reason["invalid_json"]["file"].endswith("mixed.jsonl")
     assert by_reason["oversized"]["raw"] and len(by_reason["oversized"]["raw"]) <= 1024

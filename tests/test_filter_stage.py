@@ -81,6 +81,10 @@ def test_stage_run_balances_and_writes_kept_and_removed(clean_dir, tmp_path, cap
     assert all(r["id"] and r["source"] and r["reason"] and r["snippet"] for r in removed)
     assert {d["source"] for d in kept} >= {"bbc_news"}
     assert json.load(open(os.path.join(out, "stats.json")))["removed"] == stats["removed"]
+    # per source and per language, for the report's funnel
+    assert stats["by_source"]["fortunes"]["removed"]["lang_not_allowed"] >= 1
+    assert sum(s["input"] for s in stats["by_source"].values()) == 48 == sum(stats["languages"].values())
+    assert stats["languages"]["en"] >= len(kept)
     for ds in load_stage_dir_both_ways(out, tmp_path / "hf_cache"):  # not removed/*.jsonl nor stats.json
         assert ds["id"] == [d["id"] for d in kept]
     report = rule_report.main([out, "--examples", "1"])

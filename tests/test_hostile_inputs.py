@@ -135,6 +135,9 @@ def accounted_ids(out: Path, at: dict[tuple[str, int], str]) -> set[str]:
 def check_balanced(stats: dict, expected_input: int | None) -> None:
     assert stats["balanced"], stats
     assert stats["input"] == stats["output"] + sum(stats["removed"].values()), stats
+    for source, s in stats.get("by_source", {}).items():  # each source's funnel balances too
+        assert s["input"] == s["output"] + sum(s["removed"].values()), (source, s)
+    assert sum(s["output"] for s in stats.get("by_source", {}).values()) == stats["output"], stats
     if expected_input is not None:
         assert stats["input"] == expected_input, stats
 
