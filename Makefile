@@ -13,14 +13,14 @@ PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv clean
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv report report-screenshot clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[train,test]'
+	$(PY) -m pip install -q -e '.[train,test,report]'
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project with test extras (idempotent)
@@ -90,25 +90,20 @@ plan: setup ## will it fit, tokens, FLOPs, days: make plan PLAN_ARGS='--params 5
 	$(PY) -m train.plan $(PLAN_ARGS)
 
 # -------------------------------------------------------------------------------------- demo
-demo: setup ## every stage on the embedded sample in data/ -> $(WORK), then the report
-	$(PY) -m pipelines.clean --input 'data/finance/*.jsonl.gz' --output $(WORK)/clean/finance --domain domain $(BEAM)
-	$(PY) -m pipelines.clean --input 'data/general/*.jsonl.gz' --input 'data/html/*.jsonl.gz' \
-		--output $(WORK)/clean/general --domain general $(BEAM)
-	$(PY) -m pipelines.filter --input $(WORK)/clean/finance --output $(WORK)/filter/finance \
-		--config configs/filter/demo.yaml $(BEAM)
-	$(PY) -m pipelines.filter --input $(WORK)/clean/general --output $(WORK)/filter/general \
-		--config configs/filter/demo.yaml $(BEAM)
-	$(PY) -m pipelines.dedup --input $(WORK)/filter/finance --input $(WORK)/filter/general \
-		--output $(WORK)/dedup --cross-source $(BEAM)
-	$(PY) -m mixtures.tokenizer --config configs/tokenizer/demo.yaml --input $(WORK)/dedup --output $(WORK)/tokenizer
-	$(PY) -m pipelines.tokenize --input $(WORK)/dedup --output $(WORK)/tokens \
-		--tokenizer $(WORK)/tokenizer/tokenizer.json $(BEAM)
-	$(PY) -m mixtures.mix --recipe mixtures/recipes/demo.yaml --tokens-dir $(WORK)/tokens --output $(WORK)/mix
-	$(PY) -m torch.distributed.run --standalone --nproc_per_node=2 -m train.run --config configs/train/tiny.yaml \
-		data.dir=$(WORK)/mix train.out_dir=$(WORK)/train train.progress=false
-	$(PY) -m train.export --checkpoint $(WORK)/train --output $(WORK)/hf
+CONFIG ?= configs/runs/demo.yaml
+RUN_ARGS ?=
+all: setup ## one run config, raw corpora -> report: make all CONFIG=configs/runs/x.yaml [RUN_ARGS='--until mix']
+	$(PY) -m pipelines.run --config $(CONFIG) $(RUN_ARGS)
+
+demo: setup ## the demo run on the embedded sample in data/ (make all CONFIG=configs/runs/demo.yaml) -> work/demo
+	$(MAKE) all CONFIG=configs/runs/demo.yaml
+
+report: setup ## run report of WORK (work/demo): WORK/report.html, one offline file with figures, + report.md
 	$(PY) -m pipelines.report --work $(WORK) > /dev/null
-	@echo "demo done: every stage under $(WORK)/; report: $(WORK)/report.md (and report.html); model: $(WORK)/hf"
+	@echo "report: $(WORK)/report.html (summary: $(WORK)/report.md)"
+
+report-screenshot: report ## headless chromium PNG of the report -> WORK/report.png (apt-get install chromium)
+	bash benchmarks/report_screenshot.sh $(WORK) $(WORK)/report.png
 
 # -------------------------------------------------------------------------------- benchmarks
 bench: bench-clean bench-html bench-filter bench-langid bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)

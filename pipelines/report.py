@@ -1,147 +1,960 @@
-"""One report for a whole run: the document funnel of every stage, the mixture and training.
+"""One report for a whole run: what every stage did to the documents, the mixture and the training.
 
-    python -m pipelines.report --work work/demo [--output work/demo/report.md]
+    python -m pipelines.report --work work/demo [--output work/demo/report.html]
 
-Reads every ``stats.json`` under the work directory (one per stage run), the mixer's
-``manifest.json`` and the trainer's ``metrics.jsonl`` where present, and writes a Markdown
-report (plus the same content as ``report.html``) that accounts for every document.
+Reads whatever exists under the work directory and writes one self-contained HTML page (inline CSS
+and SVG figures: it works offline, as an e-mail attachment) and a short ``report.md`` beside it:
+
+    */stats.json          clean, filter, dedup, tokenize -> funnel per source, stage table, removals
+                          per rule, languages (filter), duplicate-cluster sizes (dedup)
+    mix/manifest.json     the mixer                      -> domain share target vs realized, tokens
+                                                            and epochs per source
+    train/metrics.jsonl   the trainer                    -> loss, validation loss and perplexity,
+                                                            tokens/s and MFU over steps
+    experiment.json       general_only vs blend          -> validation loss per arm and seed, final
+                                                            perplexity and bits per byte
+
+A section whose input is missing says "not run" in one line. The run's stages are the stats.json
+files at ``WORK/<stage>/`` or ``WORK/<stage>/<source>/``; deeper ones (benchmarks that write under
+the work directory) are named at the end of the funnel section but not counted.
+``experiment_figure`` is public so a script can save the experiment's figure as a PNG for the docs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
 import html
+import io
 import json
+import math
+import re
+import statistics
 import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STAGE_ORDER = ["clean", "filter", "dedup", "tokenize"]
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+STAGE_ORDER = ("clean", "filter", "dedup", "tokenize")
+# One source's documents after each step; "read" is what the clean stage read.
+FUNNEL_STEPS = (("read", "read"), ("clean", "after clean"), ("filter", "after filter"),
+                ("dedup", "after dedup"), ("tokenize", "tokenized"))
+UNKNOWN_SOURCE = "(source unknown)"  # documents a stage counted but could not attribute to a source
+MAX_ROWS = 24  # sources or languages drawn one by one; the rest are summed into "other"
+
+DOMAIN_COLOR = {"domain": "#2563eb", "general": "#ea7a17"}
+DOMAIN_TEXT = {"domain": "#1d4ed8", "general": "#b45309"}  # darker: readable as tick labels
+STEP_COLORS = ("#cbd5e1", "#93c5fd", "#60a5fa", "#2563eb", "#1e3a8a")
+STAGE_COLOR = {"clean": "#64748b", "filter": "#dc2626", "dedup": "#7c3aed", "tokenize": "#0891b2"}
+SPLIT_COLOR = {"train": "#334155", "val_domain": DOMAIN_COLOR["domain"], "val_general": DOMAIN_COLOR["general"]}
+ARM_COLOR = {"general_only": "#ea7a17", "blend": "#2563eb"}
+FALLBACK_COLORS = ("#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d")
+
+STYLE = {  # matplotlib rcParams for every figure
+    "font.size": 10, "axes.titlesize": 11.5, "axes.titleweight": "bold", "axes.titlelocation": "left",
+    "axes.labelsize": 10, "axes.labelcolor": "#334155", "axes.edgecolor": "#94a3b8",
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.color": "#e2e8f0",
+    "grid.linewidth": 0.8, "axes.axisbelow": True, "xtick.color": "#475569", "ytick.color": "#475569",
+    "legend.frameon": False, "legend.fontsize": 9, "svg.fonttype": "path",
+}
 
 
-def _stage_rows(work: Path) -> list[tuple[str, dict[str, Any]]]:
-    rows = []
-    for path in sorted(work.rglob("stats.json")):
-        stats = json.loads(path.read_text())
-        if "stage" in stats and "input" in stats:
-            rows.append((str(path.parent.relative_to(work)), stats))
+# ------------------------------------------------------------------------------------------ inputs
+
+@dataclass
+class Stage:
+    where: str             # its directory, relative to the work directory
+    stats: dict[str, Any]  # its stats.json
+
+    @property
+    def name(self) -> str:
+        return self.stats["stage"]
+
+    @property
+    def removed(self) -> int:
+        return sum(self.stats.get("removed", {}).values())
+
+
+@dataclass
+class Run:
+    work: Path
+    stages: list[Stage] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # stats.json deeper in the tree: not the run's
+    manifest: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    experiment: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)   # unreadable inputs, shown at the top
+
+
+def _read_json(path: Path, run: Run) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        run.problems.append(f"{path.relative_to(run.work)} could not be read ({exc.__class__.__name__})")
+        return None
+
+
+def _shallowest(work: Path, name: str) -> list[Path]:
+    return sorted(work.rglob(name), key=lambda p: (len(p.relative_to(work).parts), str(p)))
+
+
+def load_run(work: Path) -> Run:
+    """Everything the report draws from, read once."""
+    run = Run(work)
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
-    return sorted(rows, key=lambda r: (order.get(r[1]["stage"], 99), r[0]))
-
-
-def _funnel(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    out = ["## Document funnel", "",
-           "| stage | directory | input | output | removed | balanced | top removal reasons |",
-           "|---|---|---:|---:|---:|---|---|"]
-    for where, s in rows:
-        removed = sum(s["removed"].values())
-        top = ", ".join(f"{k} {v:,}" for k, v in sorted(s["removed"].items(), key=lambda kv: -kv[1])[:4])
-        out.append(f"| {s['stage']} | `{where}` | {s['input']:,} | {s['output']:,} | {removed:,} | "
-                   f"{'yes' if s.get('balanced') else '**NO**'} | {top or '-'} |")
-    return out + [""]
-
-
-def _mixture(work: Path) -> list[str]:
-    out: list[str] = []
-    for path in sorted(work.rglob("manifest.json")):
-        m = json.loads(path.read_text())
-        if "train_tokens" not in m:
+    for path in sorted(work.rglob("stats.json")):
+        stats = _read_json(path, run)
+        if not (isinstance(stats, dict) and "stage" in stats and "input" in stats):
             continue
-        out += [f"## Mixture (`{path.parent.relative_to(work)}`)", "",
-                f"- target tokens: {m.get('target_tokens', 0):,}" + (
-                    f" ({m['params']:,} params x {m.get('tokens_per_param')} tokens/param)" if m.get("params") else
-                    " (given in tokens)"),
-                f"- train tokens: {m['train_tokens']:,}; domain share {m.get('domain_share_actual', 0):.4f} "
-                f"(target {m.get('domain_share_target', 0):.2f})", "",
-                "| source | domain | available tokens | sampled tokens | epochs |", "|---|---|---:|---:|---:|"]
-        for name, src in sorted(m.get("sources", {}).items()):
-            out.append(f"| {name} | {src.get('domain')} | {src.get('available_tokens', 0):,} | "
-                       f"{src.get('sampled_tokens', 0):,} | {src.get('epochs', 0):.2f} |")
-        if m.get("shortfall"):
-            out += ["", f"**Shortfall**: {json.dumps(m['shortfall'])}"]
-        out.append("")
+        where = str(path.parent.relative_to(work))
+        if len(path.relative_to(work).parts) <= 3:
+            run.stages.append(Stage(where, stats))
+        else:
+            run.elsewhere.append(where)
+    run.stages.sort(key=lambda s: (order.get(s.name, 99), s.where))
+    for path in _shallowest(work, "manifest.json"):
+        manifest = _read_json(path, run)
+        if isinstance(manifest, dict) and "train_tokens" in manifest:
+            run.manifest = manifest
+            break
+    for path in _shallowest(work, "metrics.jsonl")[:1]:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a run killed mid-write leaves half a line
+                continue
+            if isinstance(record, dict):
+                run.metrics.append(record)
+    if (work / "experiment.json").is_file():
+        run.experiment = _read_json(work / "experiment.json", run)
+    return run
+
+
+# ------------------------------------------------------------------------------ derived numbers
+
+def stage_totals(stages: list[Stage]) -> dict[str, dict[str, int]]:
+    """Per stage, summed over its directories: input, output and removed documents."""
+    totals: dict[str, dict[str, int]] = {}
+    for s in stages:
+        t = totals.setdefault(s.name, {"input": 0, "output": 0, "removed": 0})
+        t["input"] += s.stats["input"]
+        t["output"] += s.stats.get("output", 0)
+        t["removed"] += s.removed
+    return totals
+
+
+def source_funnel(stages: list[Stage]) -> dict[str, dict[str, int]]:
+    """Documents of each source after each step (FUNNEL_STEPS), from the stages' ``by_source``.
+
+    The tokenize stage's ``sources`` (docs per domain/source) stand in for its ``by_source``; what a
+    stage counted but did not attribute goes to UNKNOWN_SOURCE, so the sources add up to the totals.
+    Empty when no stage counted by source (runs from before ``by_source``)."""
+    funnel: dict[str, Counter] = {}
+    for s in stages:
+        by_source = s.stats.get("by_source") or {}
+        if not by_source and s.name == "tokenize":
+            for entry in (s.stats.get("sources") or {}).values():
+                funnel.setdefault(entry["source"], Counter())["tokenize"] += entry.get("docs", 0)
+        for source, c in by_source.items():
+            steps = funnel.setdefault(source, Counter())
+            if s.name == "clean":
+                steps["read"] += c.get("input", 0)
+            steps[s.name] += c.get("output", 0)
+        if by_source:  # e.g. a document the clean stage could not parse has no source yet
+            unknown_in = s.stats["input"] - sum(c.get("input", 0) for c in by_source.values())
+            unknown_out = s.stats.get("output", 0) - sum(c.get("output", 0) for c in by_source.values())
+            if unknown_in or unknown_out:
+                steps = funnel.setdefault(UNKNOWN_SOURCE, Counter())
+                if s.name == "clean":
+                    steps["read"] += unknown_in
+                steps[s.name] += unknown_out
+    if not any("read" in f or "filter" in f or "dedup" in f for f in funnel.values()):
+        return {}
+    return {k: dict(v) for k, v in funnel.items()}
+
+
+def source_domains(run: Run) -> dict[str, str]:
+    """source name -> domain | general, where the tokenize stats or the manifest say."""
+    domains: dict[str, str] = {}
+    for s in run.stages:
+        for entry in (s.stats.get("sources") or {}).values():
+            domains[entry["source"]] = entry.get("domain", "")
+    for name, src in ((run.manifest or {}).get("sources") or {}).items():
+        domains.setdefault(name, src.get("domain", ""))
+    return domains
+
+
+def removals_by_stage(stages: list[Stage]) -> dict[str, Counter]:
+    out: dict[str, Counter] = {}
+    for s in stages:
+        if s.stats.get("removed"):
+            out.setdefault(s.name, Counter()).update(s.stats["removed"])
     return out
 
 
-def _training(work: Path) -> list[str]:
-    out: list[str] = []
-    for path in sorted(work.rglob("metrics.jsonl")):
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        steps = [r for r in records if r.get("kind") == "train"]
-        last_eval: dict[str, dict[str, Any]] = {}
-        for r in records:
-            if r.get("kind") == "eval":
-                last_eval[r["split"]] = r
-        if not steps and not last_eval:
-            continue
-        out += [f"## Training (`{path.parent.relative_to(work)}`)", ""]
-        if steps:
-            out.append(f"- {len(steps)} train records up to step {steps[-1].get('step', '?')}; "
-                       f"loss {steps[0]['loss']:.3f} -> {steps[-1]['loss']:.3f}")
-        if last_eval:
-            out += ["", "| split | step | loss | perplexity | bits per byte |", "|---|---:|---:|---:|---:|"]
-            for split, r in sorted(last_eval.items()):
-                bpb = f"{r['bpb']:.3f}" if isinstance(r.get("bpb"), float) else "-"
-                out.append(f"| {split} | {r.get('step', '?')} | {r['loss']:.3f} | {r.get('ppl', 0):.1f} | {bpb} |")
-        out.append("")
+def languages(stages: list[Stage]) -> Counter:
+    """Documents per language code, as judged by the filter stage's language ID."""
+    langs: Counter = Counter()
+    for s in stages:
+        if s.name == "filter":
+            langs.update(s.stats.get("languages") or {})
+    return langs
+
+
+def _bin_start(label: str) -> int:
+    """ "3-4" -> 3: the order of the histogram's bins."""
+    start = re.match(r"\d+", label)
+    return int(start.group()) if start else 10**9
+
+
+def cluster_histogram(stages: list[Stage]) -> dict[str, int]:
+    """Duplicate clusters per size bin ("2", "3-4", ...), bins in size order."""
+    hist: Counter = Counter()
+    for s in stages:
+        if s.name == "dedup":
+            hist.update(s.stats.get("cluster_size_histogram") or {})
+    return dict(sorted(hist.items(), key=lambda kv: _bin_start(kv[0])))
+
+
+def training_series(metrics: list[dict[str, Any]]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Train records and eval records per split, one per step (the last one: a resumed run repeats)."""
+    train: dict[int, dict] = {}
+    evals: dict[str, dict[int, dict]] = {}
+    for r in metrics:
+        if r.get("kind") == "train" and "step" in r:
+            train[r["step"]] = r
+        elif r.get("kind") == "eval" and "step" in r and "split" in r:
+            evals.setdefault(r["split"], {})[r["step"]] = r
+    return ([train[k] for k in sorted(train)],
+            {split: [e[k] for k in sorted(e)] for split, e in sorted(evals.items())})
+
+
+def _top(counts: dict[str, float], k: int = MAX_ROWS) -> list[tuple[str, float]]:
+    """The ``k - 1`` largest entries and one "other (n)" entry summing the rest (all if they fit)."""
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    if len(items) <= k:
+        return items
+    rest = items[k - 1:]
+    return items[:k - 1] + [(f"other ({len(rest)})", sum(v for _, v in rest))]
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+def _human(x: float, _pos: Any = None) -> str:
+    """1234567 -> 1.2M: axis ticks and header numbers."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}" if x != int(x) else f"{int(x)}"
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _f(x: Any, fmt: str) -> str:
+    return format(x, fmt) if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+# ------------------------------------------------------------------------------------- figures
+
+def _styled(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build the figure under STYLE. Figures are made without pyplot (no GUI backend, no global
+    state): SVG here, PNG through matplotlib's Agg canvas for whoever saves one."""
+    @functools.wraps(build)
+    def styled(*args: Any, **kwargs: Any) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            fig = build(*args, **kwargs)
+            fig.draw_without_rendering()  # ticks are made lazily: make them under the style too
+        return fig
+    return styled
+
+
+def _figure(width: float, height: float, **subplots: Any) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(**subplots)
+
+
+def _bar_labels(ax: Any, bars: Any, values: list[float], fmt: Any = "{:,.0f}") -> None:
+    for bar, v in zip(bars, values):
+        text = fmt.format(v) if isinstance(fmt, str) else fmt(v)
+        ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=8.5, color="#334155")
+
+
+def _color_ticks(ax: Any, domains: dict[str, str]) -> None:
+    for label in ax.get_yticklabels():
+        label.set_color(DOMAIN_TEXT.get(domains.get(label.get_text(), ""), "#334155"))
+
+
+@_styled
+def funnel_figure(funnel: dict[str, dict[str, int]], domains: dict[str, str]) -> Figure:
+    """Grouped horizontal bars: each source's documents after every stage."""
+    order = sorted(funnel, key=lambda s: (domains.get(s) != "domain", -max(funnel[s].values())))
+    if len(order) > MAX_ROWS:
+        keep, rest = order[:MAX_ROWS - 1], order[MAX_ROWS - 1:]
+        other: Counter = Counter()
+        for s in rest:
+            other.update(funnel[s])
+        funnel = {**{s: funnel[s] for s in keep}, f"other ({len(rest)})": dict(other)}
+        order = list(funnel)
+    steps = [(k, label) for k, label in FUNNEL_STEPS if any(k in f for f in funnel.values())]
+    colors = STEP_COLORS[-len(steps):]
+    bar_h = 0.84 / len(steps)
+    fig, ax = _figure(10, 1.4 + len(order) * (0.09 * len(steps) + 0.1))
+    for j, (key, label) in enumerate(steps):
+        ys = [i - 0.42 + bar_h * (j + 0.5) for i in range(len(order))]
+        ax.barh(ys, [funnel[s].get(key, 0) for s in order], height=bar_h * 0.92, color=colors[j], label=label)
+    widest = max(max(f.values()) for f in funnel.values()) or 1
+    first, last = steps[0][0], steps[-1][0]
+    for i, s in enumerate(order):
+        start, end = funnel[s].get(first, 0), funnel[s].get(last, 0)
+        ax.annotate(f"{end:,} of {start:,} kept ({_pct(end, start)})", (max(funnel[s].values()), i),
+                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=8.5, color="#334155")
+    ax.set_xlim(0, widest * 1.3)
+    ax.set_yticks(range(len(order)), order)
+    _color_ticks(ax, domains)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.xaxis.set_major_formatter(FuncFormatter(_human))
+    ax.set_xlabel("documents")
+    ax.set_title("Documents per source through the stages", pad=24)
+    ax.legend(ncol=len(steps), loc="lower left", bbox_to_anchor=(0, 1.0), borderaxespad=0.2, handlelength=1.2)
+    return fig
+
+
+@_styled
+def totals_funnel_figure(totals: dict[str, dict[str, int]]) -> Figure:
+    """All sources together, when the stages did not count by source."""
+    steps = [("read", totals["clean"]["input"])] if "clean" in totals else []
+    steps += [(s, totals[s]["output"]) for s in STAGE_ORDER if s in totals]
+    labels = [dict(FUNNEL_STEPS).get(k, k) for k, _ in steps]
+    fig, ax = _figure(10, 1.2 + 0.34 * len(steps))
+    bars = ax.barh(labels, [v for _, v in steps], color=STEP_COLORS[-len(steps):], height=0.7)
+    _bar_labels(ax, bars, [v for _, v in steps])
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.set_xlim(0, max(v for _, v in steps) * 1.15 or 1)
+    ax.xaxis.set_major_formatter(FuncFormatter(_human))
+    ax.set_xlabel("documents")
+    ax.set_title("Documents through the stages (all sources)")
+    return fig
+
+
+@_styled
+def removals_figure(removals: dict[str, Counter], totals: dict[str, dict[str, int]]) -> Figure:
+    """Horizontal bars: documents removed by each rule, one panel per stage."""
+    stages = [s for s in STAGE_ORDER if s in removals] + [s for s in removals if s not in STAGE_ORDER]
+    rows = {s: _top(removals[s]) for s in stages}
+    heights = [0.55 + 0.25 * len(rows[s]) for s in stages]
+    fig, axes = _figure(10, sum(heights) + 0.4, nrows=len(stages), squeeze=False,
+                        gridspec_kw={"height_ratios": heights})
+    for ax, stage in zip(axes[:, 0], stages):
+        names, values = [n for n, _ in rows[stage]], [v for _, v in rows[stage]]
+        bars = ax.barh(names, values, color=STAGE_COLOR.get(stage, "#475569"), height=0.7)
+        _bar_labels(ax, bars, values)
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        ax.set_xlim(0, max(values) * 1.15)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(_human))
+        seen = totals.get(stage, {}).get("input", 0)
+        ax.set_title(f"{stage}: {sum(values):,} of {seen:,} documents removed ({_pct(sum(values), seen)})")
+    axes[-1, 0].set_xlabel("documents removed")
+    return fig
+
+
+@_styled
+def languages_figure(langs: Counter) -> Figure:
+    rows = _top(langs, 16)
+    total = sum(langs.values())
+    fig, ax = _figure(10, 1.0 + 0.27 * len(rows))
+    bars = ax.barh([k for k, _ in rows], [v for _, v in rows], color="#0f766e", height=0.7)
+    _bar_labels(ax, bars, [v for _, v in rows], fmt=lambda v: f"{v:,.0f} ({_pct(v, total)})")
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.set_xlim(0, max(v for _, v in rows) * 1.22)
+    ax.xaxis.set_major_formatter(FuncFormatter(_human))
+    ax.set_xlabel("documents (language ID of the filter stage)")
+    ax.set_ylabel("language")
+    ax.set_title(f"Documents per language: {len(langs)} languages, {total:,} documents")
+    return fig
+
+
+@_styled
+def dedup_figure(hist: dict[str, int], removed: Counter) -> Figure:
+    fig, ax = _figure(10, 3.0)
+    bars = ax.bar(list(hist), list(hist.values()), color=STAGE_COLOR["dedup"], width=0.6)
+    pad = max(0.6, (6 - len(hist)) / 2)  # a lone bin is a bar, not a wall
+    ax.set_xlim(-pad, len(hist) - 1 + pad)
+    for bar, v in zip(bars, hist.values()):
+        ax.annotate(f"{v:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
+                    textcoords="offset points", ha="center", fontsize=8.5, color="#334155")
+    ax.set_ylim(0, max(hist.values()) * 1.18)
+    ax.grid(axis="x", visible=False)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("cluster size (documents in a group of duplicates)")
+    ax.set_ylabel("clusters")
+    detail = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(removed.items()))
+    ax.set_title(f"Duplicate clusters by size: {sum(hist.values()):,} clusters"
+                 + (f"; removed {detail}" if detail else ""))
+    return fig
+
+
+@_styled
+def mixture_figure(manifest: dict[str, Any]) -> Figure:
+    """The recipe's domain share against the realized one; tokens and epochs per source."""
+    sources = manifest.get("sources") or {}
+    order = sorted(sources, key=lambda s: (sources[s].get("domain") != "domain", -sources[s].get("sampled_tokens", 0)))
+    order = order[:MAX_ROWS]
+    n = max(len(order), 1)
+    fig = Figure(figsize=(10, 2.2 + 0.3 * n), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.1, 0.45 + 0.3 * n], width_ratios=[1.4, 1])
+    share_ax = fig.add_subplot(grid[0, :])
+    tok_ax = fig.add_subplot(grid[1, 0])
+    ep_ax = fig.add_subplot(grid[1, 1], sharey=tok_ax)
+    target, actual = manifest.get("domain_share_target") or 0.0, manifest.get("domain_share_actual") or 0.0
+    for y, (label, share) in enumerate((("recipe", target), ("realized", actual))):
+        share_ax.barh(label, 100 * share, color=DOMAIN_COLOR["domain"], height=0.62)
+        share_ax.barh(label, 100 * (1 - share), left=100 * share, color=DOMAIN_COLOR["general"], height=0.62)
+        share_ax.text(1.5, y, f"domain {100 * share:.1f}%", va="center", color="white", fontsize=9, weight="bold")
+        share_ax.text(98.5, y, f"general {100 * (1 - share):.1f}%", va="center", ha="right", color="white",
+                      fontsize=9, weight="bold")
+    share_ax.set_xlim(0, 100)
+    share_ax.invert_yaxis()
+    share_ax.grid(False)
+    share_ax.set_xlabel("share of training tokens (%)")
+    share_ax.set_title(f"Domain share: recipe {100 * target:.1f}%, realized {100 * actual:.2f}%")
+    if order:
+        colors = [DOMAIN_COLOR.get(sources[s].get("domain"), "#475569") for s in order]
+        tok_ax.barh(order, [sources[s].get("available_tokens", 0) for s in order], height=0.72, color="none",
+                    edgecolor=colors, hatch="////", linewidth=0.8)
+        sampled = [sources[s].get("sampled_tokens", 0) for s in order]
+        tok_ax.barh(order, sampled, height=0.46, color=colors)
+        for i, s in enumerate(order):
+            end = max(sampled[i], sources[s].get("available_tokens", 0))
+            tok_ax.annotate(_human(sampled[i]), (end, i), xytext=(3, 0), textcoords="offset points", va="center",
+                            fontsize=8.5, color="#334155")
+        tok_ax.invert_yaxis()
+        tok_ax.set_xlim(0, max(sampled + [sources[s].get("available_tokens", 0) for s in order]) * 1.12 or 1)
+        tok_ax.grid(axis="y", visible=False)
+        tok_ax.xaxis.set_major_formatter(FuncFormatter(_human))
+        tok_ax.set_xlabel("tokens")
+        shown = f" (largest {len(order)} of {len(sources)})" if len(sources) > len(order) else ""
+        tok_ax.set_title(f"Tokens per source{shown}", pad=22)
+        tok_ax.legend(handles=[Patch(facecolor="#475569", label="sampled for training"),
+                               Patch(facecolor="none", edgecolor="#475569", hatch="////", label="available (unique)")],
+                      loc="lower left", bbox_to_anchor=(0, 1), ncol=2, borderaxespad=0.2, handlelength=1.4)
+        _color_ticks(tok_ax, {s: sources[s].get("domain", "") for s in order})
+        epochs = [sources[s].get("epochs", 0) for s in order]
+        bars = ep_ax.barh(order, epochs, color=colors, height=0.6)
+        _bar_labels(ep_ax, bars, epochs, fmt="{:.2f}")
+        caps = [sources[s].get("max_epochs") for s in order]
+        ep_ax.scatter([c for c in caps if c], [s for s, c in zip(order, caps) if c], marker="|", s=160,
+                      color="#0f172a", linewidths=2, label="max_epochs", zorder=3)
+        ep_ax.set_xlim(0, max(epochs + [c or 0 for c in caps]) * 1.15 or 1)
+        ep_ax.tick_params(axis="y", labelleft=False)
+        ep_ax.grid(axis="y", visible=False)
+        ep_ax.set_xlabel("epochs (passes over the source's unique tokens)")
+        ep_ax.set_title("Epochs per source", pad=22)
+        ep_ax.legend(loc="lower left", bbox_to_anchor=(0, 1), borderaxespad=0.2)
+    else:
+        tok_ax.set_visible(False)
+        ep_ax.set_visible(False)
+    return fig
+
+
+@_styled
+def training_figure(train: list[dict], evals: dict[str, list[dict]]) -> Figure:
+    """Loss (train and validation) and validation perplexity over steps."""
+    fig, (loss_ax, ppl_ax) = _figure(10, 3.6, ncols=2)
+    if train:
+        loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], color=SPLIT_COLOR["train"],
+                     lw=1.6, label="train")
+    for i, (split, recs) in enumerate(evals.items()):
+        color = SPLIT_COLOR.get(split, FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
+        steps = [r["step"] for r in recs]
+        loss_ax.plot(steps, [r["loss"] for r in recs], color=color, lw=1.6, marker="o", ms=4, label=split)
+        ppl = [r.get("ppl") or math.exp(min(r["loss"], 50.0)) for r in recs]
+        ppl_ax.plot(steps, ppl, color=color, lw=1.6, marker="o", ms=4, label=split)
+        ppl_ax.annotate(f"{ppl[-1]:,.1f}", (steps[-1], ppl[-1]), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8.5, color=color)
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("loss (nats per token)")
+    loss_ax.set_title("Loss")
+    loss_ax.legend()
+    ppl_ax.set_xlabel("step")
+    ppl_ax.set_ylabel("perplexity (e^loss)")
+    ppl_ax.set_title("Validation perplexity")
+    if evals:
+        values = [r.get("ppl") or 0 for recs in evals.values() for r in recs]
+        if min(values) > 0 and max(values) / min(values) > 20:
+            ppl_ax.set_yscale("log")
+        ppl_ax.legend()
+    else:
+        ppl_ax.text(0.5, 0.5, "no evaluation records", ha="center", va="center", transform=ppl_ax.transAxes)
+    return fig
+
+
+@_styled
+def throughput_figure(train: list[dict]) -> Figure:
+    fig, ax = _figure(10, 3.0)
+    steps = [r["step"] for r in train]
+    ax.plot(steps, [r.get("tokens_per_s") or 0 for r in train], color="#0f766e", lw=1.6, marker="o", ms=3,
+            label="tokens/s")
+    ax.set_ylim(0, max(r.get("tokens_per_s") or 0 for r in train) * 1.15 or 1)
+    ax.yaxis.set_major_formatter(FuncFormatter(_human))
+    ax.set_xlabel("step")
+    ax.set_ylabel("tokens/s (all ranks)")
+    title = "Training throughput"
+    mfu = [(r["step"], 100 * r["mfu"]) for r in train if isinstance(r.get("mfu"), (int, float))]
+    if mfu:
+        twin = ax.twinx()
+        twin.plot([s for s, _ in mfu], [m for _, m in mfu], color="#7c3aed", lw=1.4, ls="--", label="MFU")
+        twin.set_ylabel("MFU (% of bf16 peak)")
+        twin.set_ylim(0, max(m for _, m in mfu) * 1.3 or 1)
+        twin.grid(False)
+        twin.spines["right"].set_visible(True)
+        ax.legend(handles=ax.get_lines() + twin.get_lines(), loc="lower right")
+        title += " and model FLOPs utilization"
+    ax.set_title(title)
+    return fig
+
+
+def _arm_curves(runs: list[dict], split: str) -> dict[str, dict[int, list[float]]]:
+    """arm -> step -> that split's validation loss, one value per seed."""
+    curves: dict[str, dict[int, list[float]]] = {}
+    for r in runs:
+        for point in r.get("curve") or []:
+            if isinstance(point.get(split), (int, float)):
+                curves.setdefault(r["arm"], {}).setdefault(point["step"], []).append(point[split])
+    return curves
+
+
+def _arm_color(arm: str, i: int) -> str:
+    return ARM_COLOR.get(arm, FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
+
+
+@_styled
+def experiment_figure(results: dict[str, Any]) -> Figure:
+    """Validation loss over steps on each validation set: per arm, the mean over seeds (thick) and
+    every seed (thin). ``results`` is experiment.json; save with ``fig.savefig("x.png", dpi=150)``."""
+    runs = results.get("runs") or []
+    arms = list(dict.fromkeys(r["arm"] for r in runs))
+    fig, axes = _figure(10, 3.8, ncols=2, sharex=True)
+    for ax, split in zip(axes, ("val_domain", "val_general")):
+        for i, arm in enumerate(arms):
+            color = _arm_color(arm, i)
+            seeds = [r for r in runs if r["arm"] == arm]
+            for r in seeds:
+                pts = [(p["step"], p[split]) for p in r.get("curve") or [] if isinstance(p.get(split), (int, float))]
+                ax.plot([s for s, _ in pts], [v for _, v in pts], color=color, lw=0.8, alpha=0.45)
+            mean = sorted((step, statistics.fmean(v)) for step, v in _arm_curves(seeds, split).get(arm, {}).items())
+            ax.plot([s for s, _ in mean], [v for _, v in mean], color=color, lw=2.4,
+                    label=f"{arm} (mean of {len(seeds)} seeds)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation loss (nats per token)")
+        ax.set_title(f"{split}: validation loss")
+        ax.legend()
+    budget = results.get("budget_tokens")
+    if budget:
+        fig.suptitle(f"Same budget of {_human(budget)} training tokens per run; thin lines are single seeds",
+                     fontsize=9.5, color="#475569", x=0.01, ha="left")
+    return fig
+
+
+def _svg(fig: Figure, sid: str) -> str:
+    """The figure as inline SVG markup, scaled by CSS (no fixed width/height)."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({**STYLE, "svg.hashsalt": sid}):  # ids unique per figure and stable
+        fig.savefig(buf, format="svg", metadata={"Date": None}, facecolor="white")
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r'\s(width|height)="[\d.]+pt"', "", svg, count=2)
+    return svg.replace("<svg ", f'<svg role="img" aria-labelledby="{sid}-caption" ', 1)
+
+
+# ---------------------------------------------------------------------------------------- HTML
+
+CSS = """
+:root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bad:#b91c1c;--ok:#15803d}
+*{box-sizing:border-box}
+body{margin:0;background:#f1f5f9;color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,
+  "Helvetica Neue",Arial,sans-serif}
+header{background:#0f172a;color:#f8fafc}
+.wrap{max-width:1120px;margin:0 auto;padding:0 28px}
+header .wrap{padding-top:26px;padding-bottom:18px}
+h1{margin:0;font-size:25px;font-weight:650}
+.sub{color:#94a3b8;font-size:13px;margin-top:2px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(165px,1fr));gap:10px;margin:18px 0 14px}
+.card{background:#1e293b;border-radius:8px;padding:10px 14px}
+.card .k{font-size:11.5px;color:#94a3b8;text-transform:uppercase;letter-spacing:.05em}
+.card .v{font-size:22px;font-weight:650;font-variant-numeric:tabular-nums;white-space:nowrap}
+.card .d{font-size:12px;color:#cbd5e1}
+.card.bad .v{color:#fca5a5}
+nav{display:flex;flex-wrap:wrap;gap:6px 16px;font-size:13px}
+nav a{color:#bfdbfe;text-decoration:none}
+nav a:hover{text-decoration:underline}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:20px 26px;margin:18px 0}
+h2{margin:0 0 6px;font-size:19px}
+h3{margin:18px 0 4px;font-size:14px;color:#334155}
+p{margin:6px 0}
+.lead{color:#475569;font-size:14px}
+.missing{color:var(--muted);font-style:italic}
+.problems{background:#fef2f2;border-color:#fecaca;color:var(--bad)}
+figure{margin:10px 0 8px}
+figure svg{display:block;width:100%;height:auto}
+figcaption{color:var(--muted);font-size:13px;margin-top:2px}
+table{border-collapse:collapse;width:100%;font-size:13.5px;margin:6px 0 4px}
+th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase;letter-spacing:.03em;
+  border-bottom:2px solid var(--line)}
+tbody tr:hover{background:#f8fafc}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.path{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+.yes{color:var(--ok);font-weight:600}
+.no{color:var(--bad);font-weight:700}
+.dot{display:inline-block;width:9px;height:9px;border-radius:50%;margin-right:6px}
+footer{color:var(--muted);font-size:12px;text-align:center;padding:8px 0 28px}
+"""
+
+SECTIONS = (("funnel", "Document funnel"), ("removals", "Removals per rule"), ("languages", "Languages"),
+            ("dedup", "Duplicates"), ("mixture", "Mixture"), ("training", "Training"),
+            ("throughput", "Throughput"), ("experiment", "Experiment"))
+
+esc = html.escape
+
+
+def _not_run(what: str) -> str:
+    return f'<p class="missing">Not run: {esc(what)}</p>'
+
+
+def _figure_html(fig: Figure, sid: str, caption: str) -> str:
+    return (f'<figure id="{sid}-figure">{_svg(fig, sid)}'
+            f'<figcaption id="{sid}-caption">{esc(caption)}</figcaption></figure>')
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int], raw: set[int] = frozenset()) -> str:
+    """Cells are plain text (escaped) unless their column is in ``raw``; ``numeric`` columns align right."""
+    def cls(i: int) -> str:
+        return ' class="num"' if i in numeric else ""
+
+    head = "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c if i in raw else esc(c)}</td>" for i, c in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _source_label(name: str, domains: dict[str, str]) -> str:
+    color = DOMAIN_COLOR.get(domains.get(name, ""), "#94a3b8")
+    return f'<span class="dot" style="background:{color}"></span>{esc(name)}'
+
+
+def _funnel_section(run: Run) -> str:
+    if not run.stages:
+        return _not_run("no stage stats.json (clean, filter, dedup, tokenize) under the work directory.")
+    totals, funnel, domains = stage_totals(run.stages), source_funnel(run.stages), source_domains(run)
+    parts = []
+    if funnel:
+        parts.append(_figure_html(funnel_figure(funnel, domains), "funnel",
+                                  "Documents of each source left after each stage; the label gives what reached "
+                                  "the last stage out of what was read. Source names are colored by domain "
+                                  "(blue: domain, orange: general)."))
+        steps = [(k, label) for k, label in FUNNEL_STEPS if any(k in f for f in funnel.values())]
+        first, last = steps[0][0], steps[-1][0]
+        rows = [[_source_label(s, domains), domains.get(s, ""), *[f"{funnel[s].get(k, 0):,}" for k, _ in steps],
+                 _pct(funnel[s].get(last, 0), funnel[s].get(first, 0))]
+                for s in sorted(funnel, key=lambda s: (domains.get(s) != "domain", s))]
+        parts += ["<h3>Per source</h3>",
+                  _table(["source", "domain", *[label for _, label in steps], "kept"], rows,
+                         numeric=set(range(2, len(steps) + 3)), raw={0})]
+    else:
+        parts.append(_figure_html(totals_funnel_figure(totals), "funnel",
+                                  "Documents left after each stage, all sources together."))
+        parts.append('<p class="missing">No per-source counts: these stats.json files predate by_source.</p>')
+    rows = []
+    for s in run.stages:
+        top = sorted(s.stats.get("removed", {}).items(), key=lambda kv: -kv[1])[:3]
+        reasons = ", ".join(f"{k} ({v:,})" for k, v in top) or "none"
+        balanced = '<span class="yes">yes</span>' if s.stats.get("balanced") else '<span class="no">NO</span>'
+        output = s.stats.get("output", 0)
+        rows.append([esc(s.name), f'<span class="path">{esc(s.where)}</span>', f"{s.stats['input']:,}",
+                     f"{output:,}", f"{s.removed:,}", _pct(output, s.stats["input"]), balanced, esc(reasons)])
+    parts += ["<h3>Stages</h3>",
+              _table(["stage", "directory", "input", "output", "removed", "kept", "balanced", "top removal reasons"],
+                     rows, numeric={2, 3, 4, 5}, raw=set(range(8))),
+              '<p class="lead">Balanced: input = output + removed, every document accounted for.</p>']
+    if run.elsewhere:
+        parts.append(f'<p class="lead">Not counted (outside the run\'s stage directories): '
+                     f'{len(run.elsewhere)} more stats.json under {esc(", ".join(sorted(run.elsewhere)[:4]))}'
+                     f'{" and more" if len(run.elsewhere) > 4 else ""}.</p>')
+    return "".join(parts)
+
+
+def _removals_section(run: Run) -> str:
+    if not run.stages:
+        return _not_run("no stage stats.json under the work directory.")
+    removals = removals_by_stage(run.stages)
+    if not removals:
+        return '<p class="lead">No stage removed any document.</p>'
+    return _figure_html(removals_figure(removals, stage_totals(run.stages)), "removals",
+                        "Documents removed by each rule (the reason code in stats.json), per stage. A document is "
+                        "removed by the first rule it fails.")
+
+
+def _languages_section(run: Run) -> str:
+    langs = languages(run.stages)
+    if not langs:
+        return _not_run("no filter stats.json with per-language counts (languages).")
+    return _figure_html(languages_figure(langs), "languages",
+                        "Documents per detected language, counted by the filter stage before its rules "
+                        "(removed documents included).")
+
+
+def _dedup_section(run: Run) -> str:
+    dedup = [s for s in run.stages if s.name == "dedup"]
+    hist = cluster_histogram(run.stages)
+    if not dedup:
+        return _not_run("no dedup stats.json.")
+    if not hist:
+        return '<p class="lead">No duplicate clusters found.</p>'
+    removed = removals_by_stage(dedup).get("dedup", Counter())
+    return _figure_html(dedup_figure(hist, removed), "dedup",
+                        "Groups of exact or near-duplicate documents (MinHash LSH, verified) by size; one document "
+                        "of each group is kept.")
+
+
+def _mixture_section(run: Run) -> str:
+    m = run.manifest
+    if m is None:
+        return _not_run("no mixer manifest.json with train_tokens.")
+    sources = m.get("sources") or {}
+    domains = {k: v.get("domain", "") for k, v in sources.items()}
+    target = f"{m.get('target_tokens', 0):,} tokens" + (
+        f" ({m['params']:,} parameters x {m.get('tokens_per_param')} tokens per parameter)" if m.get("params") else "")
+    parts = [f'<p class="lead">Target {esc(target)}; realized {m["train_tokens"]:,} training tokens, '
+             f'{m.get("domain_tokens", 0):,} domain and {m.get("general_tokens", 0):,} general.</p>',
+             _figure_html(mixture_figure(m), "mixture",
+                          "Top: the recipe's domain share against the realized share of training tokens. Bottom: "
+                          "tokens sampled from each source (solid) against its unique tokens (hatched), and how many "
+                          "times the training stream passes over each source, with its cap (max_epochs).")]
+    rows = [[_source_label(name, domains), esc(s.get("domain", "")), f"{s.get('available_tokens', 0):,}",
+             f"{s.get('sampled_tokens', 0):,}", _f(s.get("weight"), ".3f"), _f(s.get("epochs"), ".2f"),
+             _f(s.get("max_epochs"), ".1f")]
+            for name, s in sorted(sources.items(), key=lambda kv: (kv[1].get("domain") != "domain", kv[0]))]
+    parts.append(_table(["source", "domain", "available tokens", "sampled tokens", "weight in domain", "epochs",
+                         "max epochs"], rows, numeric={2, 3, 4, 5, 6}, raw=set(range(7))))
+    splits = m.get("splits") or {}
+    if splits:
+        bpt = m.get("val_bytes_per_token") or {}
+        rows = [[name, f"{sp.get('tokens', 0):,}", f"{sp.get('docs', 0):,}", f"{sp.get('bytes', 0):,}",
+                 _f(bpt.get(name), ".2f")] for name, sp in splits.items()]
+        parts += ["<h3>Splits</h3>",
+                  _table(["split", "tokens", "documents", "bytes", "bytes per token"], rows, numeric={1, 2, 3, 4})]
+    if m.get("shortfall"):
+        short = m["shortfall"]
+        parts.append(f'<p class="no">Shortfall: {esc(str(short.get("message") or short))}</p>')
+    parts += [f'<p class="lead">Warning: {esc(w)}</p>' for w in m.get("warnings") or []]
+    return "".join(parts)
+
+
+def _training_section(run: Run) -> str:
+    train, evals = training_series(run.metrics)
+    if not train and not evals:
+        return _not_run("no trainer metrics.jsonl with train or eval records.")
+    start = next((r for r in run.metrics if r.get("kind") == "start"), {})
+    parts = []
+    if start:
+        params = (start.get("params") or {}).get("total")
+        setup = (f"{start.get('strategy', '')} on {start.get('rank_count', '?')} x "
+                 f"{start.get('device_name') or start.get('device', '')}, {start.get('dtype', '')}"
+                 + (f", {params:,} parameters" if params else "")
+                 + (f", {start['total_steps']:,} steps" if start.get("total_steps") else ""))
+        parts.append(f'<p class="lead">{esc(setup)}.</p>')
+    parts.append(_figure_html(training_figure(train, evals), "training",
+                              "Left: training loss (mean over the logging window) and validation loss on each held-out "
+                              "set. Right: validation perplexity."))
+    if evals:
+        rows = [[split, f"{r['step']:,}", _f(r.get("loss"), ".3f"), _f(r.get("ppl"), ",.1f"), _f(r.get("bpb"), ".3f")]
+                for split, recs in evals.items() for r in recs[-1:]]
+        parts += ["<h3>Last evaluation</h3>",
+                  _table(["split", "step", "loss (nats/token)", "perplexity", "bits per byte"], rows,
+                         numeric={1, 2, 3, 4})]
+    return "".join(parts)
+
+
+def _throughput_section(run: Run) -> str:
+    train, _ = training_series(run.metrics)
+    if not any(isinstance(r.get("tokens_per_s"), (int, float)) for r in train):
+        return _not_run("no train records with tokens_per_s in metrics.jsonl.")
+    tps = [r["tokens_per_s"] for r in train if isinstance(r.get("tokens_per_s"), (int, float))]
+    mfu = [r["mfu"] for r in train if isinstance(r.get("mfu"), (int, float))]
+    lead = f"Median {statistics.median(tps):,.0f} tokens/s over {len(tps)} logging windows"
+    lead += f", median MFU {100 * statistics.median(mfu):.1f}%." if mfu else "; MFU not measured (no known GPU peak)."
+    return (f'<p class="lead">{esc(lead)}</p>'
+            + _figure_html(throughput_figure(train), "throughput",
+                           "Training tokens per second over all ranks in each logging window (evaluation and "
+                           "checkpoint time excluded)" + ("; dashed: model FLOPs utilization." if mfu else ".")))
+
+
+def experiment_summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """arm -> split -> metric (ppl, bpb, loss) -> final value of each seed."""
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for r in results.get("runs") or []:
+        for split, values in (r.get("final") or {}).items():
+            for metric, v in (values or {}).items():
+                if isinstance(v, (int, float)):
+                    out.setdefault(r["arm"], {}).setdefault(split, {}).setdefault(metric, []).append(v)
     return out
 
 
-def build_report(work: Path) -> str:
-    rows = _stage_rows(work)
-    lines = [f"# Run report: `{work}`", ""]
-    if not rows:
-        lines.append("No stage outputs (stats.json) found.")
-    lines += _funnel(rows) if rows else []
-    lines += _mixture(work) + _training(work)
+def _spread(values: list[float] | None, fmt: str) -> str:
+    if not values:
+        return "n/a"
+    mean = format(statistics.fmean(values), fmt)
+    return mean if len(values) == 1 else f"{mean} ({format(min(values), fmt)}\u2013{format(max(values), fmt)})"
+
+
+def _experiment_section(run: Run) -> str:
+    results = run.experiment
+    if not isinstance(results, dict) or not results.get("runs"):
+        return _not_run("no experiment.json at the root of the work directory.")
+    summary = experiment_summary(results)
+    arms = list(dict.fromkeys(r["arm"] for r in results["runs"]))
+    seeds = results.get("seeds") or sorted({r.get("seed") for r in results["runs"]})
+    lead = (f"{len(arms)} arms x {len(seeds)} seeds ({', '.join(str(s) for s in seeds)}), "
+            f"{results['budget_tokens']:,} training tokens per run." if results.get("budget_tokens") else
+            f"{len(arms)} arms x {len(seeds)} seeds.")
+    rows = []
+    for i, arm in enumerate(arms):
+        s = summary.get(arm, {})
+        n = sum(1 for r in results["runs"] if r["arm"] == arm)
+        rows.append([f'<span class="dot" style="background:{_arm_color(arm, i)}"></span>{esc(arm)}', str(n),
+                     *[_spread(s.get(split, {}).get(metric), fmt) for split in ("val_domain", "val_general")
+                       for metric, fmt in (("ppl", ",.1f"), ("bpb", ".3f"))]])
+    return (f'<p class="lead">{esc(lead)}</p>'
+            + _figure_html(experiment_figure(results), "experiment",
+                           "Validation loss over training steps for each arm on the domain and general held-out "
+                           "sets: thick lines are the mean over seeds, thin lines single seeds.")
+            + "<h3>Final validation: mean over seeds (min\u2013max)</h3>"
+            + _table(["arm", "seeds", "val_domain perplexity", "val_domain bits/byte", "val_general perplexity",
+                      "val_general bits/byte"], rows, numeric={1, 2, 3, 4, 5}, raw={0}))
+
+
+def _cards(run: Run) -> list[tuple[str, str, str, bool]]:
+    """The run's key numbers: (label, value, detail, is_bad)."""
+    cards = []
+    totals = stage_totals(run.stages)
+    if totals:
+        present = [s for s in STAGE_ORDER if s in totals] or list(totals)
+        first, last = totals[present[0]]["input"], totals[present[-1]]["output"]
+        cards.append(("documents kept", f"{last:,}", f"of {first:,} read ({_pct(last, first)})", False))
+        unbalanced = [s.where for s in run.stages if not s.stats.get("balanced")]
+        cards.append(("accounting", "unbalanced" if unbalanced else "balanced",
+                      ", ".join(unbalanced) if unbalanced else f"{len(run.stages)} stage outputs", bool(unbalanced)))
+    for s in run.stages:
+        if s.name == "tokenize" and (s.stats.get("counts") or {}).get("tokens"):
+            cards.append(("tokens", _human(s.stats["counts"]["tokens"]), "after tokenization", False))
+            break
+    if run.manifest:
+        m = run.manifest
+        cards.append(("training tokens", _human(m["train_tokens"]), f"target {_human(m.get('target_tokens') or 0)}",
+                      bool(m.get("shortfall"))))
+        cards.append(("domain share", f"{100 * (m.get('domain_share_actual') or 0):.1f}%",
+                      f"target {100 * (m.get('domain_share_target') or 0):.1f}%", False))
+    train, evals = training_series(run.metrics)
+    start = next((r for r in run.metrics if r.get("kind") == "start"), {})
+    if train:
+        params = (start.get("params") or {}).get("total")
+        cards.append(("steps", f"{train[-1]['step']:,}", f"{_human(params)} parameters" if params else
+                      f"loss {train[-1]['loss']:.3f}", False))
+    for split, recs in evals.items():
+        r = recs[-1]
+        cards.append((f"{split} ppl", _f(r.get("ppl"), ",.1f"), f"bpb {_f(r.get('bpb'), '.3f')} at step "
+                      f"{r['step']:,}", False))
+    return cards
+
+
+def _section_body(build: Callable[[Run], str], run: Run) -> str:
+    try:
+        return build(run)
+    except Exception as exc:  # a malformed input costs its own section, not the whole report
+        return f'<p class="no">Could not draw this section: {esc(type(exc).__name__)}: {esc(str(exc))}</p>'
+
+
+def build_html(run: Run) -> str:
+    builders = {"funnel": _funnel_section, "removals": _removals_section, "languages": _languages_section,
+                "dedup": _dedup_section, "mixture": _mixture_section, "training": _training_section,
+                "throughput": _throughput_section, "experiment": _experiment_section}
+    bodies = {sid: _section_body(build, run) for sid, build in builders.items()}
+    cards = "".join(f'<div class="card{" bad" if bad else ""}"><div class="k">{esc(k)}</div>'
+                    f'<div class="v">{esc(v)}</div><div class="d">{esc(d)}</div></div>'
+                    for k, v, d, bad in _cards(run))
+    nav = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS)
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    problems = (f'<section class="problems">{"".join(f"<p>{esc(p)}</p>" for p in run.problems)}</section>'
+                if run.problems else "")
+    sections = "".join(f'<section id="{sid}"><h2>{esc(title)}</h2>{bodies[sid]}</section>' for sid, title in SECTIONS)
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            f"<title>Run report: {esc(str(run.work))}</title><style>{CSS}</style></head><body>"
+            f'<header id="summary"><div class="wrap"><h1>Run report</h1>'
+            f'<div class="sub">{esc(str(run.work.resolve()))} &middot; generated {when}</div>'
+            f'<div class="cards">{cards}</div><nav>{nav}</nav></div></header>'
+            f'<main class="wrap">{problems}{sections}</main>'
+            "<footer>domainlm &middot; python -m pipelines.report</footer></body></html>\n")
+
+
+# ------------------------------------------------------------------------------------ Markdown
+
+def build_markdown(run: Run, html_path: Path | None = None) -> str:
+    """A short text summary: the key numbers and the stage table."""
+    lines = [f"# Run report: {run.work}", ""]
+    lines += [f"{k}: {v}, {d}" for k, v, d, _ in _cards(run)] or ["No stage, mixer or trainer output found."]
+    if run.stages:
+        lines += ["", "| stage | directory | input | output | removed | balanced |", "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {s.name} | {s.where} | {s.stats['input']:,} | {s.stats.get('output', 0):,} | {s.removed:,} | "
+                  f"{'yes' if s.stats.get('balanced') else 'NO'} |" for s in run.stages]
+    summary = experiment_summary(run.experiment) if isinstance(run.experiment, dict) else {}
+    if summary:
+        lines += ["", "Experiment, final val_domain perplexity (mean over seeds): "
+                  + "; ".join(f"{arm} {_spread(s.get('val_domain', {}).get('ppl'), ',.1f')}"
+                              for arm, s in summary.items())]
+    if html_path is not None:
+        lines += ["", f"Figures and every table: {html_path}"]
     return "\n".join(lines) + "\n"
 
 
-def to_html(markdown: str) -> str:
-    """A minimal, dependency-free HTML rendering (tables and headings) of the Markdown report."""
-    body, in_table = [], False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= set("-:") for c in cells):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:70em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}")
-    head = f"<head><meta charset='utf-8'><style>{style}</style></head>"
-    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"
+def write_report(work: Path, output: Path | None = None) -> Path:
+    """Write ``report.html`` (default WORK/report.html) and ``report.md`` beside it; return the HTML path."""
+    run = load_run(work)
+    out = output or work / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_html(run), encoding="utf-8")
+    out.with_suffix(".md").write_text(build_markdown(run, out), encoding="utf-8")
+    return out
 
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="work directory holding the stage outputs")
-    parser.add_argument("--output", help="report path (default WORK/report.md; report.html beside it)")
+    parser.add_argument("--output", help="HTML report path (default WORK/report.html; report.md beside it)")
     args = parser.parse_args(argv)
     work = Path(args.work)
     if not work.is_dir():
         print(f"error: work directory {work} does not exist", file=sys.stderr)
         sys.exit(2)
-    report = build_report(work)
-    out = Path(args.output) if args.output else work / "report.md"
-    out.write_text(report, encoding="utf-8")
-    out.with_suffix(".html").write_text(to_html(report), encoding="utf-8")
-    print(report)
-    print(f"report: {out} (and {out.with_suffix('.html')})")
+    out = write_report(work, Path(args.output).with_suffix(".html") if args.output else None)
+    print(out.with_suffix(".md").read_text(encoding="utf-8"))
+    print(f"report: {out} (summary: {out.with_suffix('.md')})")
     return out
 
 

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 import mixtures.tokenizer as T
+from mixtures.dataset_card import write_dataset_card
 from train.bytemix import build_byte_mixture
 from train.checkpoint import read_meta
 from train.config import load_config
@@ -53,14 +54,17 @@ def byte_mixture(out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory):
-    """A byte-level mixture shipped with its real tokenizer (ids = bytes, 256 = EOS): the export must copy it."""
-    out = byte_mixture(tmp_path_factory.mktemp("mix"))
+    """A byte-level mixture shipped with its real tokenizer (ids = bytes, 256 = EOS) and its dataset card, as a
+    run's WORK/mix: the export must copy both."""
+    out = byte_mixture(tmp_path_factory.mktemp("run") / "mix")
     tok = byte_tokenizer()
     assert tok.encode("héllo").ids == list("héllo".encode()) and tok.token_to_id(T.EOS) == 256
     tok.save(str(out / "tokenizer.json"))
     manifest = json.loads((out / "manifest.json").read_text())
     manifest.update({"tokenizer": str(out / "tokenizer.json"), "eos_id": 256, "domain_share_target": 0.51})
     (out / "manifest.json").write_text(json.dumps(manifest))
+    write_dataset_card(out.parent, [{"name": "reuters_finance", "domain": "domain", "license": "research use"},
+                                    {"name": "austen", "domain": "general", "license": "public domain"}])
     return out
 
 
@@ -284,6 +288,18 @@ def test_model_card_is_hub_ready_and_local_path_free(hf_export, tmp_path_factory
     else:
         assert "Unigram with byte fallback" in tokenizer_part
         assert f"`{T.PAD}` (id 1)" in tokenizer_part and f"`{T.UNK}` (id 2)" in tokenizer_part
+
+
+def test_dataset_card_ships_with_the_model_and_is_linked(hf_export):
+    out, _, mixture = hf_export
+    readme = (out / "README.md").read_text()
+    training_data = readme.split("### Training data")[1].split("\n### ")[0]
+    if (mixture / "DATASET_CARD.md").is_file():  # the byte mixture has one, the Unigram mixture none
+        assert (out / "DATASET_CARD.md").read_bytes() == (mixture / "DATASET_CARD.md").read_bytes()
+        assert "[DATASET_CARD.md](DATASET_CARD.md)" in training_data
+        assert "# domainlm run" in (out / "DATASET_CARD.md").read_text()
+    else:
+        assert not (out / "DATASET_CARD.md").exists() and "DATASET_CARD" not in readme
 
 
 def test_exported_files_are_normal_files(hf_export):

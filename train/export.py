@@ -6,7 +6,8 @@ writes ``model.safetensors`` (consolidated weights), ``config.json`` (``LlamaFor
 ``generation_config.json``, the mixture's ``tokenizer.json`` with ``tokenizer_config.json`` and
 ``special_tokens_map.json`` (end-of-text, pad and unknown tokens as the tokenizer really has them),
 ``domainlm_config.json`` (our own config, for the record), ``README.md`` (model card with Hub
-metadata, usage and the tokenizer) and ``LICENSE``, both from train/model_card.py. Every file is a
+metadata, usage and the tokenizer) and ``LICENSE``, both from train/model_card.py, and the mixture's
+``DATASET_CARD.md`` (mixtures/dataset_card.py) when it has one, linked from the card. Every file is a
 normal file (mode 0666 less the umask). ``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained(output)``
 then load it, and the model gives the same logits as ``train.model.Transformer``: our rotary layout
 already is HF's "rotate half", so the weights only need renaming (no q/k permutation).
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
+from mixtures.dataset_card import CARD_FILE as DATASET_CARD
 from pipelines import fail
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
@@ -306,9 +308,14 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
         written.append(output / "tokenizer.json")
         for name, obj in tokenizer_side_files(tok, cfg.seq_len).items():
             write(name, json.dumps(obj, indent=1))
+    data_card = data_dir / DATASET_CARD
+    if data_card.is_file():  # the data's own card ships with the model, so the model card's link resolves
+        shutil.copyfile(data_card, output / DATASET_CARD)
+        written.append(output / DATASET_CARD)
     summary, evals = _run_records(checkpoint)
     write(LICENSE_FILE, license_text(manifest))
-    write("README.md", model_card(cfg, meta, manifest, summary, evals, tok, language, datasets))
+    write("README.md", model_card(cfg, meta, manifest, summary, evals, tok, language, datasets,
+                                  data_card=DATASET_CARD if data_card.is_file() else None))
     mode = _file_mode()
     for path in written:
         os.chmod(path, mode)

@@ -183,9 +183,10 @@ def _hyperparameters(meta: dict[str, Any]) -> dict[str, Any]:
 
 def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any], summary: dict[str, Any],
                evals: dict[str, Any], tok: TokenizerInfo, language: list[str] | None = None,
-               datasets: list[str] | None = None) -> str:
+               datasets: list[str] | None = None, data_card: str | None = None) -> str:
     """README.md text: YAML front matter and Markdown. ``evals``: the last eval record per split;
-    ``tok``: the exported tokenizer; ``language``/``datasets``: see :func:`card_metadata`."""
+    ``tok``: the exported tokenizer; ``language``/``datasets``: see :func:`card_metadata`; ``data_card``:
+    the file name of the mixture's dataset card shipped beside this one (linked), None if there is none."""
     counts = param_counts(cfg)
     src = manifest.get("sources") or {}
     domain, general = _sources(manifest)
@@ -245,8 +246,11 @@ def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any],
               f"| {_fmt(src[name].get('sampled_tokens'))} | {_fmt(src[name].get('epochs'))} |"
               for name in domain + general]
         L.append("")
-    L += [_data_line(manifest, tok), "",
-          "### Hyperparameters", "", "```yaml", yaml.safe_dump(_hyperparameters(meta), sort_keys=False).strip(),
+    L += [_data_line(manifest, tok), ""]
+    if data_card:
+        L += [f"The full data card (sources and their licenses, what each curation stage removed and why, "
+              f"tokens and epochs per source, known gaps) is in [{data_card}]({data_card}).", ""]
+    L += ["### Hyperparameters", "", "```yaml", yaml.safe_dump(_hyperparameters(meta), sort_keys=False).strip(),
           "```", "",
           "### Hardware and time", "", *([hardware, ""] if hardware else []),
           "## Evaluation", "",

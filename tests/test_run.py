@@ -1,0 +1,110 @@
+"""The run orchestrator (pipelines/run.py): one config, steps skipped when done, an interrupted run
+resumes at the step that did not finish with the same bytes, a changed setting reruns what it affects."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines import run
+from tests.conftest import DATA, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(tmp: Path, work: Path, **changes) -> Path:
+    """A small run: a domain and a general source from data/, a fast BPE tokenizer, a tiny mixture."""
+    tokenizer = tmp / "tokenizer.yaml"
+    tokenizer.write_text("type: bpe\nvocab_size: 400\nsample_bytes: 200000\n")
+    cfg = {
+        "work_dir": str(work),
+        "sources": [
+            {"name": "sec_10q", "domain": "domain", "inputs": [str(DATA / "finance" / "sec_10q_aapl.jsonl.gz")],
+             "priority": 0, "license": "public record", "filter": {"c4": {"min_num_sentences": 1}}},
+            {"name": "austen", "domain": "general", "inputs": [str(DATA / "general" / "austen.jsonl.gz")],
+             "license": "public domain"},
+        ],
+        "filter": {"config": str(ROOT / "configs" / "filter" / "demo.yaml")},
+        "dedup": {"cross_source": True},
+        "tokenizer": {"config": str(tokenizer)},
+        "mix": {"target": {"tokens": 20_000}, "val_fraction": 0.05, "shard_tokens": 5_000, "allow_shortfall": True},
+        "train": {"config": str(ROOT / "configs" / "train" / "tiny.yaml")},
+    }
+    for key, value in changes.items():
+        cfg[key] = value
+    path = tmp / f"run-{len(list(tmp.glob('run-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def outputs(work: Path) -> list[str]:
+    """Every output file of a run, relative (the step records hold timings: not outputs)."""
+    return sorted(str(p.relative_to(work)) for p in work.rglob("*")
+                  if p.is_file() and ".run" not in p.relative_to(work).parts)
+
+
+def test_killed_during_dedup_resumes_there_with_identical_outputs(tmp_path):
+    work = tmp_path / "work"
+    config = write_config(tmp_path, work)
+    done = dict(run.main(["--config", str(config), "--until", "mix"]))
+    assert set(done.values()) == {"ran"} and "mix" in done
+    reference = tmp_path / "reference"
+    shutil.copytree(work, reference)
+    shutil.rmtree(work)
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.run", "--config", str(config), "--until", "mix"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 180
+    while not (work / "dedup").exists():  # the dedup stage has started writing
+        assert proc.poll() is None and time.time() < deadline, "the run ended before dedup started"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work / "mix").exists()
+
+    done = dict(run.main(["--config", str(config), "--until", "mix"]))
+    assert {k: v for k, v in done.items() if k.startswith(("clean", "filter"))} == {
+        "clean:sec_10q": "skipped", "clean:austen": "skipped", "filter:sec_10q": "skipped", "filter:austen": "skipped"}
+    assert done["dedup"] == done["tokenizer"] == done["tokenize"] == done["mix"] == "ran"
+    assert outputs(work) == outputs(reference)
+    different = [f for f in outputs(work) if not filecmp.cmp(work / f, reference / f, shallow=False)]
+    assert not different
+
+
+def test_a_changed_filter_setting_reruns_filter_and_later_stages_only(tmp_path):
+    work = tmp_path / "work"
+    first = write_config(tmp_path, work)
+    run.main(["--config", str(first), "--until", "tokenize"])
+    again = dict(run.main(["--config", str(first), "--until", "tokenize"]))
+    assert set(again.values()) == {"skipped"}
+
+    sources = yaml.safe_load(first.read_text())["sources"]
+    sources[1]["filter"] = {"gopher_quality": {"min_doc_words": 100}}  # a threshold of one source
+    changed = dict(run.main(["--config", str(write_config(tmp_path, work, sources=sources)), "--until", "tokenize"]))
+    assert changed == {"clean:sec_10q": "skipped", "clean:austen": "skipped", "filter:sec_10q": "skipped",
+                       "filter:austen": "ran", "dedup": "ran", "tokenizer": "ran", "tokenize": "ran"}
+
+    forced = dict(run.main(["--config", str(first), "--until", "dedup", "--force", "filter"]))
+    assert forced == {"clean:sec_10q": "skipped", "clean:austen": "skipped", "filter:sec_10q": "ran",
+                      "filter:austen": "ran", "dedup": "ran"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sources": []}, "sources must be a non-empty list"),
+    ({"dedup": {"treshold": 0.8}}, "unknown keys ['treshold']"),
+    ({"sources": [{"name": "x", "domain": "finance", "inputs": ["a"]}]}, "needs a name and a domain"),
+])
+def test_bad_run_configs_exit_2_with_one_line(tmp_path, capsys, change, message):
+    config = write_config(tmp_path, tmp_path / "work", **change)
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--config", str(config)])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
