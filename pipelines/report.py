@@ -31,7 +31,6 @@ import json
 import math
 import re
 import statistics
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from pipelines import fail
 
 STAGE_ORDER = ("clean", "filter", "dedup", "tokenize")
 # One source's documents after each step; "read" is what the clean stage read.
@@ -947,13 +948,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="work directory holding the stage outputs")
     parser.add_argument("--output", help="HTML report path (default WORK/report.html; report.md beside it)")
+    parser.add_argument("--quiet", action="store_true", help="print only where the report is, not its summary")
     args = parser.parse_args(argv)
     work = Path(args.work)
     if not work.is_dir():
-        print(f"error: work directory {work} does not exist", file=sys.stderr)
-        sys.exit(2)
+        fail(f"work directory {work} does not exist")
     out = write_report(work, Path(args.output).with_suffix(".html") if args.output else None)
-    print(out.with_suffix(".md").read_text(encoding="utf-8"))
+    if not args.quiet:
+        print(out.with_suffix(".md").read_text(encoding="utf-8"))
     print(f"report: {out} (summary: {out.with_suffix('.md')})")
     return out
 

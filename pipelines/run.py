@@ -288,7 +288,7 @@ class Runner:
         if STAGES.index("report") <= self.until:
             from pipelines import report
 
-            report.main(["--work", str(work)])
+            report.main(["--work", str(work), "--quiet"])
             self.done.append(("report", "ran"))
 
     def _clean(self, s: dict[str, Any], beam: list[str]) -> Step:
