@@ -98,8 +98,8 @@ class CleanSplit(beam.DoFn):
     """One input split -> its cleaned documents (``train-<split>-*.parquet``) and its rejections;
     yields the split's ``(count key, n)`` pairs."""
 
-    def __init__(self, output: str, convert, part_mb: float):
-        self.output, self.convert, self.part_mb = output, convert, part_mb
+    def __init__(self, output: str, convert, part_mb: float, source: str | None = None):
+        self.output, self.convert, self.part_mb, self.source = output, convert, part_mb, source
 
     def setup(self):
         self.progress = Progress(STAGE)
@@ -109,7 +109,7 @@ class CleanSplit(beam.DoFn):
         rejected = JsonlPart(self.output, split, "rejected")
         docs = ParquetParts(self.output, split, part_mb=self.part_mb,
                             on_bad_row=reject_bad_rows(split, counts, rejected))
-        for line, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected):
+        for line, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected, self.source):
             docs.write(doc, line)
         counts.add("output", docs.close())
         for source, n in docs.by_source.items():
@@ -128,7 +128,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
               "text_field": args.hf_text_field, "id_field": args.hf_id_field}
     (pipeline
      | "Splits" >> ReadSplits(files, args.split_mb, hf)
-     | "Clean splits" >> beam.ParDo(CleanSplit(args.output, convert, args.part_mb))
+     | "Clean splits" >> beam.ParDo(CleanSplit(args.output, convert, args.part_mb, args.source))
      | "Stats" >> WriteStats(STAGE, args.output))
 
 

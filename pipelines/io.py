@@ -236,20 +236,26 @@ def to_document(record: dict[str, Any], *, path: str, line: int, source: str | N
     """Validate a raw record and give it the document shape (id, text, source, domain, meta).
 
     ``source``, when given, overrides the record's own; a missing ``id`` becomes
-    ``<file name>:<line>`` (stable, and unique within a source when file names are).
+    ``<file name>:<line>`` (stable, and unique within a source when file names are). A rejection
+    carries the source (for the per-source counts) when it is known and storable.
     """
+    doc_source = str(source or record.get("source") or posixpath.basename(path).split(".")[0])
+    known = doc_source if is_utf8_safe(doc_source) else None
+
+    def reject(reason: str, raw: str) -> Rejected:
+        return Rejected(reason, path, line, snippet(raw), source=known)
+
     if "text" not in record or record["text"] is None:
-        return Rejected("missing_text", path, line, snippet(json.dumps(record, default=str)[:2048]))
+        return reject("missing_text", json.dumps(record, default=str)[:2048])
     text = record["text"]
     if not isinstance(text, str):
-        return Rejected("text_not_string", path, line, snippet(json.dumps(record, default=str)[:2048]))
+        return reject("text_not_string", json.dumps(record, default=str)[:2048])
     if len(text) > max_text_bytes // 4 and len(text.encode("utf-8", "surrogatepass")) > max_text_bytes:
-        return Rejected("oversized", path, line, snippet(text))
+        return reject("oversized", text)
     doc_id = record.get("id")
     doc_id = f"{posixpath.basename(path)}:{line}" if doc_id is None or doc_id == "" else str(doc_id)
-    doc_source = str(source or record.get("source") or posixpath.basename(path).split(".")[0])
-    if not (is_utf8_safe(doc_id) and is_utf8_safe(doc_source)):  # a lone surrogate: not storable as UTF-8
-        return Rejected("invalid_unicode", path, line, snippet(json.dumps(record, default=str)[:2048]))
+    if not (is_utf8_safe(doc_id) and known):  # a lone surrogate: not storable as UTF-8
+        return reject("invalid_unicode", json.dumps(record, default=str)[:2048])
     meta = record.get("meta")
     extra = {k: v for k, v in record.items() if k not in DOC_FIELDS}
     if extra:

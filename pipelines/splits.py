@@ -290,8 +290,8 @@ def reject_bad_rows(split: Split, counts: SplitCounts, rejected: JsonlPart
     return on_bad_row
 
 
-def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: JsonlPart
-             ) -> Iterator[tuple[int, Any]]:
+def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: JsonlPart,
+             source: str | None = None) -> Iterator[tuple[int, Any]]:
     """Count every record of ``read_split`` as input; write each :class:`Rejected` to ``rejected``
     (counted under its reason) and yield the others."""
     for line, record in records:
@@ -299,9 +299,9 @@ def accepted(records: Iterator[tuple[int, Any]], counts: SplitCounts, rejected: 
         if isinstance(record, Rejected):
             rejected.write(record.to_dict())
             counts.add("removed/" + record.reason)
-            if record.source is not None:
-                counts.add_source(record.source, "input")
-                counts.add_source(record.source, "removed/" + record.reason)
+            if (record.source or source) is not None:  # ``source``: every record's (clean --source)
+                counts.add_source(record.source or source, "input")
+                counts.add_source(record.source or source, "removed/" + record.reason)
         else:
             if isinstance(record, dict) and "source" in record:
                 counts.add_source(record["source"], "input")

@@ -84,7 +84,12 @@ def test_every_bad_record_has_a_reason_and_stats_balance(messy_inputs, tmp_path)
     assert len(rejected) == sum(stats["removed"].values())
     for rec in rejected:
         assert set(rec) - {"source"} == {"reason", "file", "line", "raw"} and len(rec["raw"].encode()) <= 1024 * 4
-        assert ("source" in rec) == rec["reason"].startswith("empty_")  # known once the record was a document
+        # the source is known once the line parsed as a JSON object (here: --source reuters)
+        unparsed = rec["reason"] in ("invalid_json", "not_an_object", "invalid_utf8", "blank_line", "unreadable_file")
+        assert rec.get("source") == (None if unparsed else "reuters"), rec
+    # with --source every record is the source's: its funnel is the whole stage's
+    assert stats["by_source"] == {"reuters": {"input": stats["input"], "output": stats["output"],
+                                              "removed": stats["removed"]}}
     by_reason = {r["reason"]: r for r in rejected}
     assert by_reason["invalid_json"]["line"] == 3 and by_reason["invalid_json"]["file"].endswith("mixed.jsonl")
     assert by_reason["oversized"]["raw"] and len(by_reason["oversized"]["raw"]) <= 1024
