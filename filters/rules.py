@@ -28,8 +28,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from filters import gopher_quality, gopher_repetition
 from filters.c4 import C4Config, apply_c4
 from filters.fineweb import FineWebConfig, fineweb_rules
@@ -37,6 +35,7 @@ from filters.gopher_quality import GopherQualityConfig
 from filters.gopher_repetition import GopherRepetitionConfig
 from filters.langid import DEFAULT_SAMPLE_CHARS, DEFAULT_WINDOWS, LanguageIdentifier
 from filters.textstats import DocStats
+from pipelines import check_keys, from_dict, read_yaml  # the conventions module: no Beam
 
 DEFAULT_LANG_SCORE = 0.65  # FineWeb / datatrove LanguageFilter default
 
@@ -93,9 +92,7 @@ class FilterConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> FilterConfig:
         raw = dict(raw or {})
-        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown filter config sections: {sorted(unknown)}")
+        check_keys(raw, {f.name for f in dataclasses.fields(cls)}, "filter config section")
         lang = dict(raw.get("langid") or {})
         lang["default"] = _language_rule(lang.get("default"))
         lang["sources"] = {k: _language_rule(v) for k, v in (lang.get("sources") or {}).items()}
@@ -125,14 +122,7 @@ class FilterConfig:
 
     @classmethod
     def from_yaml(cls, path: str) -> FilterConfig:
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = yaml.safe_load(f)
-            except yaml.YAMLError as exc:
-                raise ValueError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-        if raw is not None and not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of filter config sections")
-        return cls.from_dict(raw)
+        return cls.from_dict(read_yaml(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,12 +136,7 @@ def _language_rule(raw: dict[str, Any] | None) -> LanguageRule:
 
 
 def _build(cls, raw: dict[str, Any] | None):
-    raw = dict(raw or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    return cls(**raw)
+    return from_dict(cls, dict(raw or {}), cls.__name__)
 
 
 @dataclass

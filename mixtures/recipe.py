@@ -30,6 +30,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipelines import check_keys, read_yaml
+
 SIDES = ("domain", "general")
 DEFAULT_DOMAIN_SHARE = 0.51      # BloombergGPT (Wu et al. 2023), Table 1: 51.27% FinPile tokens
 DEFAULT_TOKENS_PER_PARAM = 20.0  # Chinchilla (Hoffmann et al. 2022): ~20 tokens per parameter
@@ -95,9 +97,7 @@ def _number(value: Any, key: str, minimum: float = 0.0, integer: bool = False, s
 
 
 def _unknown(d: dict[str, Any], known: set[str], where: str) -> None:
-    extra = sorted(set(d) - known)
-    if extra:
-        raise RecipeError(f"unknown {where} keys {extra}; known: {sorted(known)}")
+    check_keys(d, known, where, RecipeError)
 
 
 def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
@@ -176,11 +176,8 @@ def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
 
 def load_recipe(path: str | os.PathLike, tokens_dir: str | None = None) -> Recipe:
     """Read and validate a recipe file; ``tokens_dir`` replaces the recipe's own (e.g. another work dir)."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f) or {}
-    if tokens_dir is not None and isinstance(doc, dict):
+    doc = read_yaml(path, RecipeError)
+    if tokens_dir is not None:
         doc["tokens_dir"] = tokens_dir
     return recipe_from_dict(doc)
 

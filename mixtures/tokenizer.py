@@ -38,14 +38,14 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipelines import DOCS_GLOB, fail  # the package's __init__ only: no Beam import
+from pipelines import DOCS_GLOB, fail, from_dict, read_yaml  # the package's __init__ only: no Beam
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -86,24 +86,12 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown tokenizer config keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict(cls, d, "tokenizer config")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TokenizerConfig:
         """Read a YAML file: its ``tokenizer:`` section, or its top level when there is none."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            try:
-                doc = yaml.safe_load(f) or {}
-            except yaml.YAMLError as exc:
-                raise ValueError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"{path}: expected a mapping of tokenizer settings")
+        doc = read_yaml(path)
         return cls.from_dict(doc.get("tokenizer", doc))
 
 

@@ -6,8 +6,13 @@ This file holds the conventions every command shares and imports nothing heavy (
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
-from typing import NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 # A document stage's kept rows are OUTPUT/train-<file>-<split>-<roll>.parquet. "train" is the split keyword
 # by which Hugging Face ``datasets`` finds a directory's data files, so ``load_dataset("parquet",
@@ -26,3 +31,39 @@ def fail(message: str) -> NoReturn:
     """Exit with status 2 and a clear one-line error (bad paths, options, configs)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USAGE)
+
+
+# Configs: every YAML file and section is a mapping whose keys are checked (a typo must never
+# silently run something other than what was asked). One implementation for every config reader.
+
+def check_keys(mapping: dict[str, Any], known: Iterable[str], where: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the unknown keys of ``mapping`` and the known ones."""
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise error(f"unknown {where} keys {unknown}; known: {sorted(known)}")
+
+
+def from_dict(cls: type[T], mapping: Any, where: str, error: type[Exception] = ValueError) -> T:
+    """The dataclass ``cls`` built from a mapping with only its fields (``where`` names it in errors)."""
+    if not isinstance(mapping, dict):
+        raise error(f"{where} must be a mapping, got {type(mapping).__name__}")
+    check_keys(mapping, {f.name for f in dataclasses.fields(cls)}, where, error)
+    return cls(**mapping)
+
+
+def read_yaml(path: str | os.PathLike, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """A YAML file holding a mapping (an empty file is ``{}``); unreadable or invalid files raise ``error``."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise error(f"{path}: expected a mapping, got {type(doc).__name__}")
+    return doc

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from pipelines import fail
+from pipelines import check_keys, fail, read_yaml
 from pipelines.documents import DOMAINS
 
 log = logging.getLogger(__name__)
@@ -93,22 +93,10 @@ class RunConfig:
         return self.stages.get(name) or {}
 
 
-def _check_keys(section: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise RunConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-
-
 def load_run_config(path: str | os.PathLike) -> RunConfig:
     """Read and validate a run config; paths in it are relative to the current directory (the repo)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunConfigError(f"{path}: {exc}".replace("\n", " ")) from None
-    if not isinstance(doc, dict):
-        raise RunConfigError(f"{path}: expected a mapping")
-    _check_keys(doc, TOP_KEYS, str(path))
+    doc = read_yaml(path, RunConfigError)
+    check_keys(doc, TOP_KEYS, "run config", RunConfigError)
     if not doc.get("work_dir"):
         raise RunConfigError(f"{path}: work_dir is required")
     sources = doc.get("sources") or []
@@ -119,7 +107,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         where = f"{path}: sources[{i}]"
         if not isinstance(s, dict):
             raise RunConfigError(f"{where} must be a mapping")
-        _check_keys(s, SOURCE_KEYS, where)
+        check_keys(s, SOURCE_KEYS, f"sources[{i}]", RunConfigError)
         if not s.get("name") or s.get("domain") not in DOMAINS:
             raise RunConfigError(f"{where}: needs a name and a domain ({' or '.join(DOMAINS)})")
         if bool(s.get("inputs")) == bool(s.get("hf_dataset")):
@@ -134,7 +122,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
             raise RunConfigError(f"{path}: {name} must be a mapping")
         known = set(FLAGS.get(name, {})) | OTHER_KEYS.get(name, set()) | ({FILE_KEYS[name]} if name in FILE_KEYS
                                                                           else set())
-        _check_keys(section, known, f"{path}: {name}")
+        check_keys(section, known, name, RunConfigError)
         stages[name] = section
     if not stages["train"].get("config"):
         raise RunConfigError(f"{path}: train.config (the model and trainer YAML) is required")
@@ -314,11 +302,7 @@ class Runner:
     def _filter_config(self, s: dict[str, Any]) -> dict[str, Any]:
         """The filter config of one source: the stage's config file with the source's overrides on top."""
         base = self.cfg.stage("filter").get("config")
-        doc = {}
-        if base:
-            with open(base, encoding="utf-8") as f:
-                doc = yaml.safe_load(f) or {}
-        return _deep_merge(doc, s.get("filter") or {})
+        return _deep_merge(read_yaml(base, RunConfigError) if base else {}, s.get("filter") or {})
 
     def _filter(self, s: dict[str, Any], beam: list[str]) -> Step:
         out = self.work / "filter" / s["name"]

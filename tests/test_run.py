@@ -100,7 +100,7 @@ def test_a_changed_filter_setting_reruns_filter_and_later_stages_only(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"sources": []}, "sources must be a non-empty list"),
-    ({"dedup": {"treshold": 0.8}}, "unknown keys ['treshold']"),
+    ({"dedup": {"treshold": 0.8}}, "dedup keys ['treshold']"),
     ({"sources": [{"name": "x", "domain": "finance", "inputs": ["a"]}]}, "needs a name and a domain"),
 ])
 def test_bad_run_configs_exit_2_with_one_line(tmp_path, capsys, change, message):

@@ -17,7 +17,7 @@ def test_overrides_are_typed_and_validated():
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
     assert (cfg.train.strategy, cfg.train.compile, cfg.model.n_layer) == ("ddp", True, 3)
     assert cfg.data.val_splits == ["val_domain"]
-    with pytest.raises(ValueError, match="unknown keys in optim"):
+    with pytest.raises(ValueError, match="unknown optim keys"):
         load_config(None, ["optim.learning_rate=1"])
     with pytest.raises(ValueError, match="section"):
         load_config(None, ["lr=1"])

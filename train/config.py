@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from pipelines import check_keys, read_yaml
 from train.model_config import ModelConfig
 
 
@@ -93,16 +94,17 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         parts = key.strip().split(".")
         if len(parts) != 2 or parts[0] not in SECTIONS:
             raise ValueError(f"override key {key!r} must be <section>.<key>, section one of {list(SECTIONS)}")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            raise ValueError(f"override {item!r}: the value is not valid YAML") from None
         doc.setdefault(parts[0], {})[parts[1]] = value
     return doc
 
 
 def _coerce(cls: type, section: dict[str, Any], name: str) -> Any:
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(section) - set(known))
-    if unknown:
-        raise ValueError(f"unknown keys in {name}: {unknown}; known: {sorted(known)}")
+    check_keys(section, known, name)
     out = dict(section)
     for k, v in out.items():  # YAML's "3e-4" string, or an int where a float is wanted
         if known[k].type in ("float", float) and isinstance(v, (int, str)) and not isinstance(v, bool):
@@ -111,9 +113,7 @@ def _coerce(cls: type, section: dict[str, Any], name: str) -> Any:
 
 
 def config_from_dict(doc: dict[str, Any]) -> Config:
-    unknown = sorted(set(doc) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"unknown config sections {unknown}; known: {list(SECTIONS)}")
+    check_keys(doc, SECTIONS, "config section")
     return Config(**{name: _coerce(cls, doc.get(name) or {}, name) for name, cls in SECTIONS.items()})
 
 
@@ -122,13 +122,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     doc: dict[str, Any] = {}
     try:
         if path:
-            with open(path, encoding="utf-8") as f:
-                doc = yaml.safe_load(f) or {}
-        if not isinstance(doc, dict):
-            raise ValueError("expected a mapping of sections (model, data, optim, train)")
+            doc = read_yaml(path)
         return config_from_dict(apply_overrides(doc, overrides or []))
     except ConfigError:
         raise
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:  # TypeError: a section that is not a mapping
-        where = f"{path}: " if path else ""
+    except (ValueError, TypeError) as exc:  # TypeError: a section that is not a mapping
+        where = f"{path}: " if path and str(path) not in str(exc) else ""
         raise ConfigError(f"{where}{exc}".replace("\n", " ")) from exc

@@ -8,8 +8,10 @@ model or importing torch; ``train/model.py`` builds the ``Transformer`` a config
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from pipelines import from_dict, read_yaml  # the conventions module: no Beam, no torch
 
 
 @dataclass
@@ -57,20 +59,13 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Build from a mapping; unknown keys are an error (a typo must not train a different model)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_dict(cls, d, "model config")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ModelConfig:
         """Read the ``model:`` section of a YAML file (or its top level when there is none)."""
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
-        return cls.from_dict(doc.get("model", doc) if isinstance(doc, dict) else {})
+        doc = read_yaml(path)
+        return cls.from_dict(doc.get("model", doc))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,7 +29,7 @@ from typing import Any
 from mixtures.recipe import DEFAULT_DOMAIN_SHARE as DOMAIN_FRACTION  # 0.51, BloombergGPT: defined once
 from mixtures.recipe import DEFAULT_TOKENS_PER_PARAM as TOKENS_PER_PARAM  # 20, Chinchilla: defined once
 from mixtures.recipe import chinchilla_tokens
-from pipelines import fail
+from pipelines import fail, read_yaml
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
 from train.model_config import ModelConfig, param_counts
 
@@ -187,12 +187,8 @@ def shape_from_config(path: str | Path, vocab_size: int | None = None) -> tuple[
     """
     import dataclasses
 
-    import yaml
-
     cfg = ModelConfig.from_yaml(path)
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f) or {}
-    doc = doc if isinstance(doc, dict) else {}
+    doc = read_yaml(path)
     source = f"config {path}"
     if vocab_size:
         cfg, source = dataclasses.replace(cfg, vocab_size=vocab_size), f"{source} (vocab from --vocab-size)"
