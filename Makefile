@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project with test extras (idempotent)
 
-test: setup ## run the whole test suite (CPU only, ~2 min on 2 cores after the install)
+test: setup ## run the whole test suite (CPU only, ~4 min on 2 cores after the install)
 	$(PY) -m pytest tests
 
 lint: setup ## ruff over the code
