@@ -231,7 +231,8 @@ class Runner:
         fingerprint = _sha(step.depends)
         self.fingerprints[step.name] = fingerprint
         before = self._record(step)
-        if before.get("fingerprint") == fingerprint and before.get("status") == "done" and index < self.force:
+        complete = before.get("status") == "done" and step.output.exists()  # (an output deleted by hand reruns)
+        if before.get("fingerprint") == fingerprint and complete and index < self.force:
             print(f"run: {step.name}: up to date, skipped")
             self.done.append((step.name, "skipped"))
             return
