@@ -13,7 +13,7 @@ PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv report report-screenshot clean
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -154,6 +154,9 @@ bench-scale: setup ## clean/filter/dedup/tokenize peak RSS + docs per CPU-s at 1
 
 bench-plan: setup ## planner: trainer activation bytes measured vs formulas (CPU, ~15 s)
 	$(PY) benchmarks/plan_activations.py
+
+experiment: setup ## BloombergGPT's claim: 51/49 blend vs general-only, same budget, 3 seeds -> docs/experiment.md (~15 min)
+	$(PY) benchmarks/experiment.py
 
 clean: ## remove work/ outputs (keeps .venv)
 	rm -rf work
