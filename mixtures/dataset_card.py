@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from mixtures.recipe import DEFAULT_MAX_EPOCHS, SIDES
+from pipelines import fail, read_yaml
 
 CARD_FILE = "DATASET_CARD.md"
 MANIFEST = "manifest.json"  # mixtures/mix.py MANIFEST (not imported: mix.py pulls in NumPy and tokenizers)
@@ -614,9 +615,11 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--config", required=True, help="the run config (YAML) whose `sources` the card lists")
     p.add_argument("--language", action="append", help="language code, repeatable (default: the filter's)")
     a = p.parse_args(argv)
-    with open(a.config, encoding="utf-8") as f:
-        sources = (yaml.safe_load(f) or {}).get("sources") or []
-    path = write_dataset_card(a.work, sources, language=a.language)
+    try:
+        sources = read_yaml(a.config).get("sources") or []
+        path = write_dataset_card(a.work, sources, language=a.language)
+    except (ValueError, OSError) as exc:
+        fail(f"mixtures.dataset_card: {exc}")
     print(path)
     return path
 
