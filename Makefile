@@ -13,7 +13,7 @@ PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-scale peer-venv report report-screenshot clean experiment
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -139,6 +139,9 @@ bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + 
 
 bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
 	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py
+
+bench-pii: setup ## PII detection P/R/F1 per kind on labelled real text, + datatrove 0.10.1 PIIFormatter if $(DTVENV) exists
+	$(PY) benchmarks/bench_pii.py --corpora $(CORPORA) --dt-venv $(DTVENV)
 
 bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if $(DTVENV) exists
 	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)

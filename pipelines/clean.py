@@ -27,6 +27,8 @@ import apache_beam as beam
 
 from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text, looks_like_html
 from filters.normalize import clean_text
+from filters.pii import KINDS as PII_KINDS
+from filters.pii import redact
 from pipelines.documents import DOMAINS
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_output_dir, snippet,
                           to_document)
@@ -39,9 +41,13 @@ STAGE = "clean"
 log = logging.getLogger(__name__)
 
 
-def clean_document(doc: dict[str, Any], text_format: str = "auto",
-                   extractor: str = DEFAULT_EXTRACTOR) -> dict[str, Any] | str:
-    """Clean one document's text; returns the document, or a removal reason code."""
+PII_COUNTS = "_pii"  # a cleaned document's spans redacted per kind, taken off by CleanSplit for stats.json
+
+
+def clean_document(doc: dict[str, Any], text_format: str = "auto", extractor: str = DEFAULT_EXTRACTOR,
+                   pii_kinds: tuple[str, ...] = PII_KINDS) -> dict[str, Any] | str:
+    """Clean one document's text and redact its PII (``filters/pii.py``, the kinds in ``pii_kinds``);
+    returns the document, or a removal reason code."""
     text = doc["text"]
     if text_format == "html" or (text_format == "auto" and looks_like_html(text)):
         try:
@@ -54,18 +60,22 @@ def clean_document(doc: dict[str, Any], text_format: str = "auto",
     text = clean_text(text)
     if not text:
         return "empty_after_clean"
-    return {**doc, "text": text}
+    replaced: dict[str, int] = {}
+    if pii_kinds:
+        text, replaced = redact(text, pii_kinds)
+    return {**doc, "text": text, **({PII_COUNTS: replaced} if replaced else {})}
 
 
 def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str | None, domain: str,
-                   text_format: str, extractor: str, max_text_bytes: int) -> dict[str, Any] | Rejected:
+                   text_format: str, extractor: str, max_text_bytes: int,
+                   pii_kinds: tuple[str, ...] = PII_KINDS) -> dict[str, Any] | Rejected:
     """Validate a raw record and clean it: the whole per-record work of the stage, fused with the read."""
     html_file = path.lower().endswith((".html", ".htm", ".warc", ".warc.gz"))
     fmt = "html" if html_file and text_format == "auto" else text_format
     doc = to_document(record, path=path, line=line, source=source, domain=domain, max_text_bytes=max_text_bytes)
     if isinstance(doc, Rejected):
         return doc
-    cleaned = clean_document(doc, fmt, extractor)
+    cleaned = clean_document(doc, fmt, extractor, pii_kinds)
     if isinstance(cleaned, str):
         return Rejected(cleaned, path, line, snippet(doc["text"]), source=doc["source"])
     return cleaned
@@ -91,6 +101,10 @@ def build_parser():
     parser.add_argument("--html-extractor", default=DEFAULT_EXTRACTOR, choices=EXTRACTORS)
     parser.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES,
                         help="documents with more UTF-8 text are rejected as `oversized` (default 1 MB)")
+    parser.add_argument("--pii-kinds", default=",".join(PII_KINDS),
+                        help=f"PII redacted with typed placeholders, comma-separated (default: all of "
+                             f"{','.join(PII_KINDS)}; filters/pii.py); '' or --no-pii: none")
+    parser.add_argument("--no-pii", dest="pii_kinds", action="store_const", const="", help="redact no PII")
     return parser
 
 
@@ -110,6 +124,11 @@ class CleanSplit(beam.DoFn):
         docs = ParquetParts(self.output, split, part_mb=self.part_mb,
                             on_bad_row=reject_bad_rows(split, counts, rejected))
         for line, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected, self.source):
+            replaced = doc.pop(PII_COUNTS, None)
+            if replaced:
+                counts.add("pii_documents")
+                for kind, n in replaced.items():
+                    counts.add(f"pii_spans/{kind}", n)
             docs.write(doc, line)
         counts.add("output", docs.close())
         for source, n in docs.by_source.items():
@@ -121,7 +140,8 @@ class CleanSplit(beam.DoFn):
 
 def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
     convert = functools.partial(read_and_clean, source=args.source, domain=args.domain, text_format=args.format,
-                                extractor=args.html_extractor, max_text_bytes=args.max_text_bytes)
+                                extractor=args.html_extractor, max_text_bytes=args.max_text_bytes,
+                                pii_kinds=args.pii_kinds)
     hf = None
     if args.hf_dataset:
         hf = {"name": args.hf_dataset, "split": args.hf_split, "config": args.hf_config, "shards": args.hf_shards,
@@ -139,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error("give at least one --input GLOB or --hf-dataset")
     if args.hf_dataset and not args.source:
         parser.error("--hf-dataset needs --source NAME")
+    args.pii_kinds = tuple(k for k in args.pii_kinds.split(",") if k)
+    unknown = sorted(set(args.pii_kinds) - set(PII_KINDS))
+    if unknown:
+        parser.error(f"--pii-kinds: unknown {unknown}; known: {','.join(PII_KINDS)}")
     try:
         files = stage_inputs(args.input, options) if args.input else []
         if files and writes_output(options):

@@ -60,7 +60,7 @@ class RunConfigError(ValueError):
 # it; ``verify`` is the one two-way switch (``--no-verify``).
 FLAGS = {
     "clean": {"max_text_bytes": "--max-text-bytes", "html_extractor": "--html-extractor", "split_mb": "--split-mb",
-              "part_mb": "--part-mb"},
+              "part_mb": "--part-mb", "pii_kinds": "--pii-kinds"},
     "filter": {"annotate_only": "--annotate-only", "split_mb": "--split-mb", "part_mb": "--part-mb"},
     "dedup": {"threshold": "--threshold", "ngram": "--ngram", "num_perm": "--num-perm", "bands": "--bands",
               "rows": "--rows", "verify": "--verify", "cross_source": "--cross-source", "cc_rounds": "--cc-rounds",

@@ -266,3 +266,27 @@ def test_load_dataset_on_the_stage_directory_gives_the_kept_documents(messy_inpu
     for ds in load_stage_dir_both_ways(out, tmp_path / "hf_cache"):
         assert ds.column_names == ["id", "text", "source", "domain", "meta"]
         assert ds["id"] == kept and len(ds) == stats["output"]
+
+
+def test_pii_is_redacted_by_default_and_counted(tmp_path, finance_docs):
+    text = finance_docs[0]["text"]
+    docs = [{"id": "a", "text": text + "\n\nContact the desk at jane.doe@example.com or +44 20 7946 0958."},
+            {"id": "b", "text": text}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+
+    def kept(out):
+        return {r["id"]: r["text"] for r in pq.read_table(sorted(out.glob("train-*.parquet"))).to_pylist()}
+
+    stats = clean.main(["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "on"), "--domain", "domain"])
+    rows = kept(tmp_path / "on")
+    assert "<EMAIL>" in rows["a"] and "<PHONE>" in rows["a"] and "jane.doe" not in rows["a"]
+    assert stats["counts"]["pii_documents"] == 1
+    assert stats["counts"]["pii_spans/email"] == 1 and stats["counts"]["pii_spans/phone"] == 1
+
+    clean.main(["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "off"), "--domain", "domain",
+                "--no-pii"])
+    assert "jane.doe@example.com" in kept(tmp_path / "off")["a"]
+    assert rows["b"] == kept(tmp_path / "off")["b"]  # a real Reuters story: nothing in it is taken for PII
+    email_only = clean.main(["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "email"),
+                             "--domain", "domain", "--pii-kinds", "email"])
+    assert "pii_spans/phone" not in email_only["counts"] and "+44 20 7946 0958" in kept(tmp_path / "email")["a"]
