@@ -80,6 +80,9 @@ class ClassifierConfig:
         return self.sources is None or source in self.sources
 
 
+RULE_SECTIONS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")  # what a source may override
+
+
 @dataclass(frozen=True)
 class FilterConfig:
     langid: LangIdConfig = field(default_factory=LangIdConfig)
@@ -88,11 +91,14 @@ class FilterConfig:
     c4: C4Config = field(default_factory=C4Config)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
     classifiers: tuple[ClassifierConfig, ...] = ()
+    # per source: its own rule thresholds (RULE_SECTIONS), e.g. filings need other word-count limits
+    sources: dict[str, FilterConfig] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> FilterConfig:
         raw = dict(raw or {})
         check_keys(raw, {f.name for f in dataclasses.fields(cls)}, "filter config section")
+        per_source = raw.pop("sources", None) or {}
         lang = dict(raw.get("langid") or {})
         lang["default"] = _language_rule(lang.get("default"))
         lang["sources"] = {k: _language_rule(v) for k, v in (lang.get("sources") or {}).items()}
@@ -111,7 +117,7 @@ class FilterConfig:
         for key in ("top_ngram_frac", "dup_ngram_frac"):
             if key in rep:
                 rep[key] = {int(n): float(v) for n, v in rep[key].items()}
-        return cls(
+        base = cls(
             langid=_build(LangIdConfig, lang),
             gopher_repetition=_build(GopherRepetitionConfig, rep),
             gopher_quality=_build(GopherQualityConfig, raw.get("gopher_quality")),
@@ -119,13 +125,23 @@ class FilterConfig:
             fineweb=_build(FineWebConfig, raw.get("fineweb")),
             classifiers=tuple(classifiers),
         )
+        overrides = {}
+        for name, over in per_source.items():  # a source's rule thresholds on top of the base's
+            check_keys(over or {}, RULE_SECTIONS, f"filter config sources.{name}")
+            merged = cls.from_dict({key: {**(raw.get(key) or {}), **((over or {}).get(key) or {})}
+                                    for key in RULE_SECTIONS})
+            overrides[name] = dataclasses.replace(base, **{key: getattr(merged, key) for key in RULE_SECTIONS})
+        return dataclasses.replace(base, sources=overrides)
 
     @classmethod
     def from_yaml(cls, path: str) -> FilterConfig:
         return cls.from_dict(read_yaml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as ``from_dict`` reads it back (a source keeps only its rule sections)."""
+        out = dataclasses.asdict(self)
+        out["sources"] = {name: {key: out["sources"][name][key] for key in RULE_SECTIONS} for name in self.sources}
+        return out
 
 
 def _language_rule(raw: dict[str, Any] | None) -> LanguageRule:
@@ -169,6 +185,8 @@ class DocumentFilter:
         )
         self.rep_rules = gopher_repetition.rules(config.gopher_repetition)
         self.quality_rules = gopher_quality.rules(config.gopher_quality)
+        self.by_source = {name: (c, gopher_repetition.rules(c.gopher_repetition),
+                                 gopher_quality.rules(c.gopher_quality)) for name, c in config.sources.items()}
 
     def judge(self, text: str, source: str = "", annotate: bool = False) -> Verdict:
         cfg = self.config
@@ -192,9 +210,10 @@ class DocumentFilter:
             elif verdict.lang_score < rule.min_score and fail("lang_low_score"):
                 return verdict
         stats = DocStats(text)
+        cfg, rep_rules, quality_rules = self.by_source.get(source, (cfg, self.rep_rules, self.quality_rules))
         for enabled, rules, rule_cfg in (
-            (cfg.gopher_repetition.enabled, self.rep_rules, cfg.gopher_repetition),
-            (cfg.gopher_quality.enabled, self.quality_rules, cfg.gopher_quality),
+            (cfg.gopher_repetition.enabled, rep_rules, cfg.gopher_repetition),
+            (cfg.gopher_quality.enabled, quality_rules, cfg.gopher_quality),
         ):
             if enabled:
                 for rule in rules:

@@ -381,3 +381,20 @@ def test_word_fast_path_equals_the_general_algorithm_on_real_text():
                 assert w.tokenize_chunk(chunk) == tokens, chunk
     finally:
         w._simple_chunk = saved
+
+
+def test_a_source_can_have_its_own_rule_thresholds():
+    filings = {"gopher_quality": {"min_doc_words": 5, "min_alpha_words_ratio": 0.5}, "c4": {"min_num_sentences": 1}}
+    config = FilterConfig.from_dict({"gopher_quality": {"min_doc_words": 50}, "gopher_repetition": {"enabled": False},
+                                     "sources": {"filings": filings}})
+    assert config.sources["filings"].gopher_quality.min_doc_words == 5
+    assert config.sources["filings"].gopher_quality.max_doc_words == config.gopher_quality.max_doc_words  # merged
+    assert config.sources["filings"].fineweb == config.fineweb
+    assert FilterConfig.from_dict(config.to_dict()) == config  # what the Beam workers rebuild it from
+    f = DocumentFilter(config, load_models=False)
+    note = ("Net sales increased 5% to $84.3 billion during the first quarter of 2019. "
+            "Gross margin was 38.0% compared to 38.3% a year earlier.")
+    assert f.judge(note, "filings").reason is None
+    assert f.judge(note, "news").reason == "gopher_word_count"  # the base threshold everywhere else
+    with pytest.raises(ValueError, match="sources.filings"):
+        FilterConfig.from_dict({"sources": {"filings": {"langid": {}}}})  # language rules: langid.sources
