@@ -451,7 +451,7 @@ def experiment_summary(results: dict[str, Any]) -> dict[str, dict[str, dict[str,
 
 def _spread(values: list[float] | None, fmt: str) -> str:
     if not values:
-        return "n/a"
+        return "\u2013"  # not recorded
     mean = format(statistics.fmean(values), fmt)
     return mean if len(values) == 1 else f"{mean} ({format(min(values), fmt)}\u2013{format(max(values), fmt)})"
 

@@ -64,11 +64,11 @@ def human(x: float, _pos: Any = None) -> str:
 
 
 def pct(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "n/a"
+    return f"{100 * part / whole:.1f}%" if whole else "\u2013"
 
 
 def number(x: Any, fmt: str) -> str:
-    return format(x, fmt) if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+    return format(x, fmt) if isinstance(x, (int, float)) and not isinstance(x, bool) else "\u2013"  # not recorded
 
 
 # ------------------------------------------------------------------------------------- figures
