@@ -13,7 +13,7 @@ PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-scale peer-venv report report-screenshot clean experiment
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ train-classifier: setup ## fastText finance-vs-general classifier, held-out prec
 DEDUP_INPUT ?= --input $(WORK)/filter/finance --input $(WORK)/filter/general
 DEDUP_OUTPUT ?= $(WORK)/dedup
 DEDUP_ARGS ?= --cross-source
-dedup: setup ## dedup stage: exact + MinHash LSH near-dups, one survivor per cluster (DEDUP_ARGS='--threshold 0.8')
+dedup: setup ## dedup stage: exact + MinHash LSH near-dups, one survivor per cluster (DEDUP_ARGS='--threshold 0.8 --line-dedup')
 	$(PY) -m pipelines.dedup $(DEDUP_INPUT) --output $(DEDUP_OUTPUT) $(DEDUP_ARGS) $(BEAM)
 
 TOKENIZER_CONFIG ?= configs/tokenizer/demo.yaml
@@ -106,7 +106,7 @@ report-screenshot: report ## headless chromium PNG of the report -> WORK/report.
 	bash benchmarks/report_screenshot.sh $(WORK) $(WORK)/report.png
 
 # -------------------------------------------------------------------------------- benchmarks
-bench: bench-clean bench-html bench-filter bench-langid bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
+bench: bench-clean bench-html bench-filter bench-langid bench-pii bench-route bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
 	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
@@ -126,8 +126,11 @@ bench-tokenizer: setup ## bytes/token of Unigram, BPE and GPT-2 BPE on held-out 
 bench-train: setup ## trainer tokens/s + memory per rank: ddp/fsdp/hsdp (2 ranks) vs a plain PyTorch loop (~7 min)
 	$(PY) benchmarks/bench_train.py --results benchmarks/RESULTS.md
 
-bench-train-gpu: setup ## tokens/s/GPU and MFU for ~125M and ~1B, bf16 + torch.compile (CUDA machine)
+bench-train-gpu: setup ## tokens/s/GPU, MFU (head counted), peak memory for ~1B and ~125M + a row per throughput fix (CUDA machine, ~7 min)
 	PYTHON=$(PY) bash benchmarks/gpu_train.sh
+
+bench-throughput-cpu: setup ## the CPU-side throughput checks: loader seq/s, head+loss memory, fused step time (~3 min)
+	$(PY) benchmarks/bench_throughput_cpu.py --results benchmarks/RESULTS.md
 
 NEARDUP ?= $(WORK)/neardup
 PEERS ?= $(CORPORA)/../peers
@@ -142,6 +145,9 @@ bench-langid: setup ## language-ID accuracy per language on a labelled multiling
 
 bench-pii: setup ## PII detection P/R/F1 per kind on labelled real text, + datatrove 0.10.1 PIIFormatter if $(DTVENV) exists
 	$(PY) benchmarks/bench_pii.py --corpora $(CORPORA) --dt-venv $(DTVENV)
+
+bench-route: setup ## domain harvesting: precision/recall of what the filter routes on held-out finance + general text (~1 min; needs ../shared/corpora)
+	$(PY) benchmarks/bench_route.py --corpora $(CORPORA)
 
 bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if $(DTVENV) exists
 	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)

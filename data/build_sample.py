@@ -27,6 +27,7 @@ PLAN = {
     "general/bbc_nonbusiness.jsonl.gz": 300,
     "general/speeches.jsonl.gz": 40,
     "general/python_docs.jsonl.gz": 50,
+    "general/lee_news.jsonl.gz": 120,
     "multilingual/fortunes.jsonl.gz": 360,
     "html/news_pages.jsonl.gz": "small-with-expected",
 }

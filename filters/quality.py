@@ -27,7 +27,7 @@ import os
 import re
 import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from filters.langid import load_fasttext
@@ -67,10 +67,21 @@ def is_holdout(doc_id: str, fraction: float, seed: int) -> bool:
     return zlib.crc32(f"{seed}:{doc_id}".encode()) % 10_000 < fraction * 10_000
 
 
+def resolve_model_path(path: str) -> str:
+    """A relative model path that is not under the current directory is looked up next to the installed
+    packages, so ``filters/models/finance.ftz`` (bundled, packaged with ``--setup_file``) also resolves on
+    a Dataflow worker, whose working directory is not the repository."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
+    return beside if os.path.exists(beside) else path
+
+
 class FastTextScorer:
     """A loaded supervised fastText model; ``score`` = probability of ``label``."""
 
     def __init__(self, path: str, label: str = "pos"):
+        path = resolve_model_path(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"classifier model not found: {path}")
         self.path, self.label = path, f"__label__{label}"
@@ -119,8 +130,11 @@ def train(
     quantize: bool = True,
     max_docs: int | None = None,
     label: str = "pos",
+    exclude_ids: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Train, evaluate on the held-out split, save; returns the report (also printed by the CLI)."""
+    """Train, evaluate on the held-out split, save; returns the report (also printed by the CLI).
+    Documents whose id is in ``exclude_ids`` are used for neither (e.g. the text the model will be
+    applied to, so that a demo routes documents the model never saw)."""
     import fasttext
 
     train_lines: list[str] = []
@@ -128,6 +142,9 @@ def train(
     counts = {"train_pos": 0, "train_neg": 0, "holdout_pos": 0, "holdout_neg": 0}
     for is_pos, patterns in ((True, positives), (False, negatives)):
         for i, rec in enumerate(iter_jsonl(patterns, max_docs)):
+            if rec.get("id") in exclude_ids:
+                counts["excluded"] = counts.get("excluded", 0) + 1
+                continue
             text = prepare(rec.get("text") or "")
             if not text:
                 continue
@@ -197,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     t.add_argument("--threshold", type=float, default=0.5, help="score threshold for precision/recall")
     t.add_argument("--max-docs", type=int, help="documents per input file at most")
     t.add_argument("--no-quantize", action="store_true", help="save the full .bin model")
+    t.add_argument("--exclude", action="append", default=[],
+                   help="glob of JSONL(.gz) whose document ids are left out of training and evaluation (repeatable)")
     s = sub.add_parser("score", help="score JSON Lines documents with a model (prints id, score)")
     s.add_argument("--model", required=True)
     s.add_argument("--label", default="pos")
@@ -211,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{rec.get('id')}\t{scorer.score(rec.get('text') or ''):.4f}")
         return {}
     try:
+        exclude = {str(rec.get("id")) for rec in iter_jsonl(args.exclude)} if args.exclude else set()
         report = train(
             args.positives,
             args.negatives,
@@ -226,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             quantize=not args.no_quantize,
             max_docs=args.max_docs,
             label=args.label,
+            exclude_ids=exclude,
         )
     except (OSError, ValueError) as exc:
         fail(str(exc))

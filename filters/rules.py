@@ -14,11 +14,18 @@ classifiers; every field has the literature's default, so ``{}`` is a valid conf
     classifiers:
       - {name: finance, path: models/finance.ftz, label: pos, threshold: 0.5}
       - {name: quality, path: models/quality.ftz, top_fraction: 0.3}
+    decontaminate:                      # remove documents sharing a 13-gram with evaluation text
+      ngram: 13
+      sets:
+        - {name: finqa, path: evals/finqa/*.jsonl, fields: [question, answer]}
+    route:                              # harvest domain documents from general sources
+      - {name: finance, path: filters/models/finance.ftz, label: pos, threshold: 0.9, to: domain}
 
 :class:`DocumentFilter` applies it to one document, in this order: language ID, Gopher
 repetition, Gopher quality, C4 (which may rewrite the text), FineWeb (on the rewritten text),
-then classifiers. Normally the first failing rule decides (and later rules are not computed);
-with ``annotate=True`` every rule runs and every failure is recorded.
+then decontamination (on the kept text), then classifiers; a document that passes them all may
+be *routed* to another domain. Normally the first failing rule decides (and later rules are not
+computed); with ``annotate=True`` every rule runs and every failure is recorded.
 """
 
 from __future__ import annotations
@@ -30,14 +37,17 @@ from typing import Any
 
 from filters import gopher_quality, gopher_repetition
 from filters.c4 import C4Config, apply_c4
+from filters.decontaminate import DEFAULT_MIN_WORDS, DEFAULT_NGRAM, ContaminationIndex, EvalSetConfig, Match
 from filters.fineweb import FineWebConfig, fineweb_rules
 from filters.gopher_quality import GopherQualityConfig
 from filters.gopher_repetition import GopherRepetitionConfig
 from filters.langid import DEFAULT_SAMPLE_CHARS, DEFAULT_WINDOWS, LanguageIdentifier
 from filters.textstats import DocStats
 from pipelines import check_keys, from_dict, read_yaml  # the conventions module: no Beam
+from pipelines.documents import DOMAINS
 
 DEFAULT_LANG_SCORE = 0.65  # FineWeb / datatrove LanguageFilter default
+CONTAMINATED = "contaminated"  # the removal reason of a document sharing an n-gram with evaluation text
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,35 @@ class ClassifierConfig:
         return self.sources is None or source in self.sources
 
 
+@dataclass(frozen=True)
+class DecontaminateConfig:
+    """Evaluation sets to keep out of the training data (``filters/decontaminate.py``)."""
+
+    ngram: int = DEFAULT_NGRAM
+    min_words: int = DEFAULT_MIN_WORDS
+    sets: tuple[EvalSetConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """Domain harvesting: a document of another domain scoring ``>= threshold`` with the fastText
+    classifier moves to ``to`` (its ``domain`` column changes, its source stays)."""
+
+    name: str  # the score column is "<name>_score"
+    path: str
+    threshold: float
+    label: str = "pos"
+    to: str = "domain"
+    sources: tuple[str, ...] | None = None  # score these sources only (None: every source)
+
+    @property
+    def column(self) -> str:
+        return f"{self.name}_score"
+
+    def applies_to(self, source: str, domain: str) -> bool:
+        return domain != self.to and (self.sources is None or source in self.sources)
+
+
 RULE_SECTIONS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")  # what a source may override
 
 
@@ -91,6 +130,8 @@ class FilterConfig:
     c4: C4Config = field(default_factory=C4Config)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
     classifiers: tuple[ClassifierConfig, ...] = ()
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    route: tuple[RouteConfig, ...] = ()
     # per source: its own rule thresholds (RULE_SECTIONS), e.g. filings need other word-count limits
     sources: dict[str, FilterConfig] = field(default_factory=dict)
 
@@ -110,9 +151,22 @@ class FilterConfig:
             if c.get("sources") is not None:
                 c["sources"] = tuple(c["sources"])
             classifiers.append(_build(ClassifierConfig, c))
-        names = [c.name for c in classifiers]
+        routes = []
+        for r in raw.get("route") or []:
+            r = dict(r or {})
+            if r.get("sources") is not None:
+                r["sources"] = tuple(r["sources"])
+            route = _build(RouteConfig, r)
+            if route.to not in DOMAINS:
+                raise ValueError(f"route {route.name!r}: to must be one of {DOMAINS}, got {route.to!r}")
+            routes.append(route)
+        names = [c.name for c in classifiers] + [r.name for r in routes]
         if len(set(names)) != len(names):
-            raise ValueError(f"classifier names must be unique: {names}")
+            raise ValueError(f"classifier and route names must be unique: {names}")
+        decon = dict(raw.get("decontaminate") or {})
+        decon["sets"] = tuple(_eval_set(e) for e in decon.get("sets") or [])
+        if len({e.name for e in decon["sets"]}) != len(decon["sets"]):
+            raise ValueError(f"decontaminate: set names must be unique: {[e.name for e in decon['sets']]}")
         rep = dict(raw.get("gopher_repetition") or {})
         for key in ("top_ngram_frac", "dup_ngram_frac"):
             if key in rep:
@@ -124,6 +178,8 @@ class FilterConfig:
             c4=_build(C4Config, raw.get("c4")),
             fineweb=_build(FineWebConfig, raw.get("fineweb")),
             classifiers=tuple(classifiers),
+            decontaminate=_build(DecontaminateConfig, decon),
+            route=tuple(routes),
         )
         overrides = {}
         for name, over in per_source.items():  # a source's rule thresholds on top of the base's
@@ -151,6 +207,25 @@ def _language_rule(raw: dict[str, Any] | None) -> LanguageRule:
     return _build(LanguageRule, raw)
 
 
+def _eval_set(raw: dict[str, Any]) -> EvalSetConfig:
+    raw = dict(raw or {})
+    if isinstance(raw.get("fields"), (list, tuple)):
+        raw["fields"] = tuple(raw["fields"])
+    cfg = _build(EvalSetConfig, raw)
+    if (cfg.path is None) == (cfg.hf is None):
+        raise ValueError(f"decontaminate set {cfg.name!r}: give exactly one of path, hf")
+    return cfg
+
+
+def build_contamination_index(config: DecontaminateConfig) -> ContaminationIndex | None:
+    """Read every evaluation set once (the launcher does, then ships the index to the workers)."""
+    if not config.sets:
+        return None
+    from filters.decontaminate import eval_texts
+
+    return ContaminationIndex.build({e.name: eval_texts(e) for e in config.sets}, config.ngram, config.min_words)
+
+
 def _build(cls, raw: dict[str, Any] | None):
     return from_dict(cls, dict(raw or {}), cls.__name__)
 
@@ -165,30 +240,35 @@ class Verdict:
     lang_score: float = math.nan
     scores: dict[str, float] = field(default_factory=dict)  # classifier column -> score
     failed: list[str] = field(default_factory=list)  # every failing reason (annotate mode)
+    contaminated_by: Match | None = None  # the evaluation set and n-gram found in the text
+    routed_by: RouteConfig | None = None  # the route that moved the document to route.to
 
 
 class DocumentFilter:
     """A config with its models loaded: ``judge(text, source) -> Verdict``. Build one per
     worker (models load in ``__init__``); pure Python, no Beam."""
 
-    def __init__(self, config: FilterConfig, load_models: bool = True):
+    def __init__(self, config: FilterConfig, load_models: bool = True,
+                 contamination: ContaminationIndex | None = None):
         from filters.quality import FastTextScorer
 
         self.config = config
+        self.contamination = contamination  # built by build_contamination_index (the stage: a side input)
         self.lid = None
         if config.langid.enabled and load_models:
             self.lid = LanguageIdentifier(
                 config.langid.model_path, config.langid.sample_chars, config.langid.windows
             )
         self.scorers = (
-            {c.name: FastTextScorer(c.path, c.label) for c in config.classifiers} if load_models else {}
+            {c.name: FastTextScorer(c.path, c.label) for c in (*config.classifiers, *config.route)}
+            if load_models else {}
         )
         self.rep_rules = gopher_repetition.rules(config.gopher_repetition)
         self.quality_rules = gopher_quality.rules(config.gopher_quality)
         self.by_source = {name: (c, gopher_repetition.rules(c.gopher_repetition),
                                  gopher_quality.rules(c.gopher_quality)) for name, c in config.sources.items()}
 
-    def judge(self, text: str, source: str = "", annotate: bool = False) -> Verdict:
+    def judge(self, text: str, source: str = "", annotate: bool = False, domain: str = "") -> Verdict:
         cfg = self.config
         verdict = Verdict(None, text)
         failed = verdict.failed
@@ -231,10 +311,20 @@ class DocumentFilter:
                 if fail(reason):
                     return verdict
         verdict.text = new_text
+        if self.contamination is not None:
+            verdict.contaminated_by = self.contamination.find(new_text)
+            if verdict.contaminated_by is not None and fail(CONTAMINATED):
+                return verdict
         for c in cfg.classifiers:
             if c.applies_to(source) and c.name in self.scorers:
                 score = self.scorers[c.name].score(new_text)
                 verdict.scores[c.column] = score
                 if c.threshold is not None and score < c.threshold and fail(c.reason):
                     return verdict
+        for r in cfg.route:  # only a kept document moves; the first route it passes decides
+            if r.applies_to(source, domain) and r.name in self.scorers:
+                score = self.scorers[r.name].score(new_text)
+                verdict.scores[r.column] = score
+                if score >= r.threshold and not failed and verdict.routed_by is None:
+                    verdict.routed_by = r
         return verdict

@@ -2,7 +2,8 @@
 
     python -m pipelines.dedup --input work/filter/finance --input work/filter/general \
         --output work/dedup [--threshold 0.8] [--ngram 5] [--num-perm 128] [--no-verify] \
-        [--cross-source] [--source-priority a,b,c] [--cc-rounds 2] [Beam options]
+        [--cross-source] [--source-priority a,b,c] [--cc-rounds 2] \
+        [--line-dedup [--line-min-docs 2] [--line-min-words 5]] [Beam options]
 
 Graph (every step is a keyed shuffle of ids, fingerprints, edges or labels; no document text
 ever goes through one)::
@@ -16,8 +17,14 @@ ever goes through one)::
                   (default) verify: keep the edges with exact Jaccard >= threshold
       components: large-star/small-star rounds + union-find of the residual -> (node, root, "near")
       follow:     exact duplicates take their keeper's root
-      write:      labels grouped by split; each split is re-read and its survivors written in input
-                  order to train-<split>-*.parquet, the removed ones to duplicates/
+      (--line-dedup) lines: labels grouped by split; each split is re-read and every survivor sends
+                  (8-byte line key, 18-byte rank + id hash + handle) per distinct line of >= 5 words;
+                  GroupByKey(line key): a line in >= --line-min-docs documents is kept by the min
+                  value, the others get (split, (row, line key)) drops; the top 20 keys -> side input
+      write:      labels (and line drops) grouped by split; each split is re-read and its survivors
+                  written in input order to train-<split>-*.parquet (repeated lines dropped; a
+                  document left without a line of >= 5 words is removed), the removed ones to
+                  duplicates/; the keepers of the top lines send those lines' text to stats.json
 
 A *handle* is a document's position (file, split, line) packed in 64 bits: what the big shuffles
 carry (8 bytes instead of a ~60-character node string), so that the LSH step costs ~30 bytes per
@@ -27,8 +34,13 @@ A *node* is the string ``"<rank>\\0<source>\\0<id>\\0<split>:<line>"``, so "the 
 the smallest (source rank, source, id, then position in the input): the order of
 ``--source-priority``, then domain sources, then general ones. The *scope* is the source, or
 one global scope with ``--cross-source`` (the same article in a finance feed and a web dump is
-kept once, in the higher-priority source). Kept documents keep every input column. Design and
-scale notes: docs/dedup.md.
+kept once, in the higher-priority source). Kept documents keep every input column.
+
+Line dedup runs on the survivors of document dedup, in the same final pass (a line is never kept
+only in a document that document dedup removes), within the same scope; which document keeps a
+line is the smallest (source rank, 64-bit hash of (source, id)): the ``--source-priority`` order,
+then C4's "consistent but unbiased" choice, whatever the input order or runner. Design and scale
+notes: docs/dedup.md.
 """
 
 from __future__ import annotations
@@ -39,12 +51,15 @@ import json
 import logging
 import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from filters.exact import (MIN_LINE_DOCS, MIN_LINE_WORDS, document_lines, has_dedup_line, line_keys,
+                           remove_repeated_lines)
 from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig,
                              analyze, jaccard, permutations, word_char_table)
 from pipelines.components import ConnectedComponents
@@ -57,11 +72,15 @@ from pipelines.stats import WriteStats, tally
 
 STAGE = "dedup"
 DUPLICATES = "duplicates"
-REASONS = {"exact": "exact_duplicate", "near": "near_duplicate", "duplicate_id": "duplicate_id"}
+REASONS = {"exact": "exact_duplicate", "near": "near_duplicate", "duplicate_id": "duplicate_id",
+           "line": "empty_after_line_dedup"}
 DUPLICATE_SCHEMA = pa.schema([(name, pa.string()) for name in ("id", "source", "cluster", "cluster_source",
                                                               "reason")])
 DEFAULT_CC_ROUNDS = 2  # then an exact union-find over the (small) residual; see pipelines/components.py
 COUNTS = ("candidate_edges", "verified_edges", "cc_unconverged_nodes", "cc_residual_edges")
+LINE_COUNTS = ("lines_removed", "repeated_lines", "documents_with_lines_removed")  # with --line-dedup
+TOP_LINES = 20  # most repeated lines listed in stats.json, with their text
+TOP_LINE_CHARS = 200  # of each listed line's text
 DEFAULT_CLUSTER_ALARM = 1000  # a near-dup cluster this large is usually a transitive-closure chain
 RESIDUAL_ALARM = 1_000_000  # edges for the one-worker union-find finish (~100 MB of node strings)
 HISTOGRAM_EDGES = (2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 10_001, 100_001)
@@ -183,6 +202,36 @@ def verification_set(shingles: np.ndarray) -> bytes:
     realistic length (~1e-4 expected spurious matches between two 10,000-word documents).
     """
     return np.unique((shingles & np.uint64(0xFFFFFFFF)).astype(np.uint32)).tobytes()
+
+
+@dataclass(frozen=True)
+class LineDedup:
+    """``--line-dedup`` settings: a line of at least ``min_words`` normalized words that occurs in at
+    least ``min_docs`` surviving documents of a scope is kept in one of them only."""
+
+    min_docs: int = MIN_LINE_DOCS
+    min_words: int = MIN_LINE_WORDS
+    cross_source: bool = False
+
+    def scope(self, source: str | None) -> str:
+        """The same scopes as document dedup: the source, or one global scope."""
+        return "*" if self.cross_source else (source or "")
+
+
+_LINE_DOC = ">H8sQ"  # source rank, 64-bit hash of (source, id), handle: 18 bytes, compared as bytes
+
+
+def line_doc_value(rank: int, source: str, doc_id: str, h: int) -> bytes:
+    """What a document sends with each of its line keys. The smallest value keeps the line: bytes
+    order is (rank, id hash, handle) order, so the preferred source first, then a choice that depends
+    on (source, id) only (C4 takes the min hash of the URL: "consistent, but unbiased"); the handle
+    only breaks a 64-bit hash tie."""
+    digest = hashlib.blake2b(f"{source}{SEP}{doc_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return struct.pack(_LINE_DOC, rank, digest, h)
+
+
+def line_doc_handle(value: bytes) -> int:
+    return struct.unpack(_LINE_DOC, value)[2]
 
 
 # ---------------------------------------------------------------------------- Beam steps
@@ -414,6 +463,97 @@ def follow_keepers(item):
             yield value, (root, "exact")
 
 
+class LineKeys(beam.DoFn):
+    """One split with the labels of its removed documents -> ``(line key, line_doc_value)`` for each
+    distinct line of >= ``min_words`` words of each document that survived document dedup.
+
+    Reads the split once more (id, source, domain, text) rather than shuffling any text; memory is one
+    row group plus the split's labels. 26 bytes (27 Beam-encoded) per (document, distinct long line)
+    are shuffled.
+    """
+
+    def __init__(self, lines: LineDedup, priority: Sequence[str]):
+        self.lines, self.priority = lines, tuple(priority)
+
+    def setup(self):
+        word_char_table()
+
+    def process(self, item):
+        _, grouped = item
+        splits = list(grouped["split"])
+        if not splits:
+            return
+        split = splits[0]
+        removed = {row for row, _, _ in grouped["labels"]}
+        for row, doc in read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)):
+            if isinstance(doc, Rejected) or row in removed:
+                continue
+            keys = document_lines(doc["text"], self.lines.min_words, self.lines.scope(doc["source"]))
+            if keys:
+                value = line_doc_value(source_rank(doc["source"], doc["domain"], self.priority), doc["source"],
+                                       doc["id"], handle(split, row))
+                for key in keys:
+                    yield key, value
+
+
+def repeated_lines(min_docs: int):
+    """One line key with the documents that have it -> if they are at least ``min_docs``: a drop
+    ``(split name, (row, key))`` for each document but the keeper (the min value), and
+    ``(documents, key, keeper handle)`` on ``repeated``. Two passes (count and min, then emit), no list:
+    memory does not grow with the number of documents sharing a line."""
+
+    def drops(item):
+        key, docs = item
+        n, keeper = 0, None
+        for value in docs:
+            n += 1
+            if keeper is None or value < keeper:
+                keeper = value
+        if n < min_docs:
+            return
+        for value in docs:
+            if value != keeper:
+                split, row = handle_location(line_doc_handle(value))
+                yield split, (row, key)
+        yield beam.pvalue.TaggedOutput("repeated", (n, key, line_doc_handle(keeper)))
+
+    return drops
+
+
+class TopLines(beam.CombineFn):
+    """``(documents, key, keeper handle)`` -> the ``top`` most repeated, by (-documents, key): a
+    deterministic order whatever the runner."""
+
+    def __init__(self, top: int = TOP_LINES):
+        self.top = top
+
+    def _cut(self, items: list) -> list:
+        return sorted(items, key=lambda t: (-t[0], t[1]))[:self.top]
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, item):
+        acc.append(tuple(item))
+        return self._cut(acc) if len(acc) > 4 * self.top else acc
+
+    def merge_accumulators(self, accs):
+        return self._cut([t for acc in accs for t in acc])
+
+    def extract_output(self, acc):
+        return self._cut(acc)
+
+
+def top_lines_stats(top: list, texts: dict[bytes, tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """stats.json's ``top_repeated_lines``: text (of the kept copy, cut at TOP_LINE_CHARS), documents
+    that had the line, and the document that keeps it."""
+    out = []
+    for n, key, _ in top:
+        text, source, doc_id = texts.get(key, ("", "", ""))
+        out.append({"text": text, "documents": n, "kept": doc_id, "source": source})
+    return out
+
+
 def duplicate_record(doc: dict[str, Any], cluster: str, reason: str) -> dict[str, str]:
     source, doc_id = split_node(cluster)
     return {"id": str(doc.get("id")), "source": str(doc.get("source")), "cluster": doc_id, "cluster_source": source,
@@ -424,14 +564,44 @@ class ApplyLabelsAndWrite(beam.DoFn):
     """One split with the labels of its removed documents -> its survivors, in input order.
 
     The split is read again (every column) and written to ``train-<split>-*.parquet`` without the
-    labelled lines; memory is one row group plus the split's labels. Main output: count pairs;
-    ``clusters``: ``((cluster source, cluster id), 1)`` per removed document.
+    labelled lines; memory is one row group plus the split's labels (and line drops). Main output:
+    count pairs; ``clusters``: ``((cluster source, cluster id), 1)`` per removed document.
+
+    With ``lines`` (``--line-dedup``): the split's drops ``(row, line key)`` remove those lines from
+    the surviving documents; a document left with no line of ``min_words`` words is removed as
+    ``empty_after_line_dedup``. ``top`` (side input, :class:`TopLines`) names the most repeated
+    lines and their keepers: a keeper in this split sends the line's text on ``top_lines``.
     """
 
-    def __init__(self, output_dir: str, schema: pa.Schema, part_mb: float):
-        self.output, self.schema, self.part_mb = output_dir, schema, part_mb
+    def __init__(self, output_dir: str, schema: pa.Schema, part_mb: float, lines: LineDedup | None = None):
+        self.output, self.schema, self.part_mb, self.lines = output_dir, schema, part_mb, lines
 
-    def process(self, item):
+    def setup(self):
+        if self.lines is not None:
+            word_char_table()
+
+    def _edit_lines(self, doc: dict[str, Any], drop: set[bytes], top: set[bytes], counts: SplitCounts):
+        """``(doc with its dropped lines removed, or None when left empty, [(key, top line text)])``."""
+        lines, source = self.lines, doc.get("source")
+        scope = lines.scope(source)
+        text = doc["text"]
+        if drop:
+            text, n = remove_repeated_lines(text, lambda key: key not in drop, lines.min_words, scope)
+            counts.add("lines_removed", n)
+            counts.add_source(source, "lines_removed", n)
+            if not has_dedup_line(text, lines.min_words):
+                return None, []
+            counts.add("documents_with_lines_removed")
+            doc = {**doc, "text": text}
+        found = []
+        if top:
+            for line, key in zip(text.split("\n"), line_keys(text, lines.min_words, scope)):
+                if key in top:
+                    top.discard(key)
+                    found.append((key, (line.strip()[:TOP_LINE_CHARS], str(source), str(doc.get("id")))))
+        return doc, found
+
+    def process(self, item, top=()):
         _, grouped = item
         splits = list(grouped["split"])
         if not splits:
@@ -440,6 +610,14 @@ class ApplyLabelsAndWrite(beam.DoFn):
         labels: dict[int, tuple[str, str]] = {}
         for line, cluster, reason in grouped["labels"]:
             labels[line] = min(labels.get(line, (cluster, reason)), (cluster, reason))
+        drops: dict[int, set[bytes]] = {}
+        for row, key in grouped.get("lines", ()):
+            drops.setdefault(row, set()).add(key)
+        keepers: dict[int, set[bytes]] = {}  # row -> keys of top lines it keeps
+        for _, key, h in top:
+            where, row = handle_location(h)
+            if where == split.name:
+                keepers.setdefault(row, set()).add(key)
         counts = SplitCounts(STAGE)
         rejected = JsonlPart(self.output, split, "rejected", suffix="-write")  # rows that fail to write
         kept = ParquetParts(self.output, split, self.schema, self.part_mb,
@@ -456,8 +634,19 @@ class ApplyLabelsAndWrite(beam.DoFn):
                 counts.add("removed/" + REASONS[reason])
                 counts.add_source(doc.get("source"), "removed/" + REASONS[reason])
                 yield beam.pvalue.TaggedOutput("clusters", ((record["cluster_source"], record["cluster"]), 1))
-            else:
-                kept.write(doc, line)
+                continue
+            if line in drops or line in keepers:
+                edited, found = self._edit_lines(doc, drops.get(line, set()), keepers.get(line, set()), counts)
+                for pair in found:
+                    yield beam.pvalue.TaggedOutput("top_lines", pair)
+                if edited is None:
+                    dups.write({"id": str(doc.get("id")), "source": str(doc.get("source")), "cluster": "",
+                                "cluster_source": "", "reason": "line"}, line)
+                    counts.add("removed/" + REASONS["line"])
+                    counts.add_source(doc.get("source"), "removed/" + REASONS["line"])
+                    continue
+                doc = edited
+            kept.write(doc, line)
         counts.add("output", kept.close())
         for source, n in kept.by_source.items():
             counts.add_source(source, "output", n)
@@ -560,10 +749,34 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
                     | "Follow keepers" >> beam.FlatMap(follow_keepers))
     labels = ((near, exact_labels, ids.duplicate_id) | "Merge labels" >> beam.Flatten()
               | "Label by split" >> beam.MapTuple(lambda node, label: _label_by_split(node, *label)))
-    result = ({"split": by_name, "labels": labels}
+    joined = {"split": by_name, "labels": labels}
+    lines, side, line_pairs, line_extra = None, {}, [], {}
+    if args.line_dedup:  # on the survivors of document dedup: their labels are known here
+        lines = LineDedup(args.line_min_docs, args.line_min_words, args.cross_source)
+        repeated = ({"split": by_name, "labels": labels}
+                    | "Join labels for lines" >> beam.CoGroupByKey()
+                    | "Line keys" >> beam.ParDo(LineKeys(lines, priority))
+                    | "Group lines" >> beam.GroupByKey()
+                    | "Repeated lines" >> beam.FlatMap(repeated_lines(lines.min_docs)).with_output_types(Any)
+                    .with_outputs("repeated", main="drops"))
+        top = repeated.repeated | "Top lines" >> beam.CombineGlobally(TopLines(TOP_LINES))
+        joined["lines"] = repeated.drops
+        side = {"top": beam.pvalue.AsSingleton(top)}
+        line_pairs = [tally(repeated.repeated, STAGE, "repeated_lines", label="Count repeated lines"),
+                      pipeline | "Zero line counts" >> beam.Create([(k, 0) for k in LINE_COUNTS])]
+        line_extra = {"line_dedup": pipeline | "Line settings" >> beam.Create([{
+            "min_docs": lines.min_docs, "min_words": lines.min_words,
+            "scope": "cross-source" if lines.cross_source else "per source",
+            "order": "after document dedup, on its survivors; kept by (source rank, hash of source and id)",
+            "key": "8-byte BLAKE2b of the scope and the line's normalized word hashes"}])}
+    result = (joined
               | "Join labels" >> beam.CoGroupByKey()
-              | "Apply labels and write" >> beam.ParDo(ApplyLabelsAndWrite(args.output, schema, args.part_mb))
-              .with_output_types(Any).with_outputs("clusters", main="counts"))
+              | "Apply labels and write" >> beam.ParDo(ApplyLabelsAndWrite(args.output, schema, args.part_mb, lines),
+                                                       **side)
+              .with_output_types(Any).with_outputs("clusters", "top_lines", main="counts"))
+    if lines is not None:
+        line_extra["top_repeated_lines"] = top | "Top line texts" >> beam.Map(
+            top_lines_stats, beam.pvalue.AsDict(result.top_lines))
 
     # cluster sizes: the survivor plus every document removed in its place
     sizes = (result.clusters
@@ -581,6 +794,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
         "clusters": summary | "Cluster count" >> beam.Map(lambda s: s["clusters"]),
         "largest_clusters": summary | "Largest" >> beam.Map(lambda s: s["largest"]),
         "largest_bucket": buckets.bucket_size | "Max bucket" >> beam.CombineGlobally(lambda xs: max(xs, default=0)),
+        **line_extra,
     }
     zeros = pipeline | "Zero counts" >> beam.Create([(k, 0) for k in COUNTS])
     pairs = (
@@ -591,6 +805,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str], schema: pa.Schema, co
         tally(cc["unconverged"], STAGE, "cc_unconverged_nodes", label="Count unconverged"),
         tally(cc["residual"], STAGE, "cc_residual_edges", label="Count residual"),
         zeros,
+        *line_pairs,
     )
     pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
 
@@ -620,6 +835,15 @@ def build_parser():
                         help=f"large-star/small-star rounds for connected components (default {DEFAULT_CC_ROUNDS})")
     parser.add_argument("--cluster-alarm", type=int, default=DEFAULT_CLUSTER_ALARM,
                         help="log an ALARM line for clusters/buckets of at least this many documents")
+    parser.add_argument("--line-dedup", action="store_true",
+                        help="also remove repeated lines (C4): a line found in --line-min-docs surviving documents "
+                             "of a scope is kept in one only; documents left without a long line are removed "
+                             "as empty_after_line_dedup")
+    parser.add_argument("--line-min-docs", type=int, default=MIN_LINE_DOCS,
+                        help=f"documents a line must occur in to be deduplicated (default {MIN_LINE_DOCS}, C4)")
+    parser.add_argument("--line-min-words", type=int, default=MIN_LINE_WORDS,
+                        help=f"shorter lines (normalized words) are never removed (default {MIN_LINE_WORDS}, "
+                             "C4's minimum words per line)")
     return parser
 
 
@@ -628,6 +852,9 @@ def config_from_args(args) -> MinHashConfig:
         raise InputError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.ngram < 1 or args.num_perm < 1:
         raise InputError("--ngram and --num-perm must be >= 1")
+    if args.line_min_docs < 2 or args.line_min_words < 1:
+        raise InputError(f"--line-min-docs must be >= 2 and --line-min-words >= 1, got {args.line_min_docs} "
+                         f"and {args.line_min_words}")
     return MinHashConfig(threshold=args.threshold, ngram=args.ngram, num_perm=args.num_perm,
                          bands=args.bands, rows=args.rows, verify=args.verify).resolved()
 
@@ -647,6 +874,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     log.info("dedup: %d files, threshold %.2f, %d-grams, %d perms = %d bands x %d rows%s%s", len(files),
              config.threshold, config.ngram, config.num_perm, config.bands, config.rows,
              ", verify" if config.verify else "", ", cross-source" if args.cross_source else "")
+    if args.line_dedup:
+        log.info("dedup: line dedup: lines of >= %d words in >= %d documents kept once", args.line_min_words,
+                 args.line_min_docs)
     stats = run_stage(STAGE, lambda p: build(p, args, files, schema, config), options, args.output)
     for cluster in stats.get("largest_clusters") or []:
         if cluster["size"] >= args.cluster_alarm:

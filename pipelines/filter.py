@@ -7,6 +7,11 @@ Per document (``filters/rules.py``, Beam-free): language ID with fastText lid.17
 per source), Gopher repetition, Gopher quality, C4 (line modifier + document rules), FineWeb,
 then fastText classifiers (a ``threshold``, or a ``top_fraction`` of the corpus: the cut-off
 score is a corpus-wide quantile computed in the pipeline from a global score histogram).
+With ``decontaminate:`` in the config, a document sharing a word 13-gram with an evaluation set is
+removed as ``contaminated`` (``filters/decontaminate.py``; the index is built once here and reaches
+the workers as a side input). With ``route:``, a kept document of another domain that a fastText
+domain classifier scores above its threshold moves to that domain (``domain`` column changed,
+``meta.routed_by`` recorded, counted as ``routed``: still output, so the balance is unchanged).
 Outputs: ``OUTPUT/train-*.parquet`` (the input columns + ``lang``, ``lang_score`` and one
 ``<name>_score`` float column per classifier), ``OUTPUT/removed/`` (id, source, reason =
 the first failing rule, a text snippet, lang, scores), ``OUTPUT/rejected/`` (unreadable
@@ -30,9 +35,9 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from filters.rules import DocumentFilter, FilterConfig
+from filters.rules import CONTAMINATED, DocumentFilter, FilterConfig, build_contamination_index
 from pipelines import DOCS_GLOB
-from pipelines.documents import schema_with, stage_row_problem
+from pipelines.documents import meta_json, schema_with, stage_row_problem
 from pipelines.io import (
     InputError,
     Rejected,
@@ -86,19 +91,25 @@ class FilterSplit(beam.DoFn):
         self.progress = Progress(STAGE)
 
     def judge(self, doc: dict[str, Any]) -> tuple[dict[str, Any], str | None, list[str]]:
-        verdict = self.filter.judge(doc["text"], doc.get("source") or "", self.annotate)
+        verdict = self.filter.judge(doc["text"], doc.get("source") or "", self.annotate, doc.get("domain") or "")
         out = {
             **doc,
             "lang": verdict.lang or None,
             "lang_score": None if math.isnan(verdict.lang_score) else round(verdict.lang_score, 4),
         }
-        for c in self.filter.config.classifiers:
+        for c in (*self.filter.config.classifiers, *self.filter.config.route):
             out[c.column] = verdict.scores.get(c.column)
         if not self.annotate and verdict.reason is None:
             out["text"] = verdict.text
+        if verdict.contaminated_by is not None:
+            out[CONTAMINATED] = verdict.contaminated_by
+        if verdict.routed_by is not None:
+            out = routed(out, verdict.routed_by.name, verdict.routed_by.to, verdict.scores[verdict.routed_by.column])
         return out, verdict.reason, list(verdict.failed)
 
-    def process(self, split):
+    def process(self, split, contamination=None):
+        if contamination is not None and self.filter.contamination is None:
+            self.filter.contamination = contamination  # the side input: the same index for every split
         counts = SplitCounts(STAGE)
         removed = JsonlPart(self.output, split, REMOVED)
         rejected = JsonlPart(self.output, split, "rejected")
@@ -110,6 +121,8 @@ class FilterSplit(beam.DoFn):
             removed.write(removal_record(doc, reason, self.snippet_chars))
             counts.add("removed/" + reason)
             counts.add_source(doc.get("source"), "removed/" + reason)
+            if reason == CONTAMINATED:
+                counts.add(f"{CONTAMINATED}/{doc[CONTAMINATED].eval_set}")
 
         for line, doc in accepted(read_split(split, as_document, STAGE), counts, rejected):
             try:
@@ -118,18 +131,21 @@ class FilterSplit(beam.DoFn):
                 remove(doc, f"record_error:{type(exc).__name__}")
                 continue
             counts.add(LANG_KEY + (out.get("lang") or "unknown"))
+            match = out.pop(CONTAMINATED, None)
             if self.annotate:
                 out[REASONS_COLUMN] = json.dumps(failed)
                 for key in failure_keys(failed):
                     counts.add(key)
             elif reason is not None:
-                remove(out, reason)
+                remove({**out, CONTAMINATED: match} if match else out, reason)
                 continue
             for c in self.top:
                 score = out.get(c.column)
                 if score is not None and not (self.annotate and failed):
                     histograms[c.name][min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
             kept.write(out, line)
+            if not self.top:
+                count_routed(counts, out)
         written = kept.close()
         removed.close()
         rejected.close()
@@ -180,11 +196,36 @@ class CutSplit(beam.DoFn):
                     for key in failure_keys(before):
                         counts.add(key, -1)
                 kept.write(doc)
+                count_routed(counts, doc)
         counts.add("output", kept.close())
         for source, n in kept.by_source.items():
             counts.add_source(source, "output", n)
         removed.close()
         yield from counts.pairs()
+
+
+ROUTED = "routed"  # a count, not a removal: the document is output, with another domain
+
+
+def routed(doc: dict[str, Any], route: str, to: str, score: float) -> dict[str, Any]:
+    """The document moved to domain ``to`` by a route: its source stays, ``meta.routed_by`` says
+    which classifier moved it, from which domain and with what score."""
+    meta = json.loads(meta_json(doc.get("meta")))
+    meta["routed_by"] = {"route": route, "from": doc.get("domain"), "score": round(score, 4)}
+    return {**doc, "domain": to, "meta": meta_json(meta)}
+
+
+def count_routed(counts: SplitCounts, doc: dict[str, Any]) -> None:
+    """Count an output document that a route moved: ``routed``, ``routed/<route>`` and, per source,
+    ``routed_to_<domain>`` (what the report and the dataset card show as harvested)."""
+    meta = doc.get("meta")
+    if not meta or '"routed_by"' not in meta:
+        return
+    by = json.loads(meta).get("routed_by")
+    if isinstance(by, dict):
+        counts.add(ROUTED)
+        counts.add(f"{ROUTED}/{by.get('route')}")
+        counts.add_source(doc.get("source"), f"{ROUTED}_to_{doc.get('domain')}")
 
 
 def removal_record(doc: dict[str, Any], reason: str, snippet_chars: int = SNIPPET_CHARS) -> dict[str, Any]:
@@ -199,6 +240,8 @@ def removal_record(doc: dict[str, Any], reason: str, snippet_chars: int = SNIPPE
         "lang_score": doc.get("lang_score"),
     }
     record.update({k: v for k, v in doc.items() if k.endswith("_score") and k != "lang_score"})
+    if doc.get(CONTAMINATED) is not None:  # which evaluation set, and the shared words
+        record["eval_set"], record["matched"] = doc[CONTAMINATED].eval_set, doc[CONTAMINATED].words
     return record
 
 
@@ -244,7 +287,7 @@ def top_fraction_threshold(histogram: np.ndarray, fraction: float) -> float:
 
 def output_schema(base: pa.Schema, config: FilterConfig, annotate: bool) -> pa.Schema:
     extra = [("lang", pa.string()), ("lang_score", pa.float64())]
-    extra += [(c.column, pa.float64()) for c in config.classifiers]
+    extra += [(c.column, pa.float64()) for c in (*config.classifiers, *config.route)]
     if annotate:
         extra.append((REASONS_COLUMN, pa.string()))
     return schema_with(*extra, base=base)
@@ -281,12 +324,16 @@ def failure_keys(reasons: list[str]) -> list[str]:
     return ([f"would_remove/{reasons[0]}"] if reasons else []) + [f"fails/{r}" for r in reasons]
 
 
-def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig, schema: pa.Schema) -> None:
+def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig, schema: pa.Schema,
+          contamination=None) -> None:
     annotate = args.annotate_only
+    side = {}
+    if contamination is not None:  # built once by the launcher; every worker gets the same arrays
+        side["contamination"] = beam.pvalue.AsSingleton(pipeline | "Evaluation n-grams" >> beam.Create([contamination]))
     judged = (pipeline
               | "Splits" >> ReadSplits(files, args.split_mb)
               | "Filter splits" >> beam.ParDo(FilterSplit(config.to_dict(), annotate, args.output, schema,
-                                                          args.part_mb, args.snippet_chars))
+                                                          args.part_mb, args.snippet_chars), **side)
               .with_outputs("scores", "parts", main="counts"))
     pairs = [judged.counts]
     extra = {}
@@ -317,15 +364,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         files = stage_inputs(args.input, options)
         schema = output_schema(stage_schema(files, options), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts
+        contamination = build_contamination_index(config.decontaminate)
+        about = {"annotate_only": args.annotate_only, "config": config.to_dict()}
+        if contamination is not None:
+            about["decontamination"] = {"ngrams": contamination.n_ngrams, "index_bytes": contamination.nbytes,
+                                        "sets": contamination.summary}
+            print(f"{STAGE}: decontamination against {len(contamination.names)} evaluation set(s): "
+                  f"{contamination.n_ngrams:,} n-grams, {contamination.nbytes / 1e6:.1f} MB per worker", flush=True)
         if writes_output(options):
             total = describe_inputs(STAGE, files)
             args.split_mb = auto_split_mb(args.split_mb, total)
             prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
-            write_json(f"{args.output.rstrip('/')}/filter_config.json",
-                       {"annotate_only": args.annotate_only, "config": config.to_dict()})
+            write_json(f"{args.output.rstrip('/')}/filter_config.json", about)
     except (InputError, ValueError, TypeError, OSError) as exc:
         fail(str(exc))
-    stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema), options, args.output)
+    stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema, contamination), options, args.output)
     if writes_output(options):
         remove_scored(args.output)
     return stats

@@ -170,6 +170,31 @@ def source_domains(run: Run) -> dict[str, str]:
     return domains
 
 
+ROUTED_TO = "routed_to_"  # the filter stage's per-source count of documents a route moved to another domain
+
+
+def harvested(stages: list[Stage]) -> list[dict[str, Any]]:
+    """Documents the filter stage routed to another domain, per (source, domain), and the tokens they
+    hold after dedup and tokenization (the tokenize stage's shard of that domain and source)."""
+    routed: Counter = Counter()
+    for s in stages:
+        if s.name == "filter":
+            for source, c in (s.stats.get("by_source") or {}).items():
+                for key, n in c.items():
+                    if key.startswith(ROUTED_TO):
+                        routed[(source, key[len(ROUTED_TO):])] += n
+    tokens: Counter = Counter()
+    docs: Counter = Counter()
+    for s in stages:
+        if s.name == "tokenize":
+            for entry in (s.stats.get("sources") or {}).values():
+                key = (entry.get("source"), entry.get("domain"))
+                tokens[key] += entry.get("tokens", 0)
+                docs[key] += entry.get("docs", 0)
+    return [{"source": source, "to": to, "routed": n, "tokenized_docs": docs.get((source, to)),
+             "tokens": tokens.get((source, to))} for (source, to), n in sorted(routed.items())]
+
+
 def removals_by_stage(stages: list[Stage]) -> dict[str, Counter]:
     out: dict[str, Counter] = {}
     for s in stages:
@@ -352,17 +377,31 @@ def _languages_section(run: Run) -> str:
                         "(removed documents included).")
 
 
+def _line_dedup_html(stats: dict[str, Any]) -> str:
+    """What ``--line-dedup`` removed and the most repeated lines; nothing when it was off."""
+    if "line_dedup" not in stats:
+        return ""
+    counts, emptied = stats.get("counts") or {}, (stats.get("removed") or {}).get("empty_after_line_dedup", 0)
+    lead = (f"<p>Line dedup removed {counts.get('lines_removed', 0):,} repeated lines "
+            f"({counts.get('repeated_lines', 0):,} distinct, each kept in one document) from "
+            f"{counts.get('documents_with_lines_removed', 0) + emptied:,} documents; {emptied:,} of them, left "
+            "empty, were removed.</p>")
+    rows = [[t["text"], f"{t['documents']:,}", t["source"]] for t in (stats.get("top_repeated_lines") or [])[:5]]
+    return lead + (_table(["most repeated lines", "documents", "kept in"], rows, {1}) if rows else "")
+
+
 def _dedup_section(run: Run) -> str:
     dedup = [s for s in run.stages if s.name == "dedup"]
     hist = cluster_histogram(run.stages)
     if not dedup:
         return _not_run("no dedup stats.json.")
+    lines = "".join(_line_dedup_html(s.stats) for s in dedup)
     if not hist:
-        return '<p class="lead">No duplicate clusters found.</p>'
+        return '<p class="lead">No duplicate clusters found.</p>' + lines
     removed = removals_by_stage(dedup).get("dedup", Counter())
     return _figure_html(dedup_figure(hist, removed), "dedup",
                         "Groups of exact or near-duplicate documents (MinHash LSH, verified) by size; one document "
-                        "of each group is kept.")
+                        "of each group is kept.") + lines
 
 
 def _mixture_section(run: Run) -> str:
@@ -385,6 +424,18 @@ def _mixture_section(run: Run) -> str:
             for name, s in sorted(sources.items(), key=lambda kv: (kv[1].get("domain") != "domain", kv[0]))]
     parts.append(_table(["source", "domain", "available tokens", "sampled tokens", "weight in domain", "epochs",
                          "max epochs"], rows, numeric={2, 3, 4, 5, 6}, raw=set(range(7))))
+    moved = harvested(run.stages)
+    if moved:
+        rows = [[esc(h["source"]), esc(h["to"]), f"{h['routed']:,}", number(h["tokenized_docs"], ","),
+                 number(h["tokens"], ",")] for h in moved]
+        total = sum(h["tokens"] or 0 for h in moved)
+        parts += ["<h3>Harvested</h3>",
+                  f'<p class="lead">Documents of a source that the filter stage\'s domain classifier moved to the '
+                  f'other side (<code>route:</code> in the filter config; <code>meta.routed_by</code> on each): '
+                  f'{total:,} tokens moved in all. The mixer counts them with the side they moved to (their rows '
+                  f'above are the sources named &ldquo;(routed)&rdquo;).</p>',
+                  _table(["source", "moved to", "documents routed", "after dedup", "tokens"], rows,
+                         numeric={2, 3, 4}, raw={0, 1})]
     splits = m.get("splits") or {}
     if splits:
         bpt = m.get("val_bytes_per_token") or {}
@@ -497,6 +548,11 @@ def _cards(run: Run) -> list[tuple[str, str, str, bool]]:
         if s.name == "tokenize" and (s.stats.get("counts") or {}).get("tokens"):
             cards.append(("tokens", human(s.stats["counts"]["tokens"]), "after tokenization", False))
             break
+    moved = harvested(run.stages)
+    if moved:
+        cards.append(("harvested", human(sum(h["tokens"] or 0 for h in moved)) + " tokens",
+                      f"{sum(h['routed'] for h in moved):,} documents routed to "
+                      + "/".join(sorted({h['to'] for h in moved})), False))
     if run.manifest:
         m = run.manifest
         cards.append(("training tokens", human(m["train_tokens"]), f"target {human(m.get('target_tokens') or 0)}",

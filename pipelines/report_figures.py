@@ -212,7 +212,7 @@ def dedup_figure(hist: dict[str, int], removed: Counter) -> Figure:
     ax.set_ylabel("clusters")
     detail = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(removed.items()))
     ax.set_title(f"Duplicate clusters by size: {sum(hist.values()):,} clusters"
-                 + (f"; removed {detail}" if detail else ""))
+                 + (f"\nremoved {detail}" if detail else ""))  # two lines: the reasons do not fit beside it
     return fig
 
 

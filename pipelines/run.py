@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("clean", "filter", "dedup", "tokenizer", "tokenize", "mix", "train", "export", "report")
 PACKAGES = ("pipelines", "filters", "mixtures", "train")
+ROUTED = " (routed)"  # the mixer source of a source's documents that the filter's routes moved to the other side
 
 
 class RunConfigError(ValueError):
@@ -64,7 +65,8 @@ FLAGS = {
     "filter": {"annotate_only": "--annotate-only", "split_mb": "--split-mb", "part_mb": "--part-mb"},
     "dedup": {"threshold": "--threshold", "ngram": "--ngram", "num_perm": "--num-perm", "bands": "--bands",
               "rows": "--rows", "verify": "--verify", "cross_source": "--cross-source", "cc_rounds": "--cc-rounds",
-              "cluster_alarm": "--cluster-alarm", "split_mb": "--split-mb", "part_mb": "--part-mb"},
+              "cluster_alarm": "--cluster-alarm", "split_mb": "--split-mb", "part_mb": "--part-mb",
+              "line_dedup": "--line-dedup", "line_min_docs": "--line-min-docs", "line_min_words": "--line-min-words"},
     "tokenizer": {"type": "--type", "vocab_size": "--vocab-size", "sample_bytes": "--sample-bytes", "seed": "--seed"},
     "tokenize": {"batch_size": "--batch-size", "split_mb": "--split-mb", "part_mb": "--part-mb"},
     "export": {"dtype": "--dtype"},
@@ -380,6 +382,12 @@ class Runner:
             src = {"name": s["name"], "domain": s["domain"], "dir": f"{s['domain']}/{s['name']}"}
             src.update(s.get("mix") or {})
             sources.append(src)
+        for s in self.cfg.sources:  # what the filter's routes move to another side is mixed with that side
+            targets = {r.get("to", "domain") for r in self._filter_config(s).get("route") or []} - {s["domain"]}
+            for to in sorted(targets):
+                src = {"name": f"{s['name']}{ROUTED}", "domain": to, "dir": f"{to}/{s['name']}", "optional": True}
+                src.update({k: v for k, v in (s.get("mix") or {}).items() if k == "max_epochs"})
+                sources.append(src)
         return {**settings, "tokens_dir": str(self.work / "tokens"), "sources": sources}
 
     def _mix(self) -> Step:
@@ -392,7 +400,10 @@ class Runner:
         def run():
             from mixtures import mix
             from mixtures.dataset_card import write_dataset_card
-            recipe_file.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+            tokens = self.work / "tokens"  # a source that no route moved anything from has no routed part
+            written = {**recipe, "sources": [src for src in recipe["sources"] if not src["name"].endswith(ROUTED)
+                                             or (tokens / src["dir"]).is_dir()]}
+            recipe_file.write_text(yaml.safe_dump(written, sort_keys=False), encoding="utf-8")
             mix.main(argv)
             write_dataset_card(self.work, self.cfg.sources)
 

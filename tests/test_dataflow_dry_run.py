@@ -114,7 +114,8 @@ def assert_translated_and_packaged(job, min_transforms: int = 3):
     assert "workflow.tar.gz" in artifacts, artifacts  # the --setup_file package
     with tarfile.open(artifacts["workflow.tar.gz"]) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for needed in ("setup.py", "pyproject.toml", "filters/models/lid.176.ftz", "mixtures/recipes/demo.yaml",
+    for needed in ("setup.py", "pyproject.toml", "filters/models/lid.176.ftz", "filters/models/finance.ftz",
+                   "mixtures/recipes/demo.yaml",
                    "pipelines/options.py", "filters/langid.py"):
         assert needed in names, f"{needed} missing from the staged package"
 
@@ -164,6 +165,17 @@ def test_clean_dry_run(offline, tmp_path, capsys):
 def test_filter_dry_run(offline, cleaned, tmp_path, capsys):
     _check_stage(filter.main, ["--input", str(cleaned), "--config", str(ROOT / "configs/filter/default.yaml")],
                  tmp_path / "filter", "filter", offline, capsys)
+
+
+def test_filter_dry_run_with_decontamination_and_route(offline, cleaned, tmp_path, capsys):
+    """The evaluation n-gram index travels as a side input and the bundled finance model in the package."""
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text('{"text": "What was the net income of the company in the quarter ended in December 2018?"}\n')
+    config = tmp_path / "filter.yaml"
+    config.write_text((ROOT / "configs/filter/demo.yaml").read_text() + f"decontaminate:\n  sets:\n"
+                      f"    - {{name: qa, path: {evals}}}\n")
+    _check_stage(filter.main, ["--input", str(cleaned), "--config", str(config)], tmp_path / "filter", "filter",
+                 offline, capsys)
 
 
 def test_dedup_dry_run(offline, cleaned, tmp_path, capsys):
