@@ -51,14 +51,14 @@ def word_hashes(ws: list[str]) -> np.ndarray:
     cache = _word_cache
     if len(cache) > _WORD_CACHE_MAX:
         cache.clear()
-    out = np.empty(len(ws), dtype=np.uint64)
-    for i, w in enumerate(ws):
-        h = cache.get(w)
-        if h is None:
-            h = cache[w] = int.from_bytes(hashlib.blake2b(w.encode("utf-8", "surrogatepass"),
-                                                          digest_size=8).digest(), "little")
-        out[i] = h
-    return out
+    hashes = [cache.get(w) for w in ws]
+    if None in hashes:
+        for i, h in enumerate(hashes):
+            if h is None:
+                w = ws[i]
+                hashes[i] = cache[w] = int.from_bytes(hashlib.blake2b(w.encode("utf-8", "surrogatepass"),
+                                                                      digest_size=8).digest(), "little")
+    return np.array(hashes, dtype=np.uint64)
 
 
 def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
