@@ -13,7 +13,7 @@ PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-precision bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -106,7 +106,7 @@ report-screenshot: report ## headless chromium PNG of the report -> WORK/report.
 	bash benchmarks/report_screenshot.sh $(WORK) $(WORK)/report.png
 
 # -------------------------------------------------------------------------------- benchmarks
-bench: bench-clean bench-html bench-filter bench-langid bench-pii bench-route bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
+bench: bench-clean bench-html bench-filter bench-langid bench-pii bench-route bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan bench-precision ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
 	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
@@ -163,6 +163,12 @@ bench-scale: setup ## clean/filter/dedup/tokenize peak RSS + docs per CPU-s at 1
 
 bench-plan: setup ## planner: trainer activation bytes measured vs formulas (CPU, ~15 s)
 	$(PY) benchmarks/plan_activations.py
+
+bench-precision: setup $(MIX_DIR)/manifest.json ## fp32/bf16/fp16/int8/int4/8da4w + QAT: held-out ppl, bpb, size, CPU tok/s (~4 min)
+	$(PY) benchmarks/bench_precision.py --mix $(MIX_DIR)
+
+$(MIX_DIR)/manifest.json:
+	$(MAKE) demo
 
 experiment: setup ## BloombergGPT's claim: 51/49 blend vs general-only, same budget, 3 seeds -> docs/experiment.md (~15 min)
 	$(PY) benchmarks/experiment.py

@@ -53,7 +53,7 @@ copy = int(sys.argv[1])
 dev = torch.device({device!r}, copy) if {device!r} == "cuda" else torch.device("cpu")
 torch.manual_seed(0)
 cfg = ModelConfig(**{MODEL!r})
-model = Transformer(cfg).to(dev)
+model = Transformer(cfg, fused_loss=True).to(dev)  # as the trainer (train.fused_loss defaults on)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
 batches = StepBatches(TokenStream({str(mix / 'train')!r}), cfg.seq_len, {MICRO_BATCH} * {copies}, copy, {copies},
                       {MICRO_BATCH}, 1234)

@@ -225,15 +225,16 @@ def test_settings_are_the_trainers_own_overrides_and_yaml():
 def test_the_trainer_accepts_every_recommended_setting():
     from train.config import apply_overrides, config_from_dict
 
-    for kw in (dict(strategy="ddp", n_gpus=1), dict(strategy="fsdp", n_gpus=8, cpu_offload=True),
-               dict(strategy="hsdp", n_gpus=64, sharding_factor=8, checkpointing=True)):
-        settings = plan.trainer_settings(plan.memory_per_gpu(_shape(), **kw), "fp32")
+    for kw, precision in ((dict(strategy="ddp", n_gpus=1), "fp32"),
+                          (dict(strategy="fsdp", n_gpus=8, cpu_offload=True), "fp16-mixed"),
+                          (dict(strategy="hsdp", n_gpus=64, sharding_factor=8, checkpointing=True), "fp8")):
+        settings = plan.trainer_settings(plan.memory_per_gpu(_shape(), **kw), precision)
         cfg = config_from_dict(apply_overrides({}, plan.settings_overrides(settings).split()))
         assert cfg.train.strategy == settings["train.strategy"]
         assert cfg.train.sharding_factor == settings["train.sharding_factor"]
         assert cfg.train.activation_checkpointing == settings["train.activation_checkpointing"]
         assert cfg.train.micro_batch == settings["train.micro_batch"]
-        assert cfg.train.dtype == "fp32"
+        assert cfg.train.dtype == {"fp32": "fp32", "fp16-mixed": "fp16", "fp8": "fp8"}[precision]
         from_yaml = yaml_load(plan.settings_yaml(settings))
         assert config_from_dict(from_yaml).train == cfg.train
 
@@ -312,9 +313,54 @@ def test_inference_int4_needs_fewer_gpus(capsys):
         kv = 2 * m["n_layer"] * m["seq_len"] * 1 * m["d_model"] * 2  # K and V, bf16, batch 1, no GQA
         assert inf["kv_cache"] == kv
         assert inf["weights"] == 60e9 * {"int4": 0.5, "int8": 1.0}[precision]
-        assert inf["min_gpus"] == math.ceil((inf["weights"] + kv) / p["cluster"]["usable_bytes_per_gpu"])
+        # one 16-bit scale per 32 weights (int4), per row of d_model weights (int8)
+        assert inf["scales"] == pytest.approx(60e9 / {"int4": 32, "int8": m["d_model"]}[precision] * 2)
+        total = inf["weights"] + inf["scales"] + kv
+        assert inf["total"] == pytest.approx(total)
+        assert inf["min_gpus"] == math.ceil(total / p["cluster"]["usable_bytes_per_gpu"])
         results[precision] = inf["min_gpus"]
     assert results == {"int4": 1, "int8": 2}
+
+
+def test_formats_table_inference_figures_by_hand(capsys):
+    """1B parameters, 24 layers x 2048, 16 heads of 128 (no GQA), batch 2 x 4096 tokens of context."""
+    assert plan.main(["--params", "1e9", "--n-layer", "24", "--d-model", "2048", "--n-head", "16",
+                      "--batch", "2", "--context", "4096", "--gpu", "h100-80gb", "--json"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    rows = {r["format"]: r for r in p["formats"]["inference"]}
+    assert list(rows) == ["fp32", "bf16", "fp16", "int8", "int4"]
+    assert [rows[k]["weights"] for k in rows] == [4e9, 2e9, 2e9, 1e9, 0.5e9]  # 4 / 2 / 2 / 1 / 0.5 GB
+    assert [rows[k]["bits"] for k in rows] == [32, 16, 16, 8, 4]
+    kv16 = 2 * 24 * 4096 * 2 * 16 * 128 * 2  # K and V x layers x tokens x batch x heads x head_dim x 2 bytes
+    assert kv16 == 1_610_612_736
+    assert rows["fp32"]["kv_cache"] == 2 * kv16 and all(rows[k]["kv_cache"] == kv16 for k in ("bf16", "int4"))
+    assert rows["int8"]["scales"] == 1e9 / 2048 * 2 and rows["int4"]["scales"] == 1e9 / 32 * 2  # 16-bit scales
+    assert rows["int4"]["total"] == 0.5e9 + 62.5e6 + kv16
+    train = {r["format"]: r for r in p["formats"]["training"]}
+    assert list(train) == ["fp32", "bf16-mixed", "fp16-mixed", "fp8"]
+    assert all(r["bytes_per_param"] == 16 and r["states"] == 16e9 for r in train.values())  # 4+4+8 and 2+2+12
+    logits = 4 * 2048 * 1 * 32000  # fp32 log-probabilities of the loss, micro-batch 1, in every format
+    assert train["fp32"]["activations"] - logits == pytest.approx(2 * (train["bf16-mixed"]["activations"] - logits))
+    assert train["fp8"]["activations"] == train["bf16-mixed"]["activations"]  # torchao keeps bf16 inputs
+    assert (train["bf16-mixed"]["peak_flops"], train["fp8"]["peak_flops"]) == (989.4e12, 1978.9e12)  # H100 SXM
+    assert train["fp8"]["days"] == pytest.approx(train["bf16-mixed"]["days"] / 2, rel=1e-3)
+    # the default 1B plan prints the table: 4 / 2 / 1 / 0.5 GB of weights next to the training figures
+    assert plan.main(["--params", "1e9"]) == 0
+    text = capsys.readouterr().out
+    table = text.split("Number formats side by side")[1]
+    assert "fp8 matmuls (torchao)" in table and "bf16 mixed (fp32 master)" in table
+    weights = {line.split()[0]: line.split()[-4] for line in table.splitlines()
+               if line.split() and line.split()[0] in ("fp32", "bf16", "fp16", "int8", "int4") and "GB" not in line
+               and "(1+" not in line}
+    assert weights == {"fp32": "4.00", "bf16": "2.00", "fp16": "2.00", "int8": "1.00", "int4": "0.50"}
+
+
+def test_fp16_and_fp8_plans_name_the_trainers_dtype():
+    row = plan.memory_per_gpu(_shape(), strategy="ddp", n_gpus=1)
+    assert plan.trainer_settings(row, "fp16-mixed")["train.dtype"] == "fp16"
+    assert plan.trainer_settings(row, "fp8")["train.dtype"] == "fp8"
+    states = plan.model_state_bytes(1.0, "fp8")
+    assert (states["weights"], states["gradients"], states["optimizer"]) == (2, 2, 12)
 
 
 def test_mfu_from_trainer_log(tmp_path):
@@ -347,8 +393,8 @@ def test_model_config_uses_the_trainers_exact_param_count(tmp_path, capsys):
     assert p["model"]["n_params"] == exact["total"]
     assert p["compute"]["flops"] == 6 * exact["total"] * 20 * exact["total"]
     assert p["precision"]["activations"] == "trainer"
-    # the trainer's MFU counts 6 N_non_embedding + 12 L d s FLOPs per token; the plan uses 6 N
-    trainer_fpt = 6 * exact["non_embedding"] + 12 * 12 * 768 * 1024
+    # the trainer's MFU counts 6 N_non_embedding + 12 L d s + 6 V d (the head) FLOPs per token; the plan uses 6 N
+    trainer_fpt = 6 * exact["non_embedding"] + 12 * 12 * 768 * 1024 + 6 * 32000 * 768
     assert p["compute"]["mfu"] == pytest.approx(0.5 * 6 * exact["total"] / trainer_fpt)
     assert p["recommendation"]["settings"]["train.micro_batch"] == 4
     assert p["recommendation"]["settings"]["train.strategy"] == "ddp"

@@ -7,6 +7,7 @@ from train.model import ModelConfig, Transformer, flops_per_token, llama_ffn_hid
 
 CONFIGS = [
     dict(vocab_size=257, seq_len=32, n_layer=2, n_head=4, d_model=64),
+    dict(vocab_size=257, seq_len=32, n_layer=2, n_head=4, d_model=64, n_kv_head=2, fused_qkv=False, fused_mlp=False),
     dict(vocab_size=257, seq_len=32, n_layer=2, n_head=4, d_model=64, tie_embeddings=False),
     dict(vocab_size=300, seq_len=16, n_layer=3, n_head=6, d_model=96, n_kv_head=2, ffn_hidden=200),
     dict(vocab_size=300, seq_len=16, n_layer=1, n_head=4, d_model=32, pos="alibi", tie_embeddings=False),
@@ -28,7 +29,8 @@ def test_llama_ffn_rule_and_flops():
     assert llama_ffn_hidden(4096) == 11008  # Llama-7B's published MLP width
     assert llama_ffn_hidden(768) == 2048
     cfg = ModelConfig(vocab_size=1000, seq_len=128, n_layer=2, n_head=2, d_model=64)
-    assert flops_per_token(cfg) == 6 * param_counts(cfg)["non_embedding"] + 12 * 2 * 64 * 128
+    # block weights + attention at full context + the output head (tests/test_train_throughput.py counts them)
+    assert flops_per_token(cfg) == 6 * param_counts(cfg)["non_embedding"] + 12 * 2 * 64 * 128 + 6 * 1000 * 64
 
 
 def test_config_from_yaml_section_and_top_level(tmp_path):
@@ -41,10 +43,11 @@ def test_config_from_yaml_section_and_top_level(tmp_path):
         ModelConfig.from_dict({"vocab_size": 10, "n_layers": 2})
 
 
-@pytest.mark.parametrize("pos", ["rope", "alibi"])
-def test_forward_is_causal(pos):
+@pytest.mark.parametrize("pos,attention", [("rope", "sdpa"), ("alibi", "sdpa"), ("rope", "flex"), ("alibi", "flex")])
+def test_forward_is_causal(pos, attention):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=50, seq_len=16, n_layer=2, n_head=4, d_model=32, n_kv_head=2, pos=pos)
+    cfg = ModelConfig(vocab_size=50, seq_len=16, n_layer=2, n_head=4, d_model=32, n_kv_head=2, pos=pos,
+                      attention=attention)
     model = Transformer(cfg).eval()
     x = torch.randint(0, 50, (2, 16))
     y = x.clone()

@@ -45,10 +45,12 @@ class RunConfig:
     steps: int = 1000                   # optimizer steps
     global_batch_tokens: int = 524288   # tokens per optimizer step, all ranks together
     micro_batch: int = 8                # sequences per rank per forward/backward
-    strategy: str = "fsdp"              # "ddp" | "fsdp" | "hsdp" | "cpu_offload"
+    strategy: str = "fsdp"              # "ddp" | "fsdp" | "hsdp" | "cpu_offload" | "none" (one process, no wrapper)
     sharding_factor: int | None = None  # hsdp: ranks per shard group (None = world size)
     device: str = "auto"                # "auto" | "cuda" | "cpu"
-    dtype: str = "auto"                 # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp32"
+    dtype: str = "auto"                 # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "fp32" | "fp8"
+    loss_scale: float = 65536.0         # fp16: initial dynamic loss scale (torch GradScaler's 2**16)
+    qat: dict[str, Any] | None = None   # {scheme: 8da4w|4w, start_fraction: 0.8, group_size: 32}: QAT phase
     compile: bool = False
     activation_checkpointing: bool = False
     seed: int = 0                       # model init and torch RNG
@@ -62,7 +64,11 @@ class RunConfig:
     progress: bool = True               # tqdm bar on rank 0's console
     cpu_threads: int = 0                # intra-op threads on CPU (0 = torch's default; torchrun sets 1 per rank)
     timeout_s: float = 600.0            # collective timeout
-    peak_tflops: float | None = None    # device peak for MFU when the GPU is not in train/metrics.py's table
+    peak_tflops: float | None = None    # device peak for MFU when the GPU is not in train/gpus.py's table
+    fused_loss: bool = True             # head + cross-entropy in chunks (train/loss.py): no full logits in memory
+    reshard_after_forward: bool | None = None  # fsdp/hsdp: re-gather blocks in backward (None = when world > 1)
+    prefetch: bool = True               # read step s+1 in a thread (pinned on CUDA) while step s trains
+    async_checkpoint: bool | None = None  # dcp.async_save, training goes on while it writes (None = on CUDA only)
 
 
 @dataclass

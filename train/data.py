@@ -12,13 +12,26 @@ uninterrupted run would have; the global batch does not depend on the number of 
 (rank ``r`` of ``W`` takes rows ``[r G/W, (r+1) G/W)``), so a job may resume on a
 different world size; and each rank reads only the windows it trains on, straight from
 the memory map.
+
+Reading (``StepBatches.tokens``) gathers all windows of a step with one fancy index per shard, in
+int32 (half the bytes of int64; token ids are uint16/uint32 on disk); ``StepPrefetcher`` reads
+step ``s + 1`` in a background thread, into pinned memory on CUDA, while step ``s`` trains, copies
+it without blocking and widens it to int64 on the device. Batches are the same values as a plain
+``stream.window`` loop (tests/test_train_data.py).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from mixtures.shards import TokenStream
+
+if TYPE_CHECKING:
+    import torch
 
 
 class StepBatches:
@@ -45,11 +58,12 @@ class StepBatches:
         return self._perm
 
     def sample_windows(self, samples: np.ndarray) -> np.ndarray:
-        """Window indices of global sample indices ``samples``."""
-        out = np.empty(len(samples), dtype=np.int64)
-        for k, i in enumerate(samples):
-            epoch, pos = divmod(int(i), self.n_windows)
-            out[k] = self.permutation(epoch)[pos]
+        """Window indices of global sample indices ``samples`` (sample ``i`` is window ``perm_e[i mod n]``)."""
+        epochs, pos = np.divmod(np.asarray(samples, dtype=np.int64), self.n_windows)
+        out = np.empty(len(pos), dtype=np.int64)
+        for epoch in np.unique(epochs):  # one or two epochs per step
+            at = epochs == epoch
+            out[at] = self.permutation(int(epoch))[pos[at]]
         return out
 
     def rank_samples(self, step: int) -> np.ndarray:
@@ -58,11 +72,15 @@ class StepBatches:
         first = step * self.global_batch + self.rank * per_rank
         return np.arange(first, first + per_rank, dtype=np.int64).reshape(self.grad_accum, self.micro_batch)
 
+    def tokens(self, step: int) -> np.ndarray:
+        """This rank's tokens of ``step``: int32 ``(grad_accum, micro_batch, seq_len + 1)``."""
+        samples = self.rank_samples(step)
+        return gather_windows(self.stream, self.sample_windows(samples.ravel()) * self.seq_len,
+                              self.seq_len + 1).reshape(*samples.shape, self.seq_len + 1)
+
     def micro_batches(self, step: int) -> list[np.ndarray]:
         """``grad_accum`` int64 arrays of shape ``(micro_batch, seq_len + 1)`` for ``step``."""
-        span = self.seq_len + 1
-        return [np.stack([self.stream.window(int(w) * self.seq_len, span) for w in self.sample_windows(rows)])
-                for rows in self.rank_samples(step)]
+        return list(self.tokens(step).astype(np.int64))
 
     def epochs_done(self, step: int) -> float:
         """Passes over the training windows completed after ``step`` steps (the mixer already
@@ -74,3 +92,69 @@ def eval_windows(stream: TokenStream, seq_len: int, max_tokens: int) -> int:
     """How many leading non-overlapping windows of a validation stream one evaluation reads:
     the same fixed windows every time, so evaluations are comparable across steps and runs."""
     return max(0, min((len(stream) - 1) // seq_len, max_tokens // seq_len))
+
+
+def gather_windows(stream: TokenStream, starts: np.ndarray, span: int) -> np.ndarray:
+    """int32 ``(len(starts), span)``: tokens ``[start, start + span)`` of ``stream`` for each start.
+
+    Windows inside one shard are read with one fancy index per shard (numpy copies only those
+    elements out of the memory map); the rare window that crosses a shard boundary goes through
+    ``TokenStream.window``."""
+    out = np.empty((len(starts), span), dtype=np.int32)
+    shard = np.searchsorted(stream.starts, starts, side="right") - 1
+    inside = starts + span <= stream.starts[shard + 1]
+    offsets = np.arange(span, dtype=np.int64)
+    for s in np.unique(shard[inside]):
+        rows = np.flatnonzero(inside & (shard == s))
+        local = starts[rows] - stream.starts[s]
+        out[rows] = stream.shards[s].tokens[local[:, None] + offsets]
+    for row in np.flatnonzero(~inside):
+        out[row] = stream.window(int(starts[row]), span)
+    return out
+
+
+def _use_device(device: torch.device) -> None:
+    import torch
+
+    torch.cuda.set_device(device)
+
+
+class StepPrefetcher:
+    """Each step's micro-batches on ``device`` as int64 tensors, read one step ahead in a thread.
+
+    ``get(step)`` returns the ``grad_accum`` micro-batches of ``step`` and starts reading
+    ``step + 1`` (if below ``end``) while the caller trains. On CUDA the host copy is pinned, so
+    ``.to(device, non_blocking=True)`` really is asynchronous, and the int32 -> int64 cast runs on
+    the GPU. ``enabled=False`` is the plain path: read in the caller's thread, int64 on the host,
+    unpinned (what the trainer did before; kept for comparison)."""
+
+    def __init__(self, batches: StepBatches, device: torch.device, end: int, enabled: bool = True):
+        self.batches, self.device, self.end, self.enabled = batches, device, end, enabled
+        self.pin = enabled and device.type == "cuda"
+        # the reading thread pins on this rank's GPU (a new thread would otherwise use GPU 0: on a node of
+        # several ranks, every rank would then open a CUDA context there; DataLoader's pin thread does the same)
+        init = partial(_use_device, device) if self.pin else None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch", initializer=init) if enabled else None
+        self.pending: dict[int, Future] = {}
+
+    def _host(self, step: int) -> torch.Tensor:
+        import torch
+
+        t = torch.from_numpy(self.batches.tokens(step))
+        return t.pin_memory() if self.pin else t
+
+    def get(self, step: int) -> list[torch.Tensor]:
+        import torch
+
+        if not self.enabled:
+            return [torch.from_numpy(a).to(self.device, non_blocking=True) for a in self.batches.micro_batches(step)]
+        future = self.pending.pop(step, None)
+        host = future.result() if future is not None else self._host(step)
+        if step + 1 < self.end and step + 1 not in self.pending:
+            self.pending[step + 1] = self.pool.submit(self._host, step + 1)
+        return list(host.to(self.device, non_blocking=True).long().unbind(0))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pending.clear()

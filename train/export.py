@@ -10,10 +10,17 @@ metadata, usage and the tokenizer) and ``LICENSE``, both from train/model_card.p
 ``DATASET_CARD.md`` (mixtures/dataset_card.py) when it has one, linked from the card. Every file is a
 normal file (mode 0666 less the umask). ``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained(output)``
 then load it, and the model gives the same logits as ``train.model.Transformer``: our rotary layout
-already is HF's "rotate half", so the weights only need renaming (no q/k permutation).
+already is HF's "rotate half", so the weights only need renaming (no q/k permutation), after the fused
+``q|k|v`` and ``gate|up`` matrices are split back by rows (``train.model.unfused_state_dict``).
 
 ALiBi models have no Llama equivalent: their weights and ``domainlm_config.json`` are
 written, ``config.json`` is not.
+
+``--dtype fp32|bf16|fp16`` (or ``float32|bfloat16|float16``) casts the weights; ``--dtype int8|int4|8da4w``
+quantizes them after training with torchao (weight-only int8 / int4, or int8 dynamic activations with int4
+weights, the scheme ``train.qat`` trains for; ``--group-size`` weights per int4 scale), through
+transformers' ``TorchAoConfig``, so ``AutoModelForCausalLM.from_pretrained`` loads the directory with
+torchao installed (train/precision.py ``quantize_hf_dir``). The model card states the format.
 
 Exit status: 0 done; 2 with one ``error:`` line (no traceback) for what the user must fix: a
 missing or incomplete checkpoint, a bad option, an output path that is not a directory, or a
@@ -38,13 +45,16 @@ from mixtures.dataset_card import CARD_FILE as DATASET_CARD
 from pipelines import fail
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
-from train.model import ModelConfig, Transformer
+from train.model import ModelConfig, Transformer, unfused_state_dict
 from train.model_card import LICENSE_FILE, TokenizerInfo, license_text, model_card
+from train.precision import DEFAULT_GROUP_SIZE, QUANTIZED, TORCHAO_PIN, format_label, quantize_hf_dir
 
 # The tokenizer's specials (mixtures/tokenizer.py: EOS, PAD, UNK), named here so that this
 # module does not import the tokenizer trainer.
 EOS, PAD = "<|endoftext|>", "<|pad|>"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+EXPORT_DTYPES = [*DTYPE_ALIASES, *DTYPES, *QUANTIZED]  # what --dtype accepts
 
 
 class ExportError(ValueError):
@@ -123,17 +133,24 @@ def hf_config(cfg: ModelConfig, dtype: str = "float32", eos_id: int | None = Non
 
 
 def load_consolidated(checkpoint: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """Full (unsharded) model weights from a DCP checkpoint, in one process, no process group."""
+    """Full (unsharded) model weights from a DCP checkpoint, in one process, no process group.
+
+    Returned in the unfused layout (``wq``/``wk``/``wv``, ``w1``/``w3``; ``train.model.unfused_state_dict``),
+    the fused matrices split by rows exactly, with the config saying so: what Llama's names map to."""
     meta = read_meta(checkpoint)
     if meta is None:
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no intact meta.json)")
-    cfg = ModelConfig.from_dict(meta["config"]["model"])
+    model_cfg = dict(meta["config"]["model"])
+    for key in ("fused_qkv", "fused_mlp"):  # checkpoints from before fusion: unfused
+        model_cfg.setdefault(key, False)
+    cfg = ModelConfig.from_dict(model_cfg)
     model = Transformer(cfg)
     state = {"model": model.state_dict()}
     with warnings.catch_warnings():  # "no process group, loading in a single process": exactly the intent
         warnings.simplefilter("ignore", UserWarning)
         dcp.load(state, checkpoint_id=str(checkpoint), planner=TensorOnlyLoadPlanner(), no_dist=True)
-    return cfg, state["model"], meta
+    cfg, weights = unfused_state_dict(cfg, state["model"])
+    return cfg, weights, meta
 
 
 def _run_records(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -270,17 +287,26 @@ def _file_mode() -> int:
 
 
 def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str = "float32",
-           language: list[str] | None = None, datasets: list[str] | None = None) -> Path:
+           language: list[str] | None = None, datasets: list[str] | None = None,
+           group_size: int | None = None) -> Path:
     """Write the Hugging Face directory; returns its path. ``language``/``datasets``: the card's metadata
-    (default: see ``train.model_card.card_metadata``). Raises ExportError or OSError for what the user must fix."""
+    (default: see ``train.model_card.card_metadata``). ``dtype``: one of ``EXPORT_DTYPES``; for int4 and
+    8da4w, ``group_size`` weights share a scale (default: the run's ``train.qat.group_size``, else 32).
+    Raises ExportError or OSError for what the user must fix."""
     from safetensors.torch import save_file
 
-    if dtype not in DTYPES:
-        raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype not in EXPORT_DTYPES:
+        raise ExportError(f"dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
+    quantized = dtype if dtype in QUANTIZED else None
+    dtype = "float32" if quantized else DTYPE_ALIASES.get(dtype, dtype)  # quantization starts from fp32
     checkpoint, output = resolve_checkpoint(checkpoint), Path(output)
     if output.exists() and not output.is_dir():
         raise ExportError(f"output {output} exists and is not a directory")
     cfg, state, meta = load_consolidated(checkpoint)
+    if quantized and cfg.pos != "rope":
+        raise ExportError(f"--dtype {quantized} goes through transformers' Llama, which has no ALiBi model")
+    qat = (meta["config"].get("train") or {}).get("qat") or {}
+    group_size = group_size or qat.get("group_size") or DEFAULT_GROUP_SIZE
     data_dir = Path(meta["config"]["data"]["dir"])
     manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").is_file() else {}
     if not manifest:
@@ -297,12 +323,18 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
         (output / name).write_text(text, encoding="utf-8")
         written.append(output / name)
 
-    write("domainlm_config.json", json.dumps(without_local_paths(meta["config"]), indent=1))
+    # the model section as the exported weights are laid out (unfused), the rest as trained
+    write("domainlm_config.json", json.dumps(without_local_paths({**meta["config"], "model": cfg.to_dict()}), indent=1))
     eos, bos, pad = tok.ids.get("eos"), tok.ids.get("bos"), tok.ids.get("pad")
     if cfg.pos == "rope":
         write("config.json", json.dumps(hf_config(cfg, dtype, eos, bos, pad), indent=1))
         write("generation_config.json", json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad},
                                                    indent=1))
+    if quantized:  # model.safetensors and config.json become transformers' TorchAoConfig serialization
+        try:
+            quantize_hf_dir(output, quantized, group_size)
+        except (ValueError, ImportError) as exc:
+            raise ExportError(f"--dtype {quantized}: {exc}") from exc
     if tok.file is not None:
         shutil.copyfile(tok.file, output / "tokenizer.json")
         written.append(output / "tokenizer.json")
@@ -315,7 +347,10 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
     summary, evals = _run_records(checkpoint)
     write(LICENSE_FILE, license_text(manifest))
     write("README.md", model_card(cfg, meta, manifest, summary, evals, tok, language, datasets,
-                                  data_card=DATASET_CARD if data_card.is_file() else None))
+                                  data_card=DATASET_CARD if data_card.is_file() else None,
+                                  weights=format_label(quantized or {v: k for k, v in DTYPE_ALIASES.items()}[dtype],
+                                                       group_size),
+                                  requires=TORCHAO_PIN if quantized else None))
     mode = _file_mode()
     for path in written:
         os.chmod(path, mode)
@@ -333,7 +368,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint dir (OUT/checkpoints/step_N), or a run dir OUT for its newest")
     p.add_argument("--output", required=True, help="directory for the Hugging Face files")
-    p.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    p.add_argument("--dtype", default="float32", choices=EXPORT_DTYPES,
+                   help="fp32/bf16/fp16 (= float32/bfloat16/float16), or post-training quantization with torchao: "
+                        "int8 / int4 weight-only, 8da4w (int8 dynamic activations + int4 weights)")
+    p.add_argument("--group-size", type=int,
+                   help="int4/8da4w: weights per scale (default: the run's train.qat.group_size, else 32)")
     p.add_argument("--language", action="append",
                    help="language code for the card's metadata, repeatable (default: the manifest's, else en)")
     p.add_argument("--dataset", action="append", dest="datasets",
@@ -341,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: the mixture's source names)")
     a = p.parse_args(argv)
     try:
-        out = export(a.checkpoint, a.output, a.dtype, a.language, a.datasets)
+        out = export(a.checkpoint, a.output, a.dtype, a.language, a.datasets, a.group_size)
     except (ExportError, OSError) as exc:
         fail(f"train.export: {exc}")
     print(out)

@@ -12,6 +12,10 @@ Units, said once and used everywhere:
   datasheets print sparse numbers, we halve them). ``None`` means the GPU has no such mode.
   ``"fp32"`` is the plain (CUDA-core) fp32 peak; ``"tf32"`` the tensor-core TF32 peak.
   V100 has no bf16; its fp16 tensor-core peak is listed under ``"bf16"`` with that caveat.
+  PCIe and NVL cards run the same dies at lower clocks and power: their own datasheets' numbers.
+
+This is the one table of peaks: the trainer's MFU (``train/metrics.py``) finds its GPU here by the
+name CUDA reports (``device_for_name``), the planner by key (``get_gpu``).
 """
 
 from __future__ import annotations
@@ -66,11 +70,34 @@ GPUS: dict[str, GPU] = {
     "h100-80gb": GPU(
         "h100-80gb", 81559 * MIB, {"fp32": 67 * T, "tf32": 494.7 * T, "bf16": 989.4 * T, "fp8": 1978.9 * T}
     ),
+    # H100 PCIe (80 GB): 51 fp32, 756 tf32 / 1,513 bf16 / 3,026 fp8 with sparsity, halved.
+    "h100-pcie": GPU(
+        "h100-pcie", 81559 * MIB, {"fp32": 51 * T, "tf32": 378 * T, "bf16": 756.5 * T, "fp8": 1513 * T}
+    ),
+    # H100 NVL (94 GB): 60 fp32, 835 tf32 / 1,671 bf16 / 3,341 fp8 with sparsity, halved.
+    "h100-nvl": GPU(
+        "h100-nvl", 95830 * MIB, {"fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T, "fp8": 1670.5 * T}
+    ),
     # H200 SXM: the H100 compute die with 141 GB HBM3e; same dense peaks.
     "h200-141gb": GPU(
         "h200-141gb", 143771 * MIB, {"fp32": 67 * T, "tf32": 494.7 * T, "bf16": 989.4 * T, "fp8": 1978.9 * T}
     ),
+    # H200 NVL (141 GB, 600 W PCIe card): 60 fp32, 835 tf32 / 1,671 bf16 / 3,341 fp8 with sparsity, halved.
+    "h200-nvl": GPU(
+        "h200-nvl", 143771 * MIB, {"fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T, "fp8": 1670.5 * T}
+    ),
 }
+# ``torch.cuda.get_device_name`` substrings -> table key, most specific first ("NVIDIA H200 NVL"
+# must not match "H200", which is the SXM part).
+DEVICE_NAMES = (
+    ("H200 NVL", "h200-nvl"),
+    ("H200", "h200-141gb"),
+    ("H100 NVL", "h100-nvl"),
+    ("H100 PCIe", "h100-pcie"),
+    ("H100", "h100-80gb"),
+    ("A100", "a100-80gb"),  # 40 and 80 GB parts have the same peaks
+    ("V100", "v100-32gb"),
+)
 ALIASES = {
     "a100": "a100-80gb",
     "h100": "h100-80gb",
@@ -104,3 +131,11 @@ def get_gpu(
     return GPU(
         gpu.name, memory_gb * GB if memory_gb is not None else gpu.memory_bytes, peaks, "custom overrides"
     )
+
+
+def device_for_name(name: str) -> GPU | None:
+    """The table's GPU for a CUDA device name (``"NVIDIA H100 80GB HBM3"``), or None if unknown."""
+    for key, table_key in DEVICE_NAMES:
+        if key.lower() in name.lower():
+            return GPUS[table_key]
+    return None

@@ -1,9 +1,10 @@
 """Throughput, MFU and the metrics sinks (JSON lines + TensorBoard), rank 0 only.
 
 MFU (model FLOPs utilization, PaLM; Chowdhery et al. 2022, App. B) = achieved model
-FLOP/s per device / the device's dense bf16 peak. Model FLOPs per token come from
-``train.model.flops_per_token`` and exclude activation recomputation, so turning on
-activation checkpointing lowers MFU, as it should.
+FLOP/s per device / the device's dense bf16 peak (``train/gpus.py``). Model FLOPs per token
+come from ``train.model_config.flops_per_token`` (block matmuls, attention and the output head)
+and exclude activation recomputation, so turning on activation checkpointing lowers MFU, as it
+should.
 """
 
 from __future__ import annotations
@@ -16,27 +17,18 @@ from typing import Any
 
 import torch
 
-# Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's datasheets.
-PEAK_BF16_FLOPS = (
-    ("H100 PCIe", 756e12),   # H100 PCIe datasheet
-    ("H100 NVL", 835e12),    # H100 NVL datasheet (1,671 TFLOPS with sparsity / 2)
-    ("H100", 989e12),        # H100 SXM5 datasheet (1,979 with sparsity / 2)
-    ("H200", 989e12),        # H200 SXM: same compute die as H100 SXM
-    ("A100", 312e12),        # A100 datasheet
-)
+from train.gpus import device_for_name
 
 
 def peak_flops(device: torch.device, override_tflops: float | None = None) -> float | None:
-    """Dense bf16 peak of ``device`` in FLOP/s; None for CPUs and unknown GPUs (then no MFU)."""
+    """Dense bf16 peak of ``device`` in FLOP/s from ``train/gpus.py``'s table (matched by the CUDA
+    device name: "H200 NVL" is 835 TFLOP/s, an "H200" 989); None for CPUs and unknown GPUs (then no MFU)."""
     if override_tflops:
         return override_tflops * 1e12
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS:
-        if key in name:
-            return flops
-    return None
+    gpu = device_for_name(torch.cuda.get_device_name(device))
+    return gpu.peak_flops.get("bf16") if gpu else None
 
 
 def mfu(tokens_per_s_per_device: float, flops_per_token: int, peak: float | None) -> float | None:

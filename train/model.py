@@ -5,6 +5,22 @@ embeddings, SwiGLU MLP, no biases, grouped-query attention when ``n_kv_head < n_
 ``scaled_dot_product_attention`` with a causal mask. ``pos="alibi"`` swaps rotary for
 ALiBi linear biases (Press et al. 2022), the choice of BloombergGPT (Wu et al. 2023).
 
+Speed without changing the function (each a ``ModelConfig`` switch; equal to fp32 rounding,
+pinned by tests/test_train_throughput.py):
+
+- ``fused_qkv`` / ``fused_mlp``: one ``(q|k|v)`` and one ``(gate|up)`` matmul per block instead
+  of three and two (fewer, larger GEMMs). Initialization draws the same numbers slice by slice,
+  and ``unfused_state_dict`` splits the weights back exactly for the Hugging Face export.
+- ``attention``: the kernel. ``sdpa`` = PyTorch's own choice (FlashAttention-2 on GPUs for
+  head dim <= 256); ``cudnn`` = cuDNN attention first (faster than FA2 on Hopper), with
+  PyTorch's fallbacks when it cannot run a shape; ``flex`` = FlexAttention with a block-sparse
+  causal mask, and ALiBi as a ``score_mod`` (a float ``(H, T, T)`` mask rules out the flash
+  kernels; FlexAttention trains on CUDA only and wants ``torch.compile``). ``auto``: ``cudnn``
+  on Hopper or newer, ``sdpa`` on other GPUs and on CPU, ``flex`` for ALiBi on GPUs.
+  Grouped-query attention shares K/V heads inside the kernel (``enable_gqa``), no copies.
+- ``Transformer(cfg, fused_loss=True)``: the output head and the cross-entropy in chunks of
+  tokens (train/loss.py), so the fp32 ``(tokens, vocab)`` logits never exist at once.
+
 The model knows nothing of FSDP, DDP, compile or checkpointing: ``train/parallel.py``
 applies those to a plain ``Transformer``, torchtitan-style.
 
@@ -18,13 +34,28 @@ first and second halves of each head are the two rotation coordinates), so expor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
-from train.model_config import ModelConfig, flops_per_token, llama_ffn_hidden, param_counts  # noqa: F401
+from train.loss import linear_cross_entropy
+from train.model_config import (  # noqa: F401
+    ModelConfig,
+    flops_per_token,
+    flops_per_token_parts,
+    llama_ffn_hidden,
+    param_counts,
+)
+
+# cuDNN attention first, then PyTorch's usual order: a shape cuDNN cannot run falls through
+# (torchtitan's ScaledDotProductAttention does the same with set_priority=True).
+CUDNN_FIRST = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+               SDPBackend.MATH]
 
 
 # ----------------------------------------------------------------------------- modules
@@ -52,7 +83,11 @@ def rope_cos_sin(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tenso
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` of shape ``(B, H, T, hd)`` by position; math in fp32, result in ``x.dtype``."""
+    """Rotate ``x`` of shape ``(B, H, T, hd)`` by position; math in fp32, result in ``x.dtype``.
+
+    The tables reach here in fp32 under FSDP too: ``train/parallel.py`` turns off FSDP2's
+    ``cast_forward_inputs`` on the blocks, which would otherwise round them to bf16 (an angle
+    error of up to ~0.4% at the last positions of a 2,048 context)."""
     xf = x.float()
     half = xf.shape[-1] // 2
     rotated = torch.cat([-xf[..., half:], xf[..., :half]], dim=-1)
@@ -74,30 +109,64 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
+def attention_kernel(choice: str, pos: str, device: torch.device) -> str:
+    """The kernel ``choice`` stands for on ``device``: ``auto`` resolved, everything else as given."""
+    if choice != "auto":
+        return choice
+    if device.type != "cuda":
+        return "sdpa"
+    if pos == "alibi":
+        return "flex"
+    return "cudnn" if torch.cuda.get_device_capability(device) >= (9, 0) else "sdpa"
+
+
+def causal_mask(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+    """FlexAttention ``mask_mod``: a query sees keys at its own and earlier positions."""
+    return q_idx >= kv_idx
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
-        self.wq = nn.Linear(cfg.d_model, cfg.n_head * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.d_model, cfg.n_kv_head * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.d_model, cfg.n_kv_head * cfg.head_dim, bias=False)
+        self.sizes = [cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim]
+        if cfg.fused_qkv:
+            self.wqkv = nn.Linear(cfg.d_model, sum(self.sizes), bias=False)
+        else:
+            self.wq = nn.Linear(cfg.d_model, self.sizes[0], bias=False)
+            self.wk = nn.Linear(cfg.d_model, self.sizes[1], bias=False)
+            self.wv = nn.Linear(cfg.d_model, self.sizes[2], bias=False)
         self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
+        if cfg.pos == "alibi":  # for FlexAttention's score_mod (the sdpa path gets a ready-made bias)
+            self.register_buffer("alibi", alibi_slopes(cfg.n_head), persistent=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                bias: torch.Tensor | None) -> torch.Tensor:
+                mask: torch.Tensor | BlockMask | None, kernel: str) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if hasattr(self, "wqkv"):
+            q, k, v = self.wqkv(x).split(self.sizes, dim=-1)
+            v = v.contiguous()  # else v, saved for backward, would keep the whole q|k|v buffer alive
+        else:
+            q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if cos is not None:
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if self.n_kv_head != self.n_head:  # grouped-query attention: share each k/v head
-            rep = self.n_head // self.n_kv_head
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        if bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:  # ALiBi: the additive mask carries both the distance penalty and causality
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        gqa = self.n_kv_head != self.n_head  # grouped-query attention: the kernel shares each k/v head
+        if kernel == "flex":
+            score_mod = None
+            if hasattr(self, "alibi"):
+                slopes = self.alibi
+
+                def score_mod(score, b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202 - FlexAttention's signature
+                    return score - slopes[h] * (q_idx - kv_idx)
+            y = flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, enable_gqa=gqa)
+        elif kernel == "cudnn" and x.device.type == "cuda":
+            with sdpa_kernel(CUDNN_FIRST, set_priority=True):
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)
+        else:  # causal, or the ALiBi additive mask (it carries both the distance penalty and causality)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -106,12 +175,19 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.w1 = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
-        self.w3 = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
+        if cfg.fused_mlp:
+            self.w13 = nn.Linear(cfg.d_model, 2 * cfg.ffn_hidden, bias=False)  # rows: gate (w1), then up (w3)
+        else:
+            self.w1 = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
+            self.w3 = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
         self.w2 = nn.Linear(cfg.ffn_hidden, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        if hasattr(self, "w13"):
+            gate, up = self.w13(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.w1(x), self.w3(x)
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -123,17 +199,21 @@ class Block(nn.Module):
         self.feed_forward = FeedForward(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                bias: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, bias)
+                mask: torch.Tensor | BlockMask | None, kernel: str) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, mask, kernel)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
 class Transformer(nn.Module):
-    """Token ids ``(B, T)`` -> logits ``(B, T, vocab)`` (or the mean cross-entropy with ``targets``)."""
+    """Token ids ``(B, T)`` -> logits ``(B, T, vocab)`` (or the mean cross-entropy with ``targets``).
 
-    def __init__(self, cfg: ModelConfig):
+    ``fused_loss``: with ``targets``, compute the head and the loss chunk by chunk (train/loss.py)
+    instead of materializing the logits; the same loss and gradients to fp32 rounding."""
+
+    def __init__(self, cfg: ModelConfig, fused_loss: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.fused_loss = cfg, fused_loss
+        self._block_masks: dict[tuple[int, str], BlockMask] = {}
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
         # A ModuleDict with string keys keeps parameter names stable ("layers.3.attention.wq")
         # whatever wrapping (FSDP, activation checkpointing, compile) is applied per block.
@@ -153,7 +233,10 @@ class Transformer(nn.Module):
 
     def init_weights(self) -> None:
         """Normal(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layer)
-        (GPT-2, Radford et al. 2019) so the residual stream's variance does not grow with depth."""
+        (GPT-2, Radford et al. 2019) so the residual stream's variance does not grow with depth.
+
+        A fused matrix is drawn slice by slice (q, k, v; gate, up) in the order of the unfused
+        parameters, so fused and unfused models of one seed hold the same numbers."""
         std = self.cfg.init_std
         for name, p in self.named_parameters():
             if p.dim() == 1:
@@ -161,7 +244,8 @@ class Transformer(nn.Module):
             elif name.endswith(("wo.weight", "w2.weight")):
                 nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.cfg.n_layer))
             else:
-                nn.init.normal_(p, mean=0.0, std=std)
+                for part in p.split(fused_rows(self.cfg, name) or [p.shape[0]]):
+                    nn.init.normal_(part, mean=0.0, std=std)
 
     def alibi_bias(self, T: int, device: torch.device) -> torch.Tensor:
         """``(n_head, T, T)`` additive mask: ``-slope * (i - j)`` for ``j <= i``, ``-inf`` above."""
@@ -170,19 +254,67 @@ class Transformer(nn.Module):
         bias = -self.alibi.to(device)[:, None, None] * dist
         return bias.masked_fill(dist < 0, float("-inf"))
 
+    def block_mask(self, T: int, device: torch.device) -> BlockMask:
+        """FlexAttention's causal block mask for ``T`` tokens (built once per length and device)."""
+        key = (T, str(device))
+        if key not in self._block_masks:
+            self._block_masks[key] = create_block_mask(causal_mask, None, None, T, T, device=device)
+        return self._block_masks[key]
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         T = idx.shape[1]
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence of {T} tokens is longer than seq_len={self.cfg.seq_len}")
-        cos = sin = bias = None
-        if self.cfg.pos == "rope":
-            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        else:
-            bias = self.alibi_bias(T, idx.device)
+        kernel = attention_kernel(self.cfg.attention, self.cfg.pos, idx.device)
+        if kernel == "flex" and idx.device.type != "cuda" and torch.is_grad_enabled():
+            raise ValueError("model.attention=flex trains on CUDA only (FlexAttention has no CPU backward)")
         x = self.tok_embeddings(idx)
+        cos = sin = mask = None
+        if self.cfg.pos == "rope":
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # fp32: apply_rope rotates in fp32
+        elif kernel != "flex":  # flex applies ALiBi as a score_mod, and causality through the block mask
+            mask = self.alibi_bias(T, idx.device).to(x.dtype)  # cast once here, not in every block
+        if kernel == "flex":
+            mask = self.block_mask(T, idx.device)
         for block in self.layers.values():
-            x = block(x, cos, sin, bias)
-        logits = self.output(self.norm(x))
+            x = block(x, cos, sin, mask, kernel)
+        h = self.norm(x)
         if targets is None:
-            return logits
+            return self.output(h)
+        if self.fused_loss:
+            return linear_cross_entropy(h.reshape(-1, h.size(-1)), self.output.weight, targets.reshape(-1))
+        logits = self.output(h)
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+# ----------------------------------------------------------------------------- fused layout
+
+# Fused parameter -> (its unfused parts, in row order). The Hugging Face export and anything else
+# that wants the Llama layout goes through unfused_state_dict.
+FUSED = {"attention.wqkv.weight": ("attention.wq.weight", "attention.wk.weight", "attention.wv.weight"),
+         "feed_forward.w13.weight": ("feed_forward.w1.weight", "feed_forward.w3.weight")}
+
+
+def fused_rows(cfg: ModelConfig, name: str) -> list[int] | None:
+    """Rows of each unfused part of the fused parameter ``name`` (``None`` if it is not fused)."""
+    kv = cfg.n_kv_head * cfg.head_dim
+    if name.endswith("attention.wqkv.weight"):
+        return [cfg.n_head * cfg.head_dim, kv, kv]
+    if name.endswith("feed_forward.w13.weight"):
+        return [cfg.ffn_hidden, cfg.ffn_hidden]
+    return None
+
+
+def unfused_state_dict(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """``(cfg, state)`` in the unfused layout (``wq``/``wk``/``wv``, ``w1``/``w3``): the fused matrices
+    split by rows, bit for bit. An unfused state comes back unchanged."""
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        suffix = next((f for f in FUSED if name.endswith(f)), None)
+        if suffix is None:
+            out[name] = t
+            continue
+        prefix = name[: -len(suffix)]
+        for part, rows in zip(FUSED[suffix], t.split(fused_rows(cfg, name))):
+            out[prefix + part] = rows
+    return dataclasses.replace(cfg, fused_qkv=False, fused_mlp=False), out

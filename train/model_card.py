@@ -91,8 +91,11 @@ def license_text(manifest: dict[str, Any]) -> str:
             "with the terms under which it is released.\n")
 
 
-def _usage_section(cfg: ModelConfig, tok: TokenizerInfo) -> list[str]:
+def _usage_section(cfg: ModelConfig, tok: TokenizerInfo, requires: str | None = None) -> list[str]:
     L = ["## How to use", ""]
+    if requires:
+        L += [f"The weights are quantized with torchao: loading needs `pip install {requires}` besides `transformers` "
+              "(the `quantization_config` in `config.json` tells `from_pretrained` how to rebuild them).", ""]
     if cfg.pos != "rope":
         return L + ["Transformers has no ALiBi Llama, so this export has no `config.json`: load `model.safetensors` "
                     "(Hugging Face Llama tensor names) into domainlm's `train.model.Transformer` built from "
@@ -183,10 +186,13 @@ def _hyperparameters(meta: dict[str, Any]) -> dict[str, Any]:
 
 def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any], summary: dict[str, Any],
                evals: dict[str, Any], tok: TokenizerInfo, language: list[str] | None = None,
-               datasets: list[str] | None = None, data_card: str | None = None) -> str:
+               datasets: list[str] | None = None, data_card: str | None = None, weights: str = "fp32",
+               requires: str | None = None) -> str:
     """README.md text: YAML front matter and Markdown. ``evals``: the last eval record per split;
     ``tok``: the exported tokenizer; ``language``/``datasets``: see :func:`card_metadata`; ``data_card``:
-    the file name of the mixture's dataset card shipped beside this one (linked), None if there is none."""
+    the file name of the mixture's dataset card shipped beside this one (linked), None if there is none;
+    ``weights``: the number format of the exported weights (``train.precision.format_label``);
+    ``requires``: the package a quantized export needs to load (e.g. ``torchao==0.18.0``), else None."""
     counts = param_counts(cfg)
     src = manifest.get("sources") or {}
     domain, general = _sources(manifest)
@@ -217,8 +223,9 @@ def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any],
          f"| Parameters | {_fmt(counts['total'])} total, {_fmt(counts['non_embedding'])} non-embedding, "
          f"{_fmt(counts['embedding'])} embedding ({'tied' if cfg.tie_embeddings else 'untied'} input/output) |",
          f"| Training FLOPs per token | {_fmt(flops_per_token(cfg))} |",
+         f"| Weights | {weights} |",
          f"| Checkpoint | step {meta.get('step', '–')} |", "",
-         *_usage_section(cfg, tok),
+         *_usage_section(cfg, tok, requires),
          *_tokenizer_section(cfg, tok),
          "## Uses", "",
          "### Intended use", "",
@@ -255,7 +262,9 @@ def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any],
           "### Hardware and time", "", *([hardware, ""] if hardware else []),
           "## Evaluation", "",
           "Held-out documents of the mixture (never trained on). Bits per byte = loss / ln 2 x tokens / UTF-8 "
-          "bytes, comparable across tokenizers.", "",
+          "bytes, comparable across tokenizers." + ("" if weights == "fp32" else
+          f" Measured during training, before the weights were converted to {weights.split(' (')[0]}: "
+          "`make bench-precision` measures what each format changes."), "",
           "| split | step | loss (nats/token) | perplexity | bits per byte | tokens |",
           "| --- | ---: | ---: | ---: | ---: | ---: |"]
     L += [f"| {split} | {r['step']} | {_fmt(r['loss'])} | {_fmt(r['ppl'])} | {_fmt(r.get('bpb'))} "

@@ -16,10 +16,22 @@ Strategies (``train.strategy``):
   ``sharding_factor=1`` is DDP, ``= world_size`` is full shard.
 - ``cpu_offload``: ``fsdp`` with FSDP2's ``CPUOffloadPolicy``: sharded parameters,
   gradients and optimizer states live in host memory and the optimizer step runs there.
+- ``none``: no wrapper at all (one process only); bf16 through autocast, as under ``ddp``.
+
+FSDP at world size 1 (``reshard_after_forward=None``, the default): nothing is sharded, so the
+parameters are gathered (cast to bf16) once per optimizer step and kept through forward, backward
+and every micro-batch, instead of twice per micro-batch; numerics stay FSDP's (bf16 parameters,
+fp32 master weights and gradient accumulation). On more ranks, blocks reshard after forward
+(ZeRO-3) as before.
+
+Mixed precision keeps the blocks' floating-point *inputs* as they come
+(``cast_forward_inputs=False``): the residual stream is bf16 already, and the rotary cos/sin
+tables must stay fp32 (FSDP2's default would round them to bf16 before ``apply_rope``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import timedelta
 
@@ -29,7 +41,7 @@ from torch import nn
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-STRATEGIES = ("ddp", "fsdp", "hsdp", "cpu_offload")
+STRATEGIES = ("ddp", "fsdp", "hsdp", "cpu_offload", "none")
 
 
 def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> tuple[int, int, torch.device]:
@@ -61,9 +73,11 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> tuple[in
 
 
 def build_mesh(strategy: str, world: int, device: torch.device, sharding_factor: int | None) -> DeviceMesh:
-    """1-D mesh for ddp/fsdp/cpu_offload; 2-D ``(dp_replicate, dp_shard)`` for hsdp."""
+    """1-D mesh for ddp/fsdp/cpu_offload/none; 2-D ``(dp_replicate, dp_shard)`` for hsdp."""
     if strategy not in STRATEGIES:
         raise ValueError(f"train.strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy == "none" and world != 1:
+        raise ValueError(f"train.strategy=none trains in one process, not {world}: use ddp or fsdp")
     if strategy == "hsdp":
         factor = sharding_factor or world
         if factor < 1 or world % factor:
@@ -87,12 +101,17 @@ def apply_compile(model: nn.Module) -> None:
 
 
 def apply_data_parallel(model: nn.Module, strategy: str, mesh: DeviceMesh, device: torch.device,
-                        param_dtype: torch.dtype | None) -> nn.Module:
-    """Wrap ``model`` for ``strategy``; returns the module to call (DDP wraps, FSDP2 is in place).
+                        param_dtype: torch.dtype | None, reshard_after_forward: bool | None = None) -> nn.Module:
+    """Wrap ``model`` for ``strategy``; returns the module to call (DDP wraps, FSDP2 is in place, none is none).
 
     Mixed precision under FSDP2: parameters gathered in ``param_dtype`` (bf16 on GPU),
     gradients reduced in fp32 (``reduce_dtype``), master weights and optimizer in fp32.
+    ``reshard_after_forward``: free each block's gathered parameters after its forward (and
+    gather again in backward); ``None`` = yes on several ranks, no at world size 1, where the
+    parameters then also stay gathered between micro-batches (see ``set_gradient_sync``).
     """
+    if strategy == "none":
+        return model
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
@@ -101,21 +120,33 @@ def apply_data_parallel(model: nn.Module, strategy: str, mesh: DeviceMesh, devic
     if strategy == "cpu_offload" and device.type != "cuda":
         raise ValueError("strategy cpu_offload moves GPU shards to host memory and needs a CUDA device; "
                          "on CPU the parameters already live in host memory: use fsdp")
-    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else \
+    mp_root = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else \
         MixedPrecisionPolicy()
+    mp_block = dataclasses.replace(mp_root, cast_forward_inputs=False)  # rotary tables stay fp32
     offload: OffloadPolicy = CPUOffloadPolicy() if strategy == "cpu_offload" else OffloadPolicy()
+    if reshard_after_forward is None:
+        reshard_after_forward = mesh.size() > 1 or strategy == "cpu_offload"
     n = len(model.layers)
     for i, block in enumerate(model.layers.values()):
         # The last block's parameters are needed again right away by backward: keep them gathered.
-        fully_shard(block, mesh=mesh, mp_policy=mp, offload_policy=offload, reshard_after_forward=i < n - 1)
-    fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=offload)
+        fully_shard(block, mesh=mesh, mp_policy=mp_block, offload_policy=offload,
+                    reshard_after_forward=reshard_after_forward and i < n - 1)
+    fully_shard(model, mesh=mesh, mp_policy=mp_root, offload_policy=offload)
+    # Keep the gathered parameters through the micro-batches of a step too (world size 1: they are
+    # all there is; set_gradient_sync reshards after the last micro-batch's backward).
+    model._keep_gathered = not reshard_after_forward and strategy != "cpu_offload"
     return model
 
 
 def set_gradient_sync(model: nn.Module, enabled: bool) -> None:
-    """Skip the gradient all-reduce / reduce-scatter on all but the last micro-batch."""
+    """Skip the gradient all-reduce / reduce-scatter on all but the last micro-batch (``enabled`` = last).
+
+    FSDP with ``reshard_after_forward`` off also keeps its parameters gathered until that last
+    backward, so they are gathered and cast once per optimizer step, not once per micro-batch."""
     if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
         model.set_requires_gradient_sync(enabled)
+        if getattr(model, "_keep_gathered", False):
+            model.set_reshard_after_backward(enabled)
     elif hasattr(model, "require_backward_grad_sync"):  # DDP (what no_sync() toggles)
         model.require_backward_grad_sync = enabled
 

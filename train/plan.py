@@ -32,6 +32,7 @@ from mixtures.recipe import chinchilla_tokens
 from pipelines import fail, read_yaml
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
 from train.model_config import ModelConfig, param_counts
+from train.precision import FLOAT_FORMATS, INT_FORMATS, WEIGHT_FORMATS
 
 # ----------------------------------------------------------------------------- constants
 
@@ -59,7 +60,8 @@ LOGIT_BYTES = 4                # the loss upcasts the (s, b, vocab) logits to fp
 # tests/test_plan.py). SDPA (flash / memory-efficient kernels) keeps no s^2 scores.
 TRAINER_ACT_BYTES = {
     "bf16": (24, 8),       # FSDP2 MixedPrecisionPolicy: bf16 parameters and activations
-    "autocast": (34, 8),   # DDP + torch.autocast: fp32 residual stream and norm inputs
+    "autocast": (28, 8),   # DDP + torch.autocast: fp32 residual stream and norm inputs (fused q|k|v, gate|up:
+                           # one bf16 copy of each norm output where unfused projections took three and two)
     "fp32": (40, 16),
 }
 ACTIVATION_FORMULAS = ("korthikanti", "korthikanti-flash", "trainer")
@@ -100,6 +102,13 @@ PRECISIONS: dict[str, Precision] = {
     "bf16-mixed": Precision("bf16-mixed", 2, 2, 4, 4, 1.0, "bf16"),
     # Pure bf16 (weights, grads and moments in bf16, no master copy): 2 + 2 + 4 = 8 B/param.
     "bf16": Precision("bf16", 2, 2, 0, 2, 1.0, "bf16"),
+    # fp16 mixed precision + loss scaling (Micikevicius et al. 2018): bf16-mixed's bytes; fp16 tensor cores
+    # run at the bf16 rate on A100/H100 (and the V100 "bf16" entry of train/gpus.py is its fp16 peak).
+    "fp16-mixed": Precision("fp16-mixed", 2, 2, 4, 4, 1.0, "bf16"),
+    # fp8 matmuls (torchao.float8, Micikevicius et al. 2022): weights, gradients and optimizer states as in
+    # bf16-mixed; each matmul casts its inputs to fp8 on the fly and autograd keeps the bf16 inputs
+    # (torchao/float8/float8_linear.py saves input_hp, weight_hp_t), so activations are bf16's too.
+    "fp8": Precision("fp8", 2, 2, 4, 4, 1.0, "fp8"),
     # Inference only: quantized weights (LLM.int8, Dettmers et al. 2022; GPTQ/AWQ 4-bit), bf16 KV cache.
     "int8": Precision("int8", 1, 0, 0, 0, 1.0, "bf16", training=False),
     "int4": Precision("int4", 0.5, 0, 0, 0, 1.0, "bf16", training=False),
@@ -114,6 +123,18 @@ STRATEGIES = {
     "fsdp": "full shard: + parameters (ZeRO stage 3)",
     "hsdp": "full shard inside groups of sharding_factor GPUs, replicated across groups",
 }
+# The side-by-side table of number formats (printed with every plan): training and inference rows.
+TRAINING_FORMATS = {
+    "fp32": "fp32",
+    "bf16-mixed": "bf16 mixed (fp32 master)",
+    "fp16-mixed": "fp16 mixed + loss scaling",
+    "fp8": "fp8 matmuls (torchao)",
+}
+# Which FLOAT_FORMATS each training precision multiplies in.
+TRAINING_MATMUL = {"fp32": "fp32", "bf16-mixed": "bf16", "fp16-mixed": "fp16", "fp8": "fp8-e4m3"}
+# What train.dtype spells each precision as (bf16 pure is a what-if: the trainer keeps fp32 master weights).
+TRAINER_DTYPES = {"fp32": "fp32", "bf16-mixed": "bf16", "bf16": "bf16", "fp16-mixed": "fp16", "fp8": "fp8"}
+
 # What train/parallel.py implements (``train.strategy``): CPU offload is its own strategy,
 # ``cpu_offload`` = ``fsdp`` (full shard over all ranks) + FSDP2's CPUOffloadPolicy.
 TRAINER_STRATEGIES = {("ddp", False): "ddp", ("hsdp", False): "hsdp", ("fsdp", False): "fsdp",
@@ -270,7 +291,7 @@ def trainer_activation_path(precision: str, strategy: str) -> str:
     weights and uses ``torch.autocast`` (``autocast``, fp32 residual stream); or plain ``fp32``."""
     if precision == "fp32":
         return "fp32"
-    return "autocast" if strategy == "ddp" and precision == "bf16-mixed" else "bf16"
+    return "autocast" if strategy == "ddp" and precision in ("bf16-mixed", "fp16-mixed", "fp8") else "bf16"
 
 
 def activation_bytes(shape: ModelShape, micro_batch: int, checkpointing: bool = False,
@@ -357,14 +378,53 @@ def memory_per_gpu(shape: ModelShape, *, strategy: str, n_gpus: int, sharding_fa
                      states["gradients"], states["optimizer"], gathered, act, total, cpu, total <= capacity)
 
 
-def inference_bytes(shape: ModelShape, precision: str, batch: int = 1) -> dict[str, float]:
-    """One inference replica: quantized (or 16/32-bit) weights + a bf16 KV cache of ``batch`` full
-    sequences (``2 * L * s * b * n_kv_head * head_dim * 2`` bytes; Pope et al. 2022)."""
-    p = PRECISIONS[precision]
+def inference_bytes(shape: ModelShape, precision: str, batch: int = 1, context: int | None = None) -> dict[str, float]:
+    """One inference replica in bytes: weights in ``precision`` (a ``WEIGHT_FORMATS`` name: fp32, bf16,
+    fp16, int8, int4), their quantization scales, and the KV cache of ``batch`` sequences of ``context``
+    tokens (default ``seq_len``): ``2 (K and V) * L * context * batch * n_kv_head * head_dim * kv_bytes``
+    (Pope et al. 2022), ``kv_bytes`` = 4 for an fp32 model, else 2 (weight-only quantization computes
+    in 16-bit). Scales: one 16-bit scale per row for int8 (rows ~ N / d_model), per 32 weights for int4."""
+    f = WEIGHT_FORMATS[precision]
     head_dim = shape.d_model // shape.n_head
-    kv = 2 * shape.n_layer * shape.seq_len * batch * shape.n_kv_head * head_dim * 2
-    return {"weights": shape.n_params * p.weight_bytes, "kv_cache": float(kv),
-            "total": shape.n_params * p.weight_bytes + kv}
+    context = context or shape.seq_len
+    kv = 2 * shape.n_layer * context * batch * shape.n_kv_head * head_dim * f.kv_bytes
+    weights = shape.n_params * f.weight_bytes
+    scales = f.scale_bytes(shape.n_params, shape.d_model)
+    return {"weights": weights, "scales": scales, "kv_cache": float(kv), "total": weights + scales + kv,
+            "kv_bytes": f.kv_bytes, "batch": batch, "context": context}
+
+
+def formats_table(shape: ModelShape, *, gpu: GPU, n_gpus: int, micro_batch: int, optimizer: str, activations: str,
+                  batch: int = 1, context: int | None = None, tokens: float | None = None,
+                  mfu: float = DEFAULT_MFU) -> dict[str, list[dict[str, Any]]]:
+    """Memory per number format, side by side, in bytes.
+
+    Training: one GPU holding everything (the DDP row of ``memory_per_gpu``, no checkpointing) for
+    fp32, bf16 and fp16 mixed precision and fp8 matmuls, with the GPU's dense peak in the format the
+    matmuls run in and the wall-clock days of ``6 N tokens`` on ``n_gpus`` at ``mfu`` (None where the
+    GPU has no such tensor cores). Inference: ``inference_bytes`` for fp32, bf16, fp16, int8, int4.
+    """
+    d = tokens if tokens is not None else chinchilla_tokens(shape.n_params)
+    training = []
+    for name, label in TRAINING_FORMATS.items():
+        p = PRECISIONS[name]
+        row = memory_per_gpu(shape, strategy="ddp", n_gpus=1, micro_batch=micro_batch, precision=name,
+                             optimizer=optimizer, activations=activations)
+        peak = gpu.peak_flops.get(p.compute_dtype)
+        fmt = FLOAT_FORMATS[TRAINING_MATMUL[name]]
+        training.append({"format": name, "label": label, "matmul_bits": f"{fmt.bits} (1+{fmt.exponent}+{fmt.mantissa})",
+                         "bytes_per_param": sum(model_state_bytes(1.0, name, optimizer).values()),
+                         "states": row.weights + row.gradients + row.optimizer, "activations": row.activations,
+                         "total": row.total, "peak_flops": peak,
+                         "days": wall_clock_days(training_flops(shape.n_params, d), peak, mfu, n_gpus) if peak
+                         else None})
+    inference = []
+    for name, f in WEIGHT_FORMATS.items():
+        bits = FLOAT_FORMATS[name].bits if name in FLOAT_FORMATS else INT_FORMATS[name].bits
+        inference.append({"format": name, "label": f.label, "bits": bits,
+                          **inference_bytes(shape, name, batch, context)})
+    return {"training": training, "inference": inference, "micro_batch": micro_batch, "batch": batch,
+            "context": context or shape.seq_len, "mfu": mfu, "gpus": n_gpus, "tokens": d}
 
 
 def rule_of_thumb(n_params: float) -> dict[str, float]:
@@ -434,15 +494,15 @@ def trainer_settings(row: MemoryRow, precision: str = "bf16-mixed") -> dict[str,
     The trainer spells CPU offload as ``train.strategy=cpu_offload`` (full shard + offload), not
     as a separate flag; ``sharding_factor`` is 1 for DDP and the world size for full sharding, as
     ``train/parallel.py`` reads it ("1 is DDP, world_size is full shard"). ``train.dtype`` is
-    ``fp32`` for an fp32 plan, else ``bf16`` (the trainer's mixed precision; it has no pure-bf16
-    or 8-bit-Adam mode, so those plans are what-ifs).
+    ``TRAINER_DTYPES[precision]``: fp32, bf16 (mixed), fp16 (mixed, loss scaling) or fp8; the trainer
+    has no pure-bf16 or 8-bit-Adam mode, so those plans are what-ifs (a pure-bf16 plan prints bf16).
     """
     strategy = TRAINER_STRATEGIES.get((row.strategy, row.cpu_offload))
     if strategy is None:
         raise ValueError(f"the trainer has no {row.strategy} with cpu_offload={row.cpu_offload}")
     return {"train.strategy": strategy, "train.sharding_factor": row.sharding_factor,
             "train.activation_checkpointing": row.activation_checkpointing,
-            "train.micro_batch": row.micro_batch, "train.dtype": "fp32" if precision == "fp32" else "bf16"}
+            "train.micro_batch": row.micro_batch, "train.dtype": TRAINER_DTYPES[precision]}
 
 
 def _yaml_value(v: Any) -> str:
@@ -495,9 +555,11 @@ def compute_optimal(flops: float, tokens_per_param: float = TOKENS_PER_PARAM) ->
 
 
 def trainer_flops_per_token(shape: ModelShape) -> float:
-    """FLOPs per token as the trainer counts them for its MFU (train/model.py ``flops_per_token``):
-    ``6 * N_non_embedding + 12 * n_layer * d_model * seq_len`` (PaLM, Chowdhery et al. 2022, App. B)."""
-    return FLOPS_PER_PARAM_TOKEN * shape.non_embedding + 12 * shape.n_layer * shape.d_model * shape.seq_len
+    """FLOPs per token as the trainer counts them for its MFU (train/model_config.py ``flops_per_token``):
+    ``6 * N_non_embedding + 12 * n_layer * d_model * seq_len`` (PaLM, Chowdhery et al. 2022, App. B)
+    ``+ 6 * vocab_size * d_model`` (the output head's matmul)."""
+    return (FLOPS_PER_PARAM_TOKEN * (shape.non_embedding + shape.vocab_size * shape.d_model)
+            + 12 * shape.n_layer * shape.d_model * shape.seq_len)
 
 
 def mfu_from_log(path: str | Path, warmup_fraction: float = 0.1) -> float:
@@ -554,9 +616,12 @@ def make_plan(shape: ModelShape, *, gpu: GPU, n_gpus: int, gpus_per_node: int = 
               tokens: float | None = None, tokens_per_param: float = TOKENS_PER_PARAM,
               domain_fraction: float = DOMAIN_FRACTION, headroom: float = HEADROOM,
               compute_dtype: str | None = None, usd_per_gpu_hour: float | None = None,
-              budget: dict[str, Any] | None = None) -> dict[str, Any]:
+              budget: dict[str, Any] | None = None, batch: int | None = None,
+              context: int | None = None) -> dict[str, Any]:
     """Everything the planner knows about one run, as a JSON-able dict: memory in bytes, compute in
-    FLOPs, time in the unit its key names (``gpu_hours``, ``wall_clock_days``)."""
+    FLOPs, time in the unit its key names (``gpu_hours``, ``wall_clock_days``). ``batch`` and
+    ``context``: sequences and tokens of the inference KV cache (default ``micro_batch`` and
+    ``seq_len``); ``formats`` holds the side-by-side table of ``formats_table``."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
     if optimizer not in OPTIMIZERS:
@@ -578,10 +643,13 @@ def make_plan(shape: ModelShape, *, gpu: GPU, n_gpus: int, gpus_per_node: int = 
     }
     if budget:
         plan["budget"] = budget
+    batch = batch or micro_batch
+    d = tokens if tokens is not None else chinchilla_tokens(shape.n_params, tokens_per_param)
+    plan["formats"] = formats_table(shape, gpu=gpu, n_gpus=n_gpus, micro_batch=micro_batch, optimizer=optimizer,
+                                    activations=activations, batch=batch, context=context, tokens=d, mfu=mfu)
     if not p.training:
-        inf = inference_bytes(shape, precision, micro_batch)
-        plan["inference"] = {**inf, "batch": micro_batch,
-                             "min_gpus": max(1, math.ceil(inf["total"] / capacity)),
+        inf = inference_bytes(shape, precision, batch, context)
+        plan["inference"] = {**inf, "min_gpus": max(1, math.ceil(inf["total"] / capacity)),
                              "flops_per_token": 2 * shape.n_params}
         return plan
 
@@ -606,7 +674,6 @@ def make_plan(shape: ModelShape, *, gpu: GPU, n_gpus: int, gpus_per_node: int = 
     else:
         plan["recommendation"] = None
 
-    d = tokens if tokens is not None else chinchilla_tokens(shape.n_params, tokens_per_param)
     flops = training_flops(shape.n_params, d)
     peak = gpu.peak(dtype)
     hours = gpu_hours(flops, peak, mfu)
@@ -743,17 +810,44 @@ def _compute(plan: dict[str, Any]) -> list[str]:
     return out
 
 
+def _formats(plan: dict[str, Any]) -> list[str]:
+    """The side-by-side table: memory per number format for training and for inference."""
+    f, g = plan["formats"], plan["gpu"]
+    out = ["", "Number formats side by side (bit layouts, ranges and precision: docs/planning.md)",
+           f"Training: one {g['name']} holding everything (DDP, no activation checkpointing), micro-batch "
+           f"{f['micro_batch']} x {plan['model']['seq_len']} tokens, {plan['precision']['optimizer']}; "
+           f"days = 6ND on {f['gpus']} GPUs at {f['mfu']:.0%} MFU"]
+    head = (f"{'format':<27}{'matmul bits':>13}{'B/param':>9}{'states':>9}{'act':>8}{'total':>8}"
+            f"{'peak TFLOP/s':>14}{'days':>8}")
+    out += [head, "-" * len(head)]
+    for r in f["training"]:
+        peak = f"{r['peak_flops'] / 1e12:,.1f}" if r["peak_flops"] else "-"
+        days = _num(r["days"]) if r["days"] is not None else "-"
+        out.append(f"{r['label']:<27}{r['matmul_bits']:>13}{r['bytes_per_param']:>9g}{_gb(r['states']):>9}"
+                   f"{_gb(r['activations']):>8}{_gb(r['total']):>8}{peak:>14}{days:>8}")
+    out += ["", f"Inference: one replica, KV cache of {f['batch']} x {f['context']} tokens in the compute dtype "
+                "(fp32 for fp32 weights, else 16-bit); scales are 16-bit"]
+    head = f"{'format':<36}{'bits':>5}{'weights':>9}{'scales':>8}{'KV cache':>10}{'total':>8}"
+    out += [head, "-" * len(head)]
+    for r in f["inference"]:
+        out.append(f"{r['label']:<36}{r['bits']:>5}{r['weights'] / GB:>9,.2f}{r['scales'] / GB:>8,.2f}"
+                   f"{r['kv_cache'] / GB:>10,.2f}{r['total'] / GB:>8,.2f}")
+    return out
+
+
 def format_plan(plan: dict[str, Any], config_path: str | None = None) -> str:
-    """The human-readable report: header, memory table, verdict with trainer settings, compute."""
+    """The human-readable report: header, memory table, verdict with trainer settings, compute, and the
+    number formats side by side."""
     out = _header(plan)
     if "inference" in plan:
-        i, m, g = plan["inference"], plan["model"], plan["gpu"]
-        out.append(f"Inference  weights {_gb(i['weights'])} GB + KV cache {_gb(i['kv_cache'])} GB "
-                   f"(batch {i['batch']} x {m['seq_len']} tokens) = {_gb(i['total'])} GB per replica")
+        i, g = plan["inference"], plan["gpu"]
+        out.append(f"Inference  weights {_gb(i['weights'])} GB + scales {_gb(i['scales'])} GB + KV cache "
+                   f"{_gb(i['kv_cache'])} GB (batch {i['batch']} x {i['context']} tokens) = {_gb(i['total'])} GB "
+                   "per replica")
         out.append(f"           -> at least {i['min_gpus']} x {g['name']} (weights split evenly, e.g. tensor "
                    f"parallel); {i['flops_per_token']:.3g} FLOPs per generated token")
-        return "\n".join(out)
-    out += _memory_table(plan) + _verdict(plan, config_path) + _compute(plan)
+        return "\n".join(out + _formats(plan))
+    out += _memory_table(plan) + _verdict(plan, config_path) + _compute(plan) + _formats(plan)
     return "\n".join(out)
 
 
@@ -781,7 +875,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--gpus-per-node", type=int, default=8)
     ap.add_argument("--sharding-factor", type=int, help="HSDP group size shown in the table")
     ap.add_argument("--precision", default="bf16-mixed", choices=sorted(PRECISIONS),
-                    help="fp32 | bf16-mixed (fp32 master, ZeRO's K=12) | bf16 (pure) | int8/int4 (inference)")
+                    help="fp32 | bf16-mixed (fp32 master, ZeRO's K=12) | fp16-mixed (+ loss scaling) | fp8 "
+                         "(fp8 matmuls, bf16-mixed memory) | bf16 (pure) | int8/int4 (inference)")
+    ap.add_argument("--batch", type=int, help="inference: sequences in the KV cache (default: --micro-batch)")
+    ap.add_argument("--context", type=int, help="inference: tokens per sequence in the KV cache (default: seq_len)")
     ap.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="adam8bit: 1 byte per moment")
     ap.add_argument("--compute-dtype", choices=("fp32", "tf32", "bf16", "fp8"),
                     help="dtype of the peak FLOP/s used (default: from --precision)")
@@ -838,7 +935,7 @@ def _main(argv: list[str] | None) -> int:
             budget = {"flops": flops, "source": source, "n_params": n_params, "tokens": d_opt}
         shape = infer_shape(n_params, args.vocab_size or DEFAULT_VOCAB, args.seq_len or DEFAULT_SEQ_LEN,
                             args.n_layer, args.d_model, args.n_head)
-    if args.mfu_from:  # the trainer's MFU counts 6 N_non_embedding + attention; rescale to 6 N
+    if args.mfu_from:  # the trainer's MFU counts 6 (N_non_embedding + head) + attention; rescale to 6 N
         logged = mfu_from_log(args.mfu_from)
         mfu = logged * FLOPS_PER_PARAM_TOKEN * shape.n_params / trainer_flops_per_token(shape)
         mfu_source = f"median {logged:.1%} of {args.mfu_from}, on the 6N basis"
@@ -849,7 +946,8 @@ def _main(argv: list[str] | None) -> int:
                      sharding_factor=args.sharding_factor, activations=activations, mfu=mfu,
                      mfu_source=mfu_source, tokens=args.tokens, tokens_per_param=args.tokens_per_param,
                      domain_fraction=args.domain_fraction, headroom=args.headroom,
-                     compute_dtype=args.compute_dtype, usd_per_gpu_hour=args.usd_per_gpu_hour, budget=budget)
+                     compute_dtype=args.compute_dtype, usd_per_gpu_hour=args.usd_per_gpu_hour, budget=budget,
+                     batch=args.batch, context=args.context)
     if args.json:
         json.dump(plan, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -38,11 +38,12 @@ except ImportError:  # a bare GPU image may lack tqdm: train without a progress 
 
 from mixtures.shards import TokenStream
 from train import checkpoint as ckpt
+from train import precision
 from train.config import Config, ConfigError
-from train.data import StepBatches
+from train.data import StepBatches, StepPrefetcher
 from train.evaluate import evaluate_stream
 from train.metrics import MetricsLogger, bits_per_byte, mfu, peak_flops
-from train.model import Transformer, flops_per_token, param_counts
+from train.model import Transformer, attention_kernel, flops_per_token, flops_per_token_parts, param_counts
 from train.parallel import (
     apply_activation_checkpointing,
     apply_compile,
@@ -134,21 +135,45 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     total_steps = tc.steps if tc.steps > 0 else math.ceil(len(train_stream) / tc.global_batch_tokens)
 
     # ---- model, parallelism, optimizer
-    param_dtype = {"auto": torch.bfloat16 if device.type == "cuda" else None, "bf16": torch.bfloat16,
-                   "fp32": None}[tc.dtype]
+    # fp16: fp16 compute + dynamic loss scaling; fp8: fp8 matmuls in the blocks, bf16 elsewhere (train/precision.py)
+    dtypes = {"auto": torch.bfloat16 if device.type == "cuda" else None, "bf16": torch.bfloat16,
+              "fp16": torch.float16, "fp8": torch.bfloat16, "fp32": None}
+    if tc.dtype not in dtypes:
+        raise ConfigError(f"train.dtype must be one of {list(dtypes)}, got {tc.dtype!r}")
+    if tc.dtype == "fp8" and (why := precision.fp8_unsupported(device)):
+        raise ConfigError(why)
+    try:
+        qat = precision.QATSettings.from_config(tc.qat) if tc.qat is not None else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if qat is not None and tc.dtype == "fp8":
+        raise ConfigError("train.qat and train.dtype=fp8 do not combine: QAT fake-quantizes the linears fp8 replaces")
+    param_dtype = dtypes[tc.dtype]
     torch.manual_seed(tc.seed)  # identical init on every rank (FSDP shards it, DDP checks it)
     with torch.device(device):
-        model = Transformer(mc)
+        model = Transformer(mc, fused_loss=tc.fused_loss)
+    if tc.dtype == "fp8":
+        precision.apply_float8_training(model)
+    qat_start, qat_on = total_steps, False  # QAT phase: steps [qat_start, total_steps) with fake quantization
+    if qat is not None:
+        try:
+            precision.prepare_qat(model, qat)  # fake quantization off until qat_start
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        qat_start = qat.start_step(total_steps)
     counts, fpt = param_counts(mc), flops_per_token(mc)
     if tc.activation_checkpointing:
         apply_activation_checkpointing(model)
     if tc.compile:
         apply_compile(model)
     mesh = build_mesh(tc.strategy, world, device, tc.sharding_factor)
-    model = apply_data_parallel(model, tc.strategy, mesh, device, param_dtype)
+    model = apply_data_parallel(model, tc.strategy, mesh, device, param_dtype, tc.reshard_after_forward)
     optimizer = build_optimizer(model, cfg, device)
-    # DDP keeps fp32 weights, so bf16 there means autocast; FSDP2 casts through its MixedPrecisionPolicy.
-    use_autocast = tc.strategy == "ddp" and param_dtype is not None
+    scaler = precision.loss_scaler(tc.dtype, device.type, tc.loss_scale)  # fp16 only, else None
+    overflow_steps = 0  # fp16 steps skipped because a gradient overflowed
+    # DDP (and no wrapper) keep fp32 weights, so bf16 there means autocast; FSDP2 casts through its
+    # MixedPrecisionPolicy.
+    use_autocast = tc.strategy in ("ddp", "none") and param_dtype is not None
 
     def autocast():
         return torch.autocast(device.type, dtype=param_dtype) if use_autocast else contextlib.nullcontext()
@@ -160,6 +185,9 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     if resume_from is not None:
         meta = ckpt.load_checkpoint(resume_from, model, optimizer, device)
         start_step, tokens_seen, train_time = meta["step"], meta["tokens_seen"], meta.get("train_time_s", 0.0)
+        if scaler is not None and meta.get("loss_scaler"):
+            scaler.load_state_dict(meta["loss_scaler"])
+            overflow_steps = meta.get("overflow_steps", 0)
         if meta.get("data", {}).get("seed") != cfg.data.seed:
             raise ConfigError("data.seed differs from the checkpoint's: the resumed run would see other batches")
 
@@ -168,7 +196,9 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     logger.log({"kind": "start", "time": time.time(), "rank_count": world, "device": str(device),
                 "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else socket.gethostname(),
                 "strategy": tc.strategy, "sharding_factor": tc.sharding_factor, "dtype": str(param_dtype or "fp32"),
-                "params": counts, "flops_per_token": fpt, "grad_accum": batches.grad_accum,
+                "params": counts, "flops_per_token": fpt, "flops_per_token_parts": flops_per_token_parts(mc),
+                "attention": attention_kernel(mc.attention, mc.pos, device), "fused_loss": tc.fused_loss,
+                "grad_accum": batches.grad_accum,
                 "total_steps": total_steps, "start_step": start_step,
                 "resumed_from": str(resume_from) if resume_from else None})
 
@@ -178,7 +208,9 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
                 "scheduler": {"name": cfg.optim.schedule, "step": step, "total_steps": total_steps,
                               "lr": lr_at(max(0, step - 1), total_steps, cfg.optim)},
                 "data": {"seed": cfg.data.seed, "samples_seen": step * batches.global_batch,
-                         "n_windows": batches.n_windows, "train_tokens": len(train_stream)}}
+                         "n_windows": batches.n_windows, "train_tokens": len(train_stream)},
+                "loss_scaler": scaler.state_dict() if scaler is not None else None, "overflow_steps": overflow_steps,
+                "qat": {**qat.to_dict(), "start_step": qat_start} if qat is not None else None}
 
     def run_eval(step: int) -> dict[str, Any]:
         results = {}
@@ -197,22 +229,36 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
     evals: dict[str, Any] = {}
     last: dict[str, Any] = {}
+    prefetcher = StepPrefetcher(batches, device, total_steps, tc.prefetch)
+    async_ckpt = tc.async_checkpoint if tc.async_checkpoint is not None else device.type == "cuda"
+    pending: ckpt.AsyncCheckpoint | None = None  # an asynchronous checkpoint still being written
     model.train()
     for step in range(start_step, total_steps):
         lr = lr_at(step, total_steps, cfg.optim)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if qat is not None and step >= qat_start and not qat_on:  # also right after a resume inside the phase
+            qat_on = precision.set_fake_quant(model, True) > 0
+            logger.log({"kind": "qat", "step": step, **qat.to_dict()})
         loss_sum = torch.zeros((), device=device)
-        micro = batches.micro_batches(step)
-        for m, arr in enumerate(micro):
+        micro = prefetcher.get(step)  # int64 on the device; step + 1 is being read meanwhile
+        for m, x in enumerate(micro):
             set_gradient_sync(model, m == len(micro) - 1)
-            x = torch.from_numpy(arr).to(device, non_blocking=True)
             with autocast():
                 loss = model(x[:, :-1], x[:, 1:])
-            (loss / len(micro)).backward()
+            scaled = loss / len(micro)
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
             loss_sum += loss.detach()
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip and step on the true gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
-        optimizer.step()
+        if scaler is not None:
+            scale = scaler.get_scale()
+            scaler.step(optimizer)  # skipped if any gradient is inf/NaN (on any rank)
+            scaler.update()  # halves the scale after an overflow, doubles it after 2000 clean steps
+            overflow_steps += scaler.get_scale() < scale
+        else:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         tokens_seen += tokens_per_step
@@ -232,6 +278,10 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
                     "epochs": batches.epochs_done(done), "strategy": tc.strategy,
                     "peak_mem_bytes_per_rank": [r[0] for r in mem],
                     "state_bytes_per_rank": [sum(r[1:]) for r in mem]}
+            if scaler is not None:
+                last.update(loss_scale=scaler.get_scale(), overflow_steps=overflow_steps)
+            if qat is not None:
+                last["qat"] = qat_on
             logger.log(last)
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
             window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
@@ -243,12 +293,22 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
         if (tc.eval_every and done % tc.eval_every == 0) or done == total_steps:
             evals = run_eval(done)
         if tc.ckpt_every >= 0 and ((tc.ckpt_every and done % tc.ckpt_every == 0) or done == total_steps):
-            ckpt.save_checkpoint(ckpt_root, done, model, optimizer, meta_for(done), device, tc.keep_checkpoints)
+            if pending is not None:
+                pending.wait()
+                pending = None
+            if async_ckpt:
+                pending = ckpt.AsyncCheckpoint(ckpt_root, done, model, optimizer, meta_for(done), device,
+                                               tc.keep_checkpoints)
+            else:
+                ckpt.save_checkpoint(ckpt_root, done, model, optimizer, meta_for(done), device, tc.keep_checkpoints)
         window_t += time.perf_counter() - paused_t
         window_cpu += time.process_time() - paused_cpu
         if kill_after and done == kill_after and is_main:
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
+    prefetcher.close()
+    if pending is not None:
+        pending.wait()
 
     if not evals and val_streams:  # resumed at the very end: still report final numbers
         evals = run_eval(start_step)

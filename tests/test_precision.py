@@ -1,0 +1,197 @@
+"""Number formats against torch's own, fp16 loss scaling through an overflow, fp8's refusal off fp8 GPUs and
+its conversion, and QAT: its numerics equal the export's quantization, its phase starts where configured,
+and a run resumed before or inside the phase ends where the uninterrupted run ends."""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from train import precision
+from train.bytemix import build_byte_mixture
+from train.config import ConfigError, load_config
+from train.model import ModelConfig, Transformer
+from train.trainer import train
+from tests.conftest import DATA, ROOT
+
+TINY = ROOT / "configs" / "train" / "tiny.yaml"
+SMALL = ModelConfig(vocab_size=256, seq_len=32, n_layer=2, n_head=4, d_model=64)
+
+
+@pytest.mark.parametrize("name,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16),
+                                        ("fp8-e4m3", torch.float8_e4m3fn), ("fp8-e5m2", torch.float8_e5m2)])
+def test_float_formats_match_torch_finfo(name, dtype):
+    f, info = precision.FLOAT_FORMATS[name], torch.finfo(dtype)
+    assert f.bits == info.bits
+    assert (f.max, f.min_normal, f.epsilon) == (info.max, info.smallest_normal, info.eps)
+    # the smallest subnormal is representable and half of it rounds to zero
+    assert torch.tensor(f.min_subnormal).to(dtype).float().item() == f.min_subnormal
+    assert torch.tensor(f.min_subnormal / 2.1).to(dtype).float().item() == 0.0
+
+
+def test_the_layouts_of_the_notes():
+    fp32, fp16, bf16 = (precision.FLOAT_FORMATS[k] for k in ("fp32", "fp16", "bf16"))
+    assert [(f.exponent, f.mantissa) for f in (fp32, fp16, bf16)] == [(8, 23), (5, 10), (8, 7)]
+    assert fp16.max == 65504 and bf16.max == pytest.approx(3.39e38, rel=1e-3)  # bf16 keeps fp32's range
+    assert precision.FLOAT_FORMATS["fp8-e4m3"].max == 448 and precision.FLOAT_FORMATS["fp8-e5m2"].max == 57344
+    assert round(bf16.decimal_digits, 2) == 2.41 and round(fp16.decimal_digits, 2) == 3.31
+    assert [(i.qmin, i.qmax, i.levels) for i in precision.INT_FORMATS.values()] == [(-128, 127, 256), (-8, 7, 16)]
+
+
+def test_qat_settings_reject_what_cannot_train():
+    s = precision.QATSettings.from_config({"start_fraction": 0.75})
+    assert (s.scheme, s.group_size, s.start_step(100), s.export_dtype) == ("8da4w", 32, 75, "8da4w")
+    assert precision.QATSettings.from_config({"scheme": "4w"}).export_dtype == "int4"
+    for bad, message in (({"start": 0.8}, "unknown train.qat keys"), ({"scheme": "int2"}, "scheme"),
+                         ({"start_fraction": 1.0}, "start_fraction"), ({"group_size": 0}, "group_size"),
+                         ("0.8", "mapping")):
+        with pytest.raises(ValueError, match=message):
+            precision.QATSettings.from_config(bad)
+
+
+@pytest.fixture
+def process_group():
+    """A 1-rank gloo group (the sharded scaler all-reduces its overflow flag), gone after the test."""
+    from train.parallel import init_distributed
+
+    init_distributed("cpu")
+    yield
+    dist.destroy_process_group()
+
+
+def test_loss_scaler_skips_an_overflow_step_halves_the_scale_and_training_goes_on(process_group):
+    assert precision.loss_scaler("bf16", "cpu") is None and precision.loss_scaler("fp32", "cpu") is None
+    torch.manual_seed(0)
+    model = Transformer(SMALL)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = precision.loss_scaler("fp16", "cpu", init_scale=2.0**12)
+    x = torch.randint(0, SMALL.vocab_size, (4, SMALL.seq_len + 1))
+
+    def step(overflow: bool = False) -> float:
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = model(x[:, :-1], x[:, 1:])
+        scaler.scale(loss).backward()
+        if overflow:  # what an fp16 gradient beyond 65504 becomes
+            model.layers["0"].feed_forward.w2.weight.grad[0, 0] = float("inf")
+        scaler.unscale_(opt)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    before = copy.deepcopy(model.state_dict())
+    first = step(overflow=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the step was skipped
+    assert scaler.get_scale() == 2.0**11  # and the scale halved
+    losses = [step() for _ in range(6)]
+    assert not torch.equal(before["layers.0.feed_forward.w2.weight"], model.layers["0"].feed_forward.w2.weight)
+    assert scaler.get_scale() == 2.0**11  # no new overflow
+    assert losses[0] == pytest.approx(first) and losses[-1] < first - 0.05  # same weights, then learning
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory):
+    out = tmp_path_factory.mktemp("precision") / "mix"
+    build_byte_mixture(out, [f"{DATA}/finance/reuters_finance.jsonl.gz"], [f"{DATA}/general/austen.jsonl.gz"],
+                       max_bytes=60_000)
+    return out
+
+
+def run(mix, out, *over):
+    """The tiny model on the byte mixture, one process (FSDP2 over a 1-rank group), one record per step."""
+    summary = train(load_config(TINY, [f"data.dir={mix}", f"train.out_dir={out}", "train.log_every=1",
+                                       "train.global_batch_tokens=512", "train.micro_batch=4",
+                                       "train.eval_tokens=1024", "train.progress=false", "train.tensorboard=false",
+                                       *over]))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return summary, records
+
+
+def test_trainer_fp16_recovers_from_overflow_steps(mix, tmp_path):
+    # 2^20 is too large a scale for this model's fp16 gradients: the first steps overflow
+    _, records = run(mix, tmp_path / "run", "train.steps=12", "train.dtype=fp16", "train.loss_scale=1048576")
+    steps = [r for r in records if r["kind"] == "train"]
+    assert steps[0]["overflow_steps"] == 1 and steps[0]["loss_scale"] == 2.0**19 and not math.isfinite(
+        steps[0]["grad_norm"])
+    settled = steps[-1]["overflow_steps"]
+    assert 1 <= settled <= 4 and all(r["overflow_steps"] == settled for r in steps[-6:])
+    assert all(math.isfinite(r["grad_norm"]) for r in steps[-6:])
+    assert steps[-1]["loss_scale"] == 2.0 ** (20 - settled) and steps[-1]["loss"] < steps[0]["loss"] - 0.5
+    start = next(r for r in records if r["kind"] == "start")
+    assert start["dtype"] == "torch.float16"
+
+
+def test_fp8_is_refused_off_fp8_gpus_with_one_clear_error(mix, tmp_path):
+    with pytest.raises(ConfigError, match=r"train.dtype=fp8 needs a CUDA GPU with fp8 tensor cores .* on cpu"):
+        run(mix, tmp_path / "run", "train.steps=1", "train.dtype=fp8")
+    with pytest.raises(ConfigError, match="train.dtype must be one of"):
+        run(mix, tmp_path / "run", "train.steps=1", "train.dtype=int8")
+
+
+def test_fp8_conversion_swaps_the_block_linears_and_keeps_the_head():
+    """What train.dtype=fp8 does to the model on a GPU, run here through torch's CPU emulation of the fp8
+    matmul: every block linear becomes a Float8Linear, the head stays, and the loss stays close."""
+    from torchao.float8.float8_linear import Float8Linear
+
+    torch.manual_seed(0)
+    ref = Transformer(SMALL)
+    model = copy.deepcopy(ref)
+    names = precision.apply_float8_training(model)
+    assert len(names) == 4 * SMALL.n_layer and all(n.startswith("layers.") for n in names)
+    assert all(isinstance(model.get_submodule(n), Float8Linear) for n in names)
+    assert type(model.output) is torch.nn.Linear and type(model.tok_embeddings) is torch.nn.Embedding
+    x = torch.randint(0, SMALL.vocab_size, (4, SMALL.seq_len + 1))
+    loss = model(x[:, :-1], x[:, 1:])
+    loss.backward()
+    assert loss.item() == pytest.approx(ref(x[:, :-1], x[:, 1:]).item(), rel=0.01)
+    assert model.layers["0"].attention.wo.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("scheme", ["4w", "8da4w"])
+def test_qat_fake_quantization_is_exactly_the_exports_quantization(scheme):
+    """In the QAT phase the blocks compute with the numerics the export will have: the fake-quantized model's
+    logits equal those of the same weights quantized by torchao's post-training configs."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, PerGroup, quantize_
+
+    torch.manual_seed(0)
+    ref = Transformer(SMALL).eval()
+    qat = copy.deepcopy(ref)
+    names = precision.prepare_qat(qat, precision.QATSettings(scheme=scheme))
+    assert len(names) == 4 * SMALL.n_layer and set(qat.state_dict()) == set(ref.state_dict())
+    x = torch.randint(0, SMALL.vocab_size, (2, SMALL.seq_len))
+    with torch.no_grad():
+        assert torch.equal(qat(x), ref(x))  # prepared but off: the model is unchanged
+        assert precision.set_fake_quant(qat, True) == 4 * SMALL.n_layer
+        fake = qat(x)
+    ptq = copy.deepcopy(ref)
+    config = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32)) if scheme == "4w" else \
+        Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(32))
+    quantize_(ptq.layers, config)
+    with torch.no_grad():
+        torch.testing.assert_close(fake, ptq(x), rtol=1e-5, atol=1e-5)
+        assert (fake - ref(x)).abs().max() > 1e-3  # and the rounding is really there
+    with pytest.raises(ValueError, match="group_size=48 does not divide"):
+        precision.prepare_qat(copy.deepcopy(ref), precision.QATSettings(group_size=48))
+
+
+def test_qat_phase_and_fp16_scaler_survive_a_resume_exactly(mix, tmp_path):
+    """fp16 + QAT from step 3 of 6, checkpoints every 2 steps: resumed from step 2 (before the phase) and from
+    step 4 (inside it), each run ends with the uninterrupted run's loss, evaluation and loss scale."""
+    over = ["train.steps=6", "train.dtype=fp16", "train.ckpt_every=2", "train.keep_checkpoints=0",
+            "train.qat={start_fraction: 0.5}", "optim.warmup_steps=2"]
+    full, records = run(mix, tmp_path / "full", *over)
+    assert [r for r in records if r["kind"] == "qat"] == [{"kind": "qat", "step": 3, "scheme": "8da4w",
+                                                          "start_fraction": 0.5, "group_size": 32}]
+    assert [r["qat"] for r in records if r["kind"] == "train"] == [False] * 3 + [True] * 3
+    meta = json.loads((tmp_path / "full" / "checkpoints" / "step_00000004" / "meta.json").read_text())
+    assert meta["qat"]["start_step"] == 3 and meta["loss_scaler"]["scale"] == full["last_train"]["loss_scale"]
+    for resume_at in (2, 4):
+        ckpt = tmp_path / "full" / "checkpoints" / f"step_{resume_at:08d}"
+        resumed, again = run(mix, tmp_path / f"resumed_{resume_at}", *over, f"train.resume={ckpt}")
+        assert next(r for r in again if r["kind"] == "start")["start_step"] == resume_at
+        assert resumed["last_train"]["loss"] == full["last_train"]["loss"]
+        assert resumed["last_train"]["loss_scale"] == full["last_train"]["loss_scale"]
+        assert {s: r["loss"] for s, r in resumed["eval"].items()} == {s: r["loss"] for s, r in full["eval"].items()}
