@@ -144,17 +144,12 @@ def main() -> None:
 
 
 def write_section(path: Path, table: str) -> None:
+    from bench_train import replace_section  # this script's folder is on sys.path
+
     title = "## Trainer throughput, CPU-side checks"
-    section = (f"{title}\n\nDate: {time.strftime('%Y-%m-%d')}. Machine: 2-core x86_64 sandbox, no GPU. Command: "
-               "`make bench-throughput-cpu` (`python benchmarks/bench_throughput_cpu.py`).\n\n" + table + "\n\n")
-    text = path.read_text(encoding="utf-8")
-    start = text.find(title + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text, encoding="utf-8")
+    replace_section(path, title, f"{title}\n\nDate: {time.strftime('%Y-%m-%d')}. Machine: 2-core x86_64 sandbox, "
+                    "no GPU. Command: `make bench-throughput-cpu` (`python benchmarks/bench_throughput_cpu.py`).\n\n"
+                    + table + "\n\n")
 
 
 if __name__ == "__main__":

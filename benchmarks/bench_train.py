@@ -178,19 +178,22 @@ def main() -> None:
         write_section(Path(args.results), table, device)
 
 
-def write_section(path: Path, table: str, device: str) -> None:
-    """Replace (or append) only the '## Trainer' section; other sections are other people's."""
-    machine = "2-core x86_64 sandbox, no GPU" if device == "cpu" else "CUDA machine"
-    section = (f"## Trainer\n\nDate: {time.strftime('%Y-%m-%d')}. Machine: {machine}. "
-               f"Command: `make bench-train` (`python benchmarks/bench_train.py`).\n\n{table}\n\n")
+def replace_section(path: Path, title: str, section: str) -> None:
+    """Replace (or append) only the section headed ``title`` (``## ...``); other sections are other people's."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## Trainer\n")
+    start = text.find(title + "\n")
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
     path.write_text(text, encoding="utf-8")
+
+
+def write_section(path: Path, table: str, device: str) -> None:
+    machine = "2-core x86_64 sandbox, no GPU" if device == "cpu" else "CUDA machine"
+    replace_section(path, "## Trainer", f"## Trainer\n\nDate: {time.strftime('%Y-%m-%d')}. Machine: {machine}. "
+                    f"Command: `make bench-train` (`python benchmarks/bench_train.py`).\n\n{table}\n\n")
 
 
 if __name__ == "__main__":
