@@ -85,6 +85,105 @@ def _gather_ints(values: list[int], device: torch.device) -> list[list[int]]:
     return [o.tolist() for o in out]
 
 
+@dataclasses.dataclass
+class RunData:
+    """The mixture as the trainer reads it: the training stream cut into steps, the held-out splits."""
+
+    train: TokenStream
+    val: dict[str, TokenStream]
+    batches: StepBatches
+    total_steps: int
+    manifest: dict[str, Any]  # the mixer's manifest.json (bytes per token of the held-out splits)
+
+
+def open_data(cfg: Config, rank: int, world: int) -> RunData:
+    """Open the mixture ``cfg.data.dir`` (and take ``model.vocab_size`` from it when the config says 0);
+    a missing or too small mixture, or a batch the ranks cannot split, is a ConfigError."""
+    tc, mc = cfg.train, cfg.model
+    if not cfg.data.dir:
+        raise ConfigError("data.dir is not set: point it at a mixture directory (train/, val_domain/, ...)")
+    manifest = read_manifest(cfg.data.dir)
+    if mc.vocab_size <= 0:  # "take it from the mixture"
+        if not manifest.get("vocab_size"):
+            raise ConfigError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
+        cfg.model = mc = dataclasses.replace(mc, vocab_size=int(manifest["vocab_size"]))
+    if manifest.get("vocab_size", 0) > mc.vocab_size:
+        raise ConfigError(f"mixture vocab_size {manifest['vocab_size']} > model.vocab_size {mc.vocab_size}")
+    if tc.global_batch_tokens % mc.seq_len:
+        raise ConfigError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
+    try:  # a missing or too small mixture, a batch the ranks cannot split: the config's to fix
+        train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split)
+        val_streams = {s: TokenStream(Path(cfg.data.dir) / s) for s in cfg.data.val_splits
+                       if (Path(cfg.data.dir) / s).is_dir()}
+        batches = StepBatches(train_stream, mc.seq_len, tc.global_batch_tokens // mc.seq_len, rank, world,
+                              tc.micro_batch, cfg.data.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"data.dir={cfg.data.dir}: {exc}") from exc
+    total_steps = tc.steps if tc.steps > 0 else math.ceil(len(train_stream) / tc.global_batch_tokens)
+    return RunData(train_stream, val_streams, batches, total_steps, manifest)
+
+
+@dataclasses.dataclass
+class RunModel:
+    """The model with its parallelism, optimizer and number formats applied."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # fp16's loss scaler, else None
+    qat: Any  # precision.QATSettings, else None
+    qat_start: int  # first step of the QAT phase (total_steps: none)
+    param_dtype: torch.dtype | None
+    autocast: Any  # () -> context manager for the forward pass
+
+
+def build_model(cfg: Config, device: torch.device, world: int, total_steps: int) -> RunModel:
+    """Build the plain model, then apply number formats (fp8, QAT), activation checkpointing, compile and
+    data parallelism (train/parallel.py), torchtitan-style; then the optimizer and fp16's loss scaler."""
+    tc, mc = cfg.train, cfg.model
+    # fp16: fp16 compute + dynamic loss scaling; fp8: fp8 matmuls in the blocks, bf16 elsewhere (train/precision.py)
+    dtypes = {"auto": torch.bfloat16 if device.type == "cuda" else None, "bf16": torch.bfloat16,
+              "fp16": torch.float16, "fp8": torch.bfloat16, "fp32": None}
+    if tc.dtype not in dtypes:
+        raise ConfigError(f"train.dtype must be one of {list(dtypes)}, got {tc.dtype!r}")
+    if tc.dtype == "fp8" and (why := precision.fp8_unsupported(device)):
+        raise ConfigError(why)
+    try:
+        qat = precision.QATSettings.from_config(tc.qat) if tc.qat is not None else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if qat is not None and tc.dtype == "fp8":
+        raise ConfigError("train.qat and train.dtype=fp8 do not combine: QAT fake-quantizes the linears fp8 replaces")
+    param_dtype = dtypes[tc.dtype]
+    torch.manual_seed(tc.seed)  # identical init on every rank (FSDP shards it, DDP checks it)
+    with torch.device(device):
+        model = Transformer(mc, fused_loss=tc.fused_loss)
+    if tc.dtype == "fp8":
+        precision.apply_float8_training(model)
+    qat_start = total_steps  # QAT phase: steps [qat_start, total_steps) with fake quantization
+    if qat is not None:
+        try:
+            precision.prepare_qat(model, qat)  # fake quantization off until qat_start
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        qat_start = qat.start_step(total_steps)
+    if tc.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    if tc.compile:
+        apply_compile(model)
+    mesh = build_mesh(tc.strategy, world, device, tc.sharding_factor)
+    model = apply_data_parallel(model, tc.strategy, mesh, device, param_dtype, tc.reshard_after_forward)
+    optimizer = build_optimizer(model, cfg, device)
+    scaler = precision.loss_scaler(tc.dtype, device.type, tc.loss_scale)  # fp16 only, else None
+    # DDP (and no wrapper) keep fp32 weights, so bf16 there means autocast; FSDP2 casts through its
+    # MixedPrecisionPolicy.
+    use_autocast = tc.strategy in ("ddp", "none") and param_dtype is not None
+
+    def autocast():
+        return torch.autocast(device.type, dtype=param_dtype) if use_autocast else contextlib.nullcontext()
+
+    return RunModel(model, optimizer, scaler, qat, qat_start, param_dtype, autocast)
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the final summary (also in OUT/summary.json)."""
     rank, world, device = init_distributed(cfg.train.device, cfg.train.timeout_s)
@@ -112,71 +211,15 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
     dist.barrier()
 
-    # ---- data
-    if not cfg.data.dir:
-        raise ConfigError("data.dir is not set: point it at a mixture directory (train/, val_domain/, ...)")
-    manifest = read_manifest(cfg.data.dir)
-    if mc.vocab_size <= 0:  # "take it from the mixture"
-        if not manifest.get("vocab_size"):
-            raise ConfigError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
-        cfg.model = mc = dataclasses.replace(mc, vocab_size=int(manifest["vocab_size"]))
-    if manifest.get("vocab_size", 0) > mc.vocab_size:
-        raise ConfigError(f"mixture vocab_size {manifest['vocab_size']} > model.vocab_size {mc.vocab_size}")
-    if tc.global_batch_tokens % mc.seq_len:
-        raise ConfigError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
-    try:  # a missing or too small mixture, a batch the ranks cannot split: the config's to fix
-        train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split)
-        val_streams = {s: TokenStream(Path(cfg.data.dir) / s) for s in cfg.data.val_splits
-                       if (Path(cfg.data.dir) / s).is_dir()}
-        batches = StepBatches(train_stream, mc.seq_len, tc.global_batch_tokens // mc.seq_len, rank, world,
-                              tc.micro_batch, cfg.data.seed)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(f"data.dir={cfg.data.dir}: {exc}") from exc
-    total_steps = tc.steps if tc.steps > 0 else math.ceil(len(train_stream) / tc.global_batch_tokens)
-
-    # ---- model, parallelism, optimizer
-    # fp16: fp16 compute + dynamic loss scaling; fp8: fp8 matmuls in the blocks, bf16 elsewhere (train/precision.py)
-    dtypes = {"auto": torch.bfloat16 if device.type == "cuda" else None, "bf16": torch.bfloat16,
-              "fp16": torch.float16, "fp8": torch.bfloat16, "fp32": None}
-    if tc.dtype not in dtypes:
-        raise ConfigError(f"train.dtype must be one of {list(dtypes)}, got {tc.dtype!r}")
-    if tc.dtype == "fp8" and (why := precision.fp8_unsupported(device)):
-        raise ConfigError(why)
-    try:
-        qat = precision.QATSettings.from_config(tc.qat) if tc.qat is not None else None
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    if qat is not None and tc.dtype == "fp8":
-        raise ConfigError("train.qat and train.dtype=fp8 do not combine: QAT fake-quantizes the linears fp8 replaces")
-    param_dtype = dtypes[tc.dtype]
-    torch.manual_seed(tc.seed)  # identical init on every rank (FSDP shards it, DDP checks it)
-    with torch.device(device):
-        model = Transformer(mc, fused_loss=tc.fused_loss)
-    if tc.dtype == "fp8":
-        precision.apply_float8_training(model)
-    qat_start, qat_on = total_steps, False  # QAT phase: steps [qat_start, total_steps) with fake quantization
-    if qat is not None:
-        try:
-            precision.prepare_qat(model, qat)  # fake quantization off until qat_start
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        qat_start = qat.start_step(total_steps)
+    data = open_data(cfg, rank, world)
+    mc = cfg.model  # the vocabulary may come from the mixture
+    train_stream, val_streams, batches, total_steps, manifest = (data.train, data.val, data.batches,
+                                                                 data.total_steps, data.manifest)
+    run = build_model(cfg, device, world, total_steps)
+    model, optimizer, scaler, qat, qat_start, param_dtype = (run.model, run.optimizer, run.scaler, run.qat,
+                                                             run.qat_start, run.param_dtype)
+    autocast, qat_on, overflow_steps = run.autocast, False, 0  # overflow_steps: fp16 steps skipped (inf/NaN)
     counts, fpt = param_counts(mc), flops_per_token(mc)
-    if tc.activation_checkpointing:
-        apply_activation_checkpointing(model)
-    if tc.compile:
-        apply_compile(model)
-    mesh = build_mesh(tc.strategy, world, device, tc.sharding_factor)
-    model = apply_data_parallel(model, tc.strategy, mesh, device, param_dtype, tc.reshard_after_forward)
-    optimizer = build_optimizer(model, cfg, device)
-    scaler = precision.loss_scaler(tc.dtype, device.type, tc.loss_scale)  # fp16 only, else None
-    overflow_steps = 0  # fp16 steps skipped because a gradient overflowed
-    # DDP (and no wrapper) keep fp32 weights, so bf16 there means autocast; FSDP2 casts through its
-    # MixedPrecisionPolicy.
-    use_autocast = tc.strategy in ("ddp", "none") and param_dtype is not None
-
-    def autocast():
-        return torch.autocast(device.type, dtype=param_dtype) if use_autocast else contextlib.nullcontext()
 
     # ---- resume
     start_step, tokens_seen, train_time = 0, 0, 0.0
