@@ -13,7 +13,7 @@ PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-precision bench-tokenize bench-tokenizer bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-precision bench-tokenize bench-tokenizer bench-tokenizer-scale bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -122,6 +122,9 @@ bench-tokenize: setup $(TOKENIZER_DIR)/tokenizer.json ## tokenize stage tokens/s
 
 bench-tokenizer: setup ## bytes/token of Unigram, BPE and GPT-2 BPE on held-out domain and general text (~3 min)
 	$(PY) benchmarks/bench_tokenizer.py
+
+bench-tokenizer-scale: setup ## Unigram training at 8/32/128 MB: split-and-merge vs today's trainer, wall/CPU/RSS/bytes per token (~1.5 h; TOKENIZER_SCALE_ARGS='--runs new:8 today:8')
+	$(PY) benchmarks/bench_tokenizer_scale.py --corpora $(CORPORA) $(TOKENIZER_SCALE_ARGS)
 
 bench-train: setup ## trainer tokens/s + memory per rank: ddp/fsdp/hsdp (2 ranks) vs a plain PyTorch loop (~7 min)
 	$(PY) benchmarks/bench_train.py --results benchmarks/RESULTS.md

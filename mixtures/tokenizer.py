@@ -5,7 +5,9 @@
 
 Three recipes (``type`` in the config):
 
-- ``unigram``: BloombergGPT (Wu et al. 2023, Sec. 2.3). A Unigram LM (Kudo 2018) over
+- ``unigram``: BloombergGPT (Wu et al. 2023, Sec. 2.3). A Unigram LM (Kudo 2018), trained like
+  BloombergGPT's by split-and-merge when the sample is larger than ``chunk_bytes``
+  (``mixtures/unigram.py``: chunks in parallel processes, union pruned on the whole sample), over
   pre-tokenized chunks ``[ A-Za-z]+|[0-9]|[^A-Za-z0-9]+``: letters *with spaces* form one
   chunk, so multi-word pieces can be learned ("information density"), every digit is its
   own chunk (PaLM, Chowdhery et al. 2022), and nothing mixes letters with punctuation.
@@ -25,8 +27,10 @@ output directory holds ``tokenizer.json`` (``tokenizers.Tokenizer.from_file``),
 
 The sample is drawn per domain by a seeded hash of ``(source, id)``: the same documents
 whatever the file order, and a fixed share of domain text (default 0.5) so that neither
-side's vocabulary dominates. The trainers are multi-threaded (Rayon); their result does
-not depend on the thread count.
+side's vocabulary dominates; a side with too little text is filled from the other, or the run
+stops, or trains short (``sample_short_side``), and says which. The trainers are multi-threaded
+(Rayon); Unigram's split-and-merge runs ``workers`` processes, and its chunks, hence its pieces,
+do not depend on their number.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import glob
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -43,21 +48,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from mixtures.unigram import (BLOOMBERG_CHUNKS, N_BYTES, RESERVED_PIECE_SCORE, Progress,  # noqa: F401 (re-exported)
+                              UnigramSettings, add_byte_fallback, byte_piece, new_trainer, train_unigram)
 from pipelines import DOCS_GLOB, fail, from_dict, read_yaml  # the package's __init__ only: no Beam
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 UNK = "<unk>"
 TYPES = ("unigram", "bpe", "gpt2")
-# BloombergGPT (Wu et al. 2023), Sec. 2.3: the pre-tokenization regular expression.
-BLOOMBERG_CHUNKS = r"[ A-Za-z]+|[0-9]|[^A-Za-z0-9]+"
-N_BYTES = 256  # byte-fallback pieces <0x00> .. <0xFF>
-# Score of the byte and special pieces inside the Unigram model: far below any learned piece
-# (and below the unknown-character penalty, min score - 10), so that the Viterbi search never
-# spells literal text such as "<0x41>" or "<|endoftext|>" with them.
-RESERVED_PIECE_SCORE = -1.0e6
+SHORT_SIDE = ("fill", "fail", "accept")  # what the draw does when a side has too little text
 
 
 @dataclass
@@ -73,7 +74,11 @@ class TokenizerConfig:
     max_piece_length: int = 16        # Unigram: longest piece in characters (sentencepiece default)
     shrinking_factor: float = 0.75    # Unigram: pieces kept per EM round (sentencepiece default)
     n_sub_iterations: int = 2         # Unigram: EM steps per round (sentencepiece default)
+    seed_size: int = 1_000_000        # Unigram: seed pieces from the suffix array (sentencepiece default)
+    chunk_bytes: int = 8_000_000      # Unigram: a larger sample is split, trained in parallel, merged
+    workers: int = 0                  # Unigram: processes training chunks (0 = one per CPU)
     min_frequency: int = 2            # BPE: merges seen fewer times are not learned
+    sample_short_side: str = "fill"   # a side short of its share: fill | fail | accept (draw_sample)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -83,6 +88,12 @@ class TokenizerConfig:
             raise ValueError(f"vocab_size {self.vocab_size} is too small for {self.type} (>= {minimum})")
         if not 0.0 <= self.sample_domain_share <= 1.0:
             raise ValueError(f"sample_domain_share must be in [0, 1], got {self.sample_domain_share}")
+        if self.sample_short_side not in SHORT_SIDE:
+            raise ValueError(f"sample_short_side must be one of {SHORT_SIDE}, got {self.sample_short_side!r}")
+        if not 0.0 < self.shrinking_factor < 1.0:
+            raise ValueError(f"shrinking_factor must be in (0, 1), got {self.shrinking_factor}")
+        if self.n_sub_iterations < 1 or self.chunk_bytes < 1 or self.workers < 0 or self.seed_size < 1:
+            raise ValueError("n_sub_iterations, chunk_bytes and seed_size must be >= 1, workers >= 0")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
@@ -99,25 +110,18 @@ def special_tokens(kind: str) -> list[str]:
     return [EOS, PAD, UNK] if kind == "unigram" else [EOS, PAD]
 
 
-def byte_piece(b: int) -> str:
-    return f"<0x{b:02X}>"
+def unigram_settings(cfg: TokenizerConfig) -> UnigramSettings:
+    return UnigramSettings(vocab_size=cfg.vocab_size, specials=tuple(special_tokens("unigram")), unk=UNK,
+                           max_piece_length=cfg.max_piece_length, shrinking_factor=cfg.shrinking_factor,
+                           n_sub_iterations=cfg.n_sub_iterations, seed_size=cfg.seed_size,
+                           chunk_bytes=cfg.chunk_bytes, workers=cfg.workers)
 
 
 def new_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, Any]:
-    """An untrained tokenizer and its trainer for ``cfg``."""
+    """An untrained tokenizer and its trainer for ``cfg`` (Unigram: for one chunk)."""
     specials = special_tokens(cfg.type)
     if cfg.type == "unigram":
-        tok = Tokenizer(models.Unigram())
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(BLOOMBERG_CHUNKS), behavior="isolated"),
-            pre_tokenizers.Digits(individual_digits=True),  # already isolated by the regex; explicit
-        ])
-        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
-        trainer = trainers.UnigramTrainer(
-            vocab_size=cfg.vocab_size - N_BYTES, special_tokens=specials, unk_token=UNK,
-            max_piece_length=cfg.max_piece_length, shrinking_factor=cfg.shrinking_factor,
-            n_sub_iterations=cfg.n_sub_iterations, show_progress=False)
-        return tok, trainer
+        return new_trainer(unigram_settings(cfg))
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if cfg.type == "bpe":
@@ -131,29 +135,15 @@ def new_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, Any]:
     return tok, trainer
 
 
-def add_byte_fallback(tok: Tokenizer) -> Tokenizer:
-    """Unigram -> Unigram with the 256 ``<0xNN>`` pieces and ``byte_fallback`` on.
-
-    HF's Unigram trainer does not create byte pieces (sentencepiece's ``--byte_fallback``
-    does); we append them after training, and move them and the specials to
-    :data:`RESERVED_PIECE_SCORE` (the trainer gives specials score 0, the best of all).
-    """
-    doc = json.loads(tok.to_str())
-    model = doc["model"]
-    specials = {t["content"] for t in doc["added_tokens"]}
-    vocab = [[piece, RESERVED_PIECE_SCORE if piece in specials else score] for piece, score in model["vocab"]]
-    have = {piece for piece, _ in vocab}
-    vocab += [[byte_piece(b), RESERVED_PIECE_SCORE] for b in range(N_BYTES) if byte_piece(b) not in have]
-    model["vocab"], model["byte_fallback"] = vocab, True
-    return Tokenizer.from_str(json.dumps(doc, ensure_ascii=False))
-
-
-def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
-    """Train on ``texts`` (any iterable of documents) following ``cfg``."""
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, progress: Progress | None = None,
+                    report: dict[str, Any] | None = None) -> Tokenizer:
+    """Train on ``texts`` (any iterable of documents) following ``cfg``. A Unigram sample larger
+    than ``cfg.chunk_bytes`` is trained split-and-merge (``mixtures/unigram.py``), reporting its
+    progress to ``progress`` (one line at a time) and its timings into ``report``."""
+    if cfg.type == "unigram":
+        return train_unigram(list(texts), unigram_settings(cfg), progress, report)
     tok, trainer = new_tokenizer(cfg)
     tok.train_from_iterator(texts, trainer=trainer)
-    if cfg.type == "unigram":
-        tok = add_byte_fallback(tok)
     return tok
 
 
@@ -219,32 +209,79 @@ def _iter_docs(files: list[str], columns: list[str]) -> Iterator[dict[str, Any]]
             yield from batch.to_pylist()
 
 
-def draw_sample(files: list[str], sample_bytes: int, domain_share: float, seed: int
+def draw_sample(files: list[str], sample_bytes: int, domain_share: float, seed: int, short_side: str = "fill"
                 ) -> tuple[set[tuple[str, str]], dict[str, Any]]:
     """Choose ``(source, id)`` of the documents to train on: per domain, lowest seeded hash
-    first, until that domain's share of ``sample_bytes`` is reached. Returns the keys and a
-    summary (bytes and documents per domain, available and drawn)."""
+    first, until that domain's share of ``sample_bytes`` is reached (the document that crosses
+    the budget is taken). A side that runs out first is *short*; with ``short_side="fill"`` the
+    other side makes up the missing bytes, with ``"fail"`` or ``"accept"`` nothing is filled
+    (:func:`sample_problems` says what to stop on). Returns the keys and a summary per side:
+    bytes and documents available and drawn, ``requested_bytes`` (its share), ``short_bytes``
+    (what it lacked) and ``filled_bytes`` (what it gave beyond its share to fill the other)."""
+    if short_side not in SHORT_SIDE:
+        raise ValueError(f"short_side must be one of {SHORT_SIDE}, got {short_side!r}")
     candidates: dict[str, list[tuple[int, int, str, str]]] = {"domain": [], "general": []}
     for doc in _iter_docs(files, ["id", "source", "domain", "text"]):
         side = "domain" if doc["domain"] == "domain" else "general"
         n = len(doc["text"].encode("utf-8", "surrogatepass"))
         candidates[side].append((_doc_hash(seed, doc["source"], doc["id"]), n, doc["source"], doc["id"]))
     budget = {"domain": sample_bytes * domain_share, "general": sample_bytes * (1.0 - domain_share)}
+    taken = {"domain": 0, "general": 0}
+    n_docs = {"domain": 0, "general": 0}
     chosen: set[tuple[str, str]] = set()
-    summary: dict[str, Any] = {}
+
+    def take(side: str, until: float) -> None:
+        docs = candidates[side]
+        while n_docs[side] < len(docs) and taken[side] < until:
+            _, n, source, doc_id = docs[n_docs[side]]
+            chosen.add((source, doc_id))
+            taken[side] += n
+            n_docs[side] += 1
+
     for side, docs in candidates.items():
         docs.sort()
-        taken = 0
-        n_docs = 0
-        for _, n, source, doc_id in docs:
-            if taken >= budget[side]:
-                break
-            chosen.add((source, doc_id))
-            taken += n
-            n_docs += 1
-        summary[side] = {"available_bytes": sum(d[1] for d in docs), "available_docs": len(docs),
-                         "sample_bytes": taken, "sample_docs": n_docs}
+        take(side, budget[side])
+    short = {side: max(0.0, budget[side] - taken[side]) for side in candidates}
+    own = dict(taken)
+    if short_side == "fill":
+        for side, other in (("domain", "general"), ("general", "domain")):
+            if short[other] > 0:
+                take(side, budget[side] + short[other])
+    summary = {side: {"available_bytes": sum(d[1] for d in docs), "available_docs": len(docs),
+                      "requested_bytes": round(budget[side]), "sample_bytes": taken[side],
+                      "sample_docs": n_docs[side], "short_bytes": round(short[side]),
+                      "filled_bytes": taken[side] - own[side]}
+               for side, docs in candidates.items()}
     return chosen, summary
+
+
+def sample_problems(summary: dict[str, Any], sample_bytes: int, short_side: str) -> tuple[list[str], str | None]:
+    """What to tell about a drawn sample: (notes to print, an error to stop on or None).
+    ``fill`` stops only when the inputs together hold less than ``sample_bytes``; ``fail`` stops
+    when a side is short; ``accept`` never stops."""
+    notes = []
+    for side, other in (("domain", "general"), ("general", "domain")):
+        s = summary[side]
+        if s["short_bytes"] > 0:
+            fill = summary[other]["filled_bytes"]
+            notes.append(f"the {side} side holds {s['available_bytes'] / 1e6:.2f} MB, short of the "
+                         f"{s['requested_bytes'] / 1e6:.2f} MB of its share by {s['short_bytes'] / 1e6:.2f} MB"
+                         + (f"; filled {fill / 1e6:.2f} MB from the {other} side" if fill else ""))
+    drawn = sum(s["sample_bytes"] for s in summary.values())
+    available = sum(s["available_bytes"] for s in summary.values())
+    total_short = drawn < sample_bytes and drawn >= available
+    if total_short:
+        notes.append(f"the inputs hold {available / 1e6:.2f} MB in all, less than sample_bytes "
+                     f"{sample_bytes / 1e6:.2f} MB")
+    error = None
+    if short_side == "fail" and any(s["short_bytes"] > 0 for s in summary.values()):
+        error = ("; ".join(notes) + ". sample_short_side is fail: set it to fill (take the missing bytes "
+                 "from the other side) or accept (train on the short sample), or lower sample_bytes or "
+                 "sample_domain_share")
+    elif short_side == "fill" and total_short:
+        error = ("; ".join(notes) + ". Lower sample_bytes (--sample-bytes), add inputs, or set "
+                 "sample_short_side: accept to train on all of it")
+    return notes, error
 
 
 def sample_texts(files: list[str], chosen: set[tuple[str, str]]) -> Iterator[str]:
@@ -298,10 +335,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--vocab-size", type=int, help="override the config's vocab_size")
     parser.add_argument("--sample-bytes", type=int, help="override the config's sample_bytes")
     parser.add_argument("--seed", type=int, help="override the config's seed")
+    parser.add_argument("--workers", type=int, help="override the config's workers (Unigram split-and-merge)")
     args = parser.parse_args(argv)
     try:
         raw = asdict(TokenizerConfig.from_yaml(args.config))
-        for key in ("type", "vocab_size", "sample_bytes", "seed"):
+        for key in ("type", "vocab_size", "sample_bytes", "seed", "workers"):
             if getattr(args, key) is not None:
                 raw[key] = getattr(args, key)
         cfg = TokenizerConfig.from_dict(raw)
@@ -309,17 +347,29 @@ def main(argv: list[str] | None = None) -> Path:
     except (ValueError, OSError) as exc:
         fail(str(exc))
     t0 = time.perf_counter()
-    chosen, summary = draw_sample(files, cfg.sample_bytes, cfg.sample_domain_share, cfg.seed)
+    chosen, summary = draw_sample(files, cfg.sample_bytes, cfg.sample_domain_share, cfg.seed,
+                                  cfg.sample_short_side)
     if not chosen:
         fail("the inputs hold no documents to train a tokenizer on")
-    tok = train_tokenizer(sample_texts(files, chosen), cfg)
+    notes, error = sample_problems(summary, cfg.sample_bytes, cfg.sample_short_side)
+    if error:
+        fail(f"tokenizer sample: {error}")
+    for note in notes:
+        print(f"tokenizer: sample: {note}", file=sys.stderr, flush=True)
+    report: dict[str, Any] = {}
+    tok = train_tokenizer(sample_texts(files, chosen), cfg, progress=_progress_line, report=report)
     seconds = time.perf_counter() - t0
     path = save_tokenizer(tok, args.output, cfg, {"sample": summary, "inputs": list(args.input),
-                                                  "train_seconds": round(seconds, 1)})
+                                                  "train_seconds": round(seconds, 1), "training": report})
     drawn = sum(s["sample_bytes"] for s in summary.values())
-    print(f"tokenizer: {cfg.type}, vocab {tok.get_vocab_size():,}, trained on {drawn / 1e6:.2f} MB "
-          f"({summary['domain']['sample_bytes'] / max(drawn, 1):.0%} domain) in {seconds:.1f} s -> {path}")
+    print(f"tokenizer: {cfg.type}, vocab {tok.get_vocab_size():,}, trained on {drawn / 1e6:.2f} MB of the "
+          f"{cfg.sample_bytes / 1e6:.2f} MB asked ({summary['domain']['sample_bytes'] / max(drawn, 1):.0%} domain, "
+          f"{cfg.sample_domain_share:.0%} asked) in {seconds:.1f} s -> {path}")
     return path
+
+
+def _progress_line(line: str) -> None:
+    print(f"tokenizer: {time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
