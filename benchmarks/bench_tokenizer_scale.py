@@ -46,9 +46,7 @@ import platform
 import random
 import re
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -140,33 +138,15 @@ def build_corpus(work: Path, corpora: Path, max_mb: float) -> tuple[dict[str, li
 
 
 def measured(cmd: list[str], log_path: Path) -> dict:
-    """Run ``cmd`` (cwd = repo root, output to ``log_path``): wall and CPU seconds of the process
-    tree (wait4), peak RSS of the tree (sampled)."""
+    """Run ``cmd`` (cwd = repo root, output to ``log_path``) under bench_scale's process-tree sampler:
+    wall and CPU seconds of the tree, its peak RSS, and the machine's load before and after."""
+    from bench_scale import measured as measured_tree  # this script's folder is on sys.path
+
     load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    root = psutil.Process(proc.pid)
-    peak = 0
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        try:
-            procs = [root] + root.children(recursive=True)
-        except psutil.Error:
-            procs = [root]
-        tree = 0
-        for p in procs:
-            try:
-                tree += p.memory_info().rss
-            except psutil.Error:
-                continue
-        peak = max(peak, tree)
-        time.sleep(SAMPLE_S)
-    return {"rc": os.waitstatus_to_exitcode(status), "wall_s": round(time.perf_counter() - t0, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_gb": round(peak / 2**30, 2),
-            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    r = measured_tree(cmd, log_path)
+    return {"rc": r["rc"], "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1),
+            "peak_rss_gb": round(r["peak_rss_tree_gb"], 2), "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2)}
 
 
 def config_file(work: Path, name: str, **changes: object) -> Path:
