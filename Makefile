@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 WORK ?= work/demo
 BEAM ?= --runner DirectRunner
 CORPORA ?= ../shared/corpora
+REALWORLD ?= ../shared/realworld
 PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-plan bench-precision bench-tokenize bench-tokenizer bench-tokenizer-scale bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-edgar bench-plan bench-precision bench-tokenize bench-tokenizer bench-tokenizer-scale bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-filter-finance bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -106,13 +107,16 @@ report-screenshot: report ## headless chromium PNG of the report -> WORK/report.
 	bash benchmarks/report_screenshot.sh $(WORK) $(WORK)/report.png
 
 # -------------------------------------------------------------------------------- benchmarks
-bench: bench-clean bench-html bench-filter bench-langid bench-pii bench-route bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan bench-precision ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
+bench: bench-clean bench-html bench-edgar bench-filter bench-filter-finance bench-langid bench-pii bench-route bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan bench-precision ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
 	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
 
 bench-html: setup ## HTML extractors: quality vs hand-checked text, pages/s
 	$(PY) benchmarks/bench_html.py --input $(CORPORA)/html/news_pages.jsonl.gz
+
+bench-edgar: setup ## EDGAR filings -> text: text/number recall per filing vs visible text, MB/s, candidate extractors (~1 min)
+	$(PY) benchmarks/bench_edgar.py --input $(REALWORLD)/edgar_html
 
 $(TOKENIZER_DIR)/tokenizer.json:
 	$(MAKE) demo
@@ -143,14 +147,17 @@ peer-venv: ## datatrove 0.10.1 in its own venv ($(DTVENV)), offline, for the fil
 bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + decision agreement (~5-10 min)
 	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir work/bench_filter --dt-venv $(DTVENV)
 
+bench-filter-finance: setup ## clean + filter defaults on $(REALWORLD) finance files: kept per type, built junk set removed (~1 min)
+	$(PY) benchmarks/bench_filter_finance.py --realworld $(REALWORLD) --results benchmarks/RESULTS.md
+
 bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
 	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py
 
-bench-pii: setup ## PII detection P/R/F1 per kind on labelled real text, + datatrove 0.10.1 PIIFormatter if $(DTVENV) exists
-	$(PY) benchmarks/bench_pii.py --corpora $(CORPORA) --dt-venv $(DTVENV)
+bench-pii: setup ## PII P/R per kind: third-party PII set + finance files ($(REALWORLD)), injected set vs datatrove if $(DTVENV) exists
+	$(PY) benchmarks/bench_pii.py --corpora $(CORPORA) --realworld $(REALWORLD) --dt-venv $(DTVENV) --results benchmarks/RESULTS.md
 
-bench-route: setup ## domain harvesting: precision/recall of what the filter routes on held-out finance + general text (~1 min; needs ../shared/corpora)
-	$(PY) benchmarks/bench_route.py --corpora $(CORPORA)
+bench-route: setup ## domain harvesting: `--route finance` on ../shared/realworld as one crawl + held-out sweeps (~1 min; needs ../shared/realworld)
+	$(PY) benchmarks/bench_route.py --corpora $(CORPORA) --realworld $(REALWORLD) --results benchmarks/RESULTS.md
 
 bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if $(DTVENV) exists
 	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)

@@ -11,6 +11,11 @@ Threshold choices (see docs/filtering.md):
   ablations (Penedo et al. 2024) found this removes too much good text (lists, headings,
   tables) and dropped it; we follow FineWeb. Set it to true for the paper's rule.
 - ``min_words_per_line=3``, ``min_num_sentences=5``, ``max_word_length=1000``: C4's values.
+
+Table-aware (``apply_c4(..., layout=...)``, the finance profile): table rows, numeric lines and table
+headings (``filters/tables.py``) are kept whatever their word count (``2019 | 2018`` is a header, not
+boilerplate), the lorem-ipsum, brace, javascript and policy checks still apply to them, and a document
+with ``min_data_rows`` labelled data rows has enough content without ``min_num_sentences`` sentences.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from filters.tables import PROSE, Layout
 from filters.words import split_words
 
 CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")  # Wikipedia-style citation marks
@@ -70,15 +76,20 @@ def count_sentences(line: str) -> int:
     return n
 
 
-def c4_lines(text: str, cfg: C4Config) -> tuple[list[str], str | None]:
+def c4_lines(text: str, cfg: C4Config, layout: Layout | None = None) -> tuple[list[str], str | None]:
     """(kept lines, reason) for a document: the reason is ``c4_lorem_ipsum`` or
-    ``c4_curly_bracket`` when a kept line has one (the scan stops there), else None."""
+    ``c4_curly_bracket`` when a kept line has one (the scan stops there), else None. With a
+    ``layout`` of ``text``, its table lines are exempt from the words-per-line minimum."""
     kept: list[str] = []
     check_js, check_policy = cfg.filter_javascript, cfg.filter_policy
-    for line in text.splitlines():
+    if layout is None:
+        lines, table = text.splitlines(), None
+    else:
+        lines, table = layout.lines, [k != PROSE for k in layout.kinds]
+    for i, line in enumerate(lines):
         line = line.strip()
         words = line.split()
-        if len(words) < cfg.min_words_per_line:
+        if len(words) < cfg.min_words_per_line and not (table and table[i] and words):
             continue  # (C4 checks long words first; both drop the line)
         if (
             cfg.max_word_length != -1
@@ -116,11 +127,14 @@ def min_sentences(kept: list[str], cfg: C4Config) -> str | None:
     return "c4_min_sentences"
 
 
-def apply_c4(text: str, cfg: C4Config) -> tuple[str, str | None]:
+def apply_c4(text: str, cfg: C4Config, layout: Layout | None = None,
+             min_data_rows: int | None = None) -> tuple[str, str | None]:
     """(new text, reason or None). The new text is the kept lines joined by ``\\n`` when
-    ``modify_lines``, else the original text."""
-    kept, reason = c4_lines(text, cfg)
-    if reason is None:
+    ``modify_lines``, else the original text. ``layout`` (of ``text``) and ``min_data_rows``:
+    table-aware (module docstring)."""
+    kept, reason = c4_lines(text, cfg, layout)
+    if reason is None and not (layout is not None and min_data_rows is not None
+                               and layout.data_rows >= min_data_rows):
         reason = min_sentences(kept, cfg)
     new_text = "\n".join(kept).strip() if cfg.modify_lines else text
     return new_text, reason

@@ -4,12 +4,21 @@ Thresholds: Gopher (Rae et al. 2021, appendix A, "MassiveText" quality filters),
 datatrove's ``GopherQualityFilter``. Words are spaCy-style tokens (``filters/words.py``);
 "non-symbol" words have a character that is not punctuation. Each rule returns ``None``
 (pass) or its reason code.
+
+Table-aware (``rules(cfg, tables)`` with an enabled :class:`filters.tables.TableConfig`, the finance
+profile): the word rules read the prose and the table labels (``DocStats.words_view``), a number token
+leaves the alphabetic-words denominator, a document short of words or stop words may be kept for its
+labelled data rows, and two table checks are added: number soup (``table_unlabelled``) and XBRL/markup
+residue (``markup_residue``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from filters.tables import TableConfig, is_style_line, is_tag
 from filters.textstats import DocStats
 
 
@@ -36,8 +45,8 @@ def word_count(s: DocStats, cfg: GopherQualityConfig) -> str | None:
     return None
 
 
-def mean_word_length(s: DocStats, cfg: GopherQualityConfig) -> str | None:
-    lengths = s.word_lengths[s.non_symbol]
+def _mean_length_reason(lengths, cfg: GopherQualityConfig) -> str | None:
+    """The mean word length (characters) of ``lengths`` outside [min_avg, max_avg]: a removal reason."""
     if len(lengths) == 0:
         return "gopher_mean_word_length"
     mean = float(lengths.mean())
@@ -46,6 +55,10 @@ def mean_word_length(s: DocStats, cfg: GopherQualityConfig) -> str | None:
     ):
         return "gopher_mean_word_length"
     return None
+
+
+def mean_word_length(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    return _mean_length_reason(s.word_lengths[s.non_symbol], cfg)
 
 
 def symbol_ratio(s: DocStats, cfg: GopherQualityConfig) -> str | None:
@@ -92,5 +105,84 @@ def stop_words(s: DocStats, cfg: GopherQualityConfig) -> str | None:
     return None
 
 
-def rules(cfg: GopherQualityConfig) -> list:
+def _is_table(s: DocStats) -> bool:
+    """Enough labelled data rows to stand as a table without prose (``TableConfig.min_data_rows``)."""
+    return s.layout is not None and s.layout.data_rows >= s.tables.min_data_rows
+
+
+def _view_words(s: DocStats) -> tuple[DocStats, np.ndarray | None]:
+    """(the words view, mask of its words that count as words: all, or all but number tokens)."""
+    view = s.words_view
+    return view, (None if s.tables.numbers_are_words else ~view.is_number)
+
+
+def table_word_count(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    n = int(s.non_symbol.sum())
+    if cfg.max_doc_words is not None and n > cfg.max_doc_words:
+        return "gopher_word_count"
+    if cfg.min_doc_words is not None and n < cfg.min_doc_words and not _is_table(s):
+        return "gopher_word_count"
+    return None
+
+
+def table_mean_word_length(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    view, counted = _view_words(s)
+    mask = view.non_symbol if counted is None else view.non_symbol & counted
+    return _mean_length_reason(view.word_lengths[mask], cfg)
+
+
+def table_alpha_words(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    """Words with a letter among the words of the view that are not punctuation (Gopher counted
+    whitespace-separated words, so "receivable," or "(Note" was one word with letters) and, unless
+    ``numbers_are_words``, not numbers."""
+    if cfg.min_alpha_words_ratio is None:
+        return None
+    view, counted = _view_words(s)
+    counted = view.non_symbol if counted is None else view.non_symbol & counted
+    n = int(counted.sum())
+    if n == 0 or view.has_alpha.sum() / n < cfg.min_alpha_words_ratio:
+        return "gopher_alpha_words"
+    return None
+
+
+def table_stop_words(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    """Stop words in the prose and labels; a table with little prose (fewer than ``min_doc_words``
+    words outside the table rows) needs none: "Total current assets | 125,435" is not a sentence."""
+    if cfg.min_stop_words is None or s.words_view.stop_words_present >= cfg.min_stop_words:
+        return None
+    if _is_table(s) and len(s.layout.prose.split()) < (cfg.min_doc_words or 0):
+        return None
+    return "gopher_stop_words"
+
+
+def table_unlabelled(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    """Number soup: too many table/numeric lines without a label cell."""
+    layout = s.layout
+    if layout.n_table_lines and layout.unlabelled_rows > s.tables.max_unlabelled_rows * layout.n_table_lines:
+        return "table_unlabelled"
+    return None
+
+
+def table_duplicate_rows(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    """A table row repeated over and over (the repetition rules read prose only when table-aware)."""
+    layout = s.layout
+    if layout.n_table_lines and layout.duplicate_rows > s.tables.max_duplicate_rows * layout.n_table_lines:
+        return "table_duplicate_rows"
+    return None
+
+
+def markup_residue(s: DocStats, cfg: GopherQualityConfig) -> str | None:
+    """XBRL tags and context ids (``us-gaap:Revenues``, ``c-12``) and lone CSS declarations
+    (``display:none;``) left in the text by an extractor."""
+    tokens = s.text.split()
+    found = sum(map(is_tag, tokens)) + sum(len(line.split()) for line in s.text.split("\n") if is_style_line(line))
+    if tokens and found > s.tables.max_tag_tokens * len(tokens):
+        return "markup_residue"
+    return None
+
+
+def rules(cfg: GopherQualityConfig, tables: TableConfig | None = None) -> list:
+    if tables is not None and tables.enabled:
+        return [table_word_count, table_mean_word_length, symbol_ratio, bullet_lines, ellipsis_lines,
+                table_alpha_words, table_stop_words, table_unlabelled, table_duplicate_rows, markup_residue]
     return [word_count, mean_word_length, symbol_ratio, bullet_lines, ellipsis_lines, alpha_words, stop_words]

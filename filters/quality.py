@@ -28,6 +28,7 @@ import re
 import tempfile
 import zlib
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from filters.langid import load_fasttext
@@ -65,6 +66,42 @@ def iter_jsonl(patterns: Sequence[str], max_per_file: int | None = None) -> Iter
 def is_holdout(doc_id: str, fraction: float, seed: int) -> bool:
     """Stable held-out assignment of a document (crc32 of seed + id)."""
     return zlib.crc32(f"{seed}:{doc_id}".encode()) % 10_000 < fraction * 10_000
+
+
+def split_key(rec: dict[str, Any], default: str = "") -> str:
+    """What the held-out split assigns: the record's ``group`` (one filing, one call: its excerpts must fall on
+    the same side, or held-out scores flatter the model) or else its ``id``."""
+    return str(rec.get("group") or rec.get("id", default))
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A classifier shipped in ``filters/models/`` and the threshold it ships with."""
+
+    path: str  # relative to the repository (``resolve_model_path`` finds it on a worker too)
+    threshold: float
+    label: str = "pos"
+
+
+# The finance router: `--route finance` / `route: finance`. Its threshold is the F0.5-best one on the held-out
+# part of the model's own training set (`make bench-route`, benchmarks/bench_route.py), never tuned on
+# ../shared/realworld; filters/models/README.md gives the numbers.
+BUNDLED = {"finance": BundledModel(path="filters/models/finance.ftz", threshold=0.95)}
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(2, 20))  # 0.10 ... 0.95
+
+
+def pick_threshold(truth: Sequence[bool], scores: Sequence[float], beta: float = 0.5,
+                   grid: Sequence[float] = THRESHOLD_GRID) -> float:
+    """The threshold of ``grid`` with the best F-beta on (truth, scores); ``beta`` < 1 weighs precision more
+    (a routed general page dilutes the domain side). Ties go to the higher threshold."""
+    best, best_t = -1.0, max(grid)
+    for t in sorted(grid):
+        pr = precision_recall(truth, [s >= t for s in scores])
+        p, r = pr["precision"], pr["recall"]
+        f = (1 + beta**2) * p * r / (beta**2 * p + r) if p + r else 0.0
+        if f >= best:
+            best, best_t = f, t
+    return best_t
 
 
 def resolve_model_path(path: str) -> str:
@@ -149,7 +186,7 @@ def train(
             if not text:
                 continue
             tag = "pos" if is_pos else "neg"
-            if is_holdout(str(rec.get("id", i)), holdout, seed):
+            if is_holdout(split_key(rec, str(i)), holdout, seed):
                 held.append((is_pos, text))
                 counts[f"holdout_{tag}"] += 1
             else:

@@ -9,6 +9,11 @@ not once per rule. Word-level numbers are numpy arrays, so the rules are vectori
   input of the n-gram counting in ``filters/ngrams.py``;
 - ``word_props``: per word, its length in characters and three flags (has a non-punctuation
   character, has a letter, which stop word it is), looked up in a per-process table.
+
+Built with a :class:`filters.tables.TableConfig` that is enabled (the finance profile), it also
+classifies the lines (``layout``: prose, table rows, numeric lines, table headings) and offers
+``words_view``: the statistics of the prose and the table labels without the number cells, the
+text that word-level rules should read (``filters/tables.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from filters.ngrams import (
     ngram_hashes,
     repeated_positions,
 )
+from filters.tables import Layout, TableConfig, is_number
 from filters.words import split_words
 
 # datatrove/utils/text.py PUNCTUATION and TERMINAL_PUNCTUATION (the latter abridged to the
@@ -63,6 +69,19 @@ class _WordProps(dict):
         return props
 
 
+class _NumberTokens(dict):
+    """word -> is it a number token; bounded, once per distinct word and process."""
+
+    def __missing__(self, word: str) -> bool:
+        value = word[:1] in _NUMBER_FIRST and is_number(word)
+        if len(self) >= 1_000_000:
+            self.clear()
+        self[word] = value
+        return value
+
+
+_NUMBER_FIRST = frozenset("0123456789$€£¥%(-—–−+[")
+_number_token = _NumberTokens().__getitem__
 _STOP_IDS = {w: i for i, w in enumerate(GOPHER_STOP_WORDS)}
 _PROPS = _WordProps()
 
@@ -70,8 +89,34 @@ _PROPS = _WordProps()
 class DocStats:
     """Lazily computed, shared statistics of one document's text (see the module docstring)."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, tables: TableConfig | None = None):
         self.text = text
+        self.tables = tables if tables is not None and tables.enabled else None
+
+    @cached_property
+    def layout(self) -> Layout | None:
+        """Line kinds (prose / table / numeric / heading); None unless table-aware."""
+        return None if self.tables is None else Layout(self.text, self.tables.max_heading_words)
+
+    @cached_property
+    def words_view(self) -> DocStats:
+        """What word-level rules read: this document, or when table-aware, its prose, headings
+        and table labels (number cells left out) as a document of their own."""
+        layout = self.layout
+        if layout is None or not layout.n_table_lines:
+            return self
+        return DocStats(layout.labels)
+
+    @cached_property
+    def ngram_view(self) -> DocStats:
+        """What the Gopher n-gram rules read: this document, or when table-aware, its words view
+        (prose, headings and labels; the lines of a short caption alone would make any 4-gram "top")."""
+        return self if self.layout is None else self.words_view
+
+    @cached_property
+    def is_number(self) -> np.ndarray:
+        """True for number tokens (``1.2``, ``$``, ``12.5%``; ``filters/tables.py``)."""
+        return np.fromiter(map(_number_token, self.words), dtype=bool, count=self.n_words)
 
     @cached_property
     def words(self) -> list[str]:

@@ -1,12 +1,23 @@
 """The clean stage: raw files -> normalized documents, with every bad record accounted for.
 
     python -m pipelines.clean --input 'data/raw/*.jsonl.gz' --output work/clean/finance \
-        --source bbc_business --domain domain [--format auto|html|text] [Beam options]
+        --source bbc_business --domain domain [--format auto|html|text|edgar] [Beam options]
+    python -m pipelines.clean --input 'filings/*.htm' 'filings/*.txt' --output work/clean/sec \
+        --source sec_filings --domain domain            # EDGAR filings: auto-detected, or --format edgar
     python -m pipelines.clean --hf-dataset DIR_OR_HUB_NAME [--hf-split train] --output ... --domain general
 
 Per document: HTML pages (``--format html``, or text that looks like a page) become their
 main-content text; then Unicode repair (ftfy), NFC, control characters removed and
-whitespace normalized (``filters/normalize.py``). Outputs: ``OUTPUT/train-*.parquet``
+whitespace normalized (``filters/normalize.py``). A page whose main content is empty or tiny
+next to its visible text falls back to the full text (``html_fulltext_fallback`` in stats.json).
+
+SEC EDGAR filings (``--format edgar``, or with ``auto`` an HTML page that ``filters/edgar.py``
+recognizes as a filing, and every full-submission ``.txt``, whose ``<DOCUMENT>``s are records of
+their own) keep all their text, tables one row per line, with the filing's form type, company,
+CIK, period, filing date and accession number in ``meta``. ``--max-text-bytes`` applies to their
+extracted text; a longer filing becomes parts cut at Item boundaries (``meta.part`` of
+``meta.parts``, ids ``<id>#<part>``), each part counted as one more input (``edgar_extra_parts``)
+so that stats.json balances. Outputs: ``OUTPUT/train-*.parquet``
 (id, text, source, domain, meta), ``OUTPUT/rejected/`` (records that could not be read
 or are empty after cleaning, with ``reason``, file, line and up to 1 KB of the raw
 record), ``OUTPUT/stats.json``.
@@ -19,17 +30,19 @@ flat in the corpus size and the bytes are the same on any runner or worker count
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
 
-from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text, looks_like_html
+from filters.edgar import document_text, filing_meta, looks_like_filing, split_parts
+from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text_info, looks_like_html
 from filters.normalize import clean_text
 from filters.pii import KINDS as PII_KINDS
 from filters.pii import redact
-from pipelines.documents import DOMAINS
+from pipelines.documents import DOMAINS, document_type, meta_json
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_output_dir, snippet,
                           to_document)
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
@@ -42,6 +55,9 @@ log = logging.getLogger(__name__)
 
 
 PII_COUNTS = "_pii"  # a cleaned document's spans redacted per kind, taken off by CleanSplit for stats.json
+FALLBACK = "_html_fallback"  # set on a page that fell back to full-text extraction, taken off by CleanSplit
+FORMATS = ("auto", "html", "text", "edgar")
+FILING_RAW_LIMIT = 64  # an EDGAR document may be this many times --max-text-bytes of raw HTML (a 10-K: 2-10 MB)
 
 
 def clean_document(doc: dict[str, Any], text_format: str = "auto", extractor: str = DEFAULT_EXTRACTOR,
@@ -49,29 +65,90 @@ def clean_document(doc: dict[str, Any], text_format: str = "auto", extractor: st
     """Clean one document's text and redact its PII (``filters/pii.py``, the kinds in ``pii_kinds``);
     returns the document, or a removal reason code."""
     text = doc["text"]
+    fell_back = False
     if text_format == "html" or (text_format == "auto" and looks_like_html(text)):
         try:
-            text = extract_text(text, extractor)
+            text, fell_back = extract_text_info(text, extractor)
         except Exception:  # a page the extractor cannot parse is removed, not a crash
             log.warning("HTML extraction failed for %s/%s", doc["source"], doc["id"], exc_info=True)
             return "html_extraction_failed"
         if not text.strip():
             return "empty_after_html_extraction"
+        meta = json.loads(doc["meta"]) if doc.get("meta") else {}
+        doc = {**doc, "meta": meta_json({**meta, "format": "html"})}  # a web page (document_type)
     text = clean_text(text)
     if not text:
         return "empty_after_clean"
     replaced: dict[str, int] = {}
     if pii_kinds:
         text, replaced = redact(text, pii_kinds)
-    return {**doc, "text": text, **({PII_COUNTS: replaced} if replaced else {})}
+    return {**doc, "text": text, **({PII_COUNTS: replaced} if replaced else {}),
+            **({FALLBACK: True} if fell_back else {})}
+
+
+def is_filing(record: dict[str, Any], path: str, text_format: str) -> bool:
+    """Whether a record is read as an EDGAR filing: ``--format edgar``, or ``auto`` and a document of a
+    full-submission file, or an HTML page (``.htm``/``.html`` file or page-like text) that
+    ``filters/edgar.py`` recognizes as a filing."""
+    if text_format == "edgar":
+        return True
+    if text_format != "auto":
+        return False
+    meta = record.get("meta")
+    if isinstance(meta, dict) and meta.get("format") == "edgar":
+        return True
+    text = record.get("text")
+    if not isinstance(text, str):
+        return False
+    html_file = path.lower().endswith((".html", ".htm", ".txt"))
+    return (html_file or looks_like_html(text)) and "<" in text[:4096] and looks_like_filing(text)
+
+
+def clean_filing(doc: dict[str, Any], max_text_bytes: int,
+                 pii_kinds: tuple[str, ...] = PII_KINDS) -> list[dict[str, Any]] | str:
+    """One EDGAR document -> its cleaned text as one document, or parts of at most ``max_text_bytes``
+    cut at Item boundaries (``filters/edgar.py``); meta gains what the filing says about itself."""
+    try:
+        text, was_html = document_text(doc["text"])
+    except Exception:  # a page lxml cannot parse is removed, not a crash
+        log.warning("EDGAR extraction failed for %s/%s", doc["source"], doc["id"], exc_info=True)
+        return "html_extraction_failed"
+    meta = json.loads(doc["meta"]) if doc["meta"] else {}
+    found = filing_meta(doc["text"], text, str(meta.get("file", "")) + " " + doc["id"]) if was_html else {}
+    meta = {**found, **{k: v for k, v in meta.items() if v not in (None, "")}, "format": "edgar"}
+    text = clean_text(text)
+    if not text:
+        return "empty_after_html_extraction" if was_html else "empty_after_clean"
+    replaced: dict[str, int] = {}
+    if pii_kinds:
+        text, replaced = redact(text, pii_kinds)
+    parts = split_parts(text, max_text_bytes)
+    out = []
+    for k, part in enumerate(parts, start=1):
+        part_meta = {**meta, "part": k, "parts": len(parts)} if len(parts) > 1 else meta
+        out.append({**doc, "id": f"{doc['id']}#{k}" if len(parts) > 1 else doc["id"], "text": part,
+                    "meta": meta_json(part_meta)})
+    if replaced:
+        out[0][PII_COUNTS] = replaced
+    return out
 
 
 def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str | None, domain: str,
                    text_format: str, extractor: str, max_text_bytes: int,
-                   pii_kinds: tuple[str, ...] = PII_KINDS) -> dict[str, Any] | Rejected:
-    """Validate a raw record and clean it: the whole per-record work of the stage, fused with the read."""
+                   pii_kinds: tuple[str, ...] = PII_KINDS) -> dict[str, Any] | list[dict[str, Any]] | Rejected:
+    """Validate a raw record and clean it: the whole per-record work of the stage, fused with the read.
+    An EDGAR filing over ``max_text_bytes`` of text gives a list: its parts."""
+    if is_filing(record, path, text_format):
+        doc = to_document(record, path=path, line=line, source=source, domain=domain,
+                          max_text_bytes=max_text_bytes * FILING_RAW_LIMIT)
+        if isinstance(doc, Rejected):
+            return doc
+        cleaned = clean_filing(doc, max_text_bytes, pii_kinds)
+        if isinstance(cleaned, str):
+            return Rejected(cleaned, path, line, snippet(doc["text"]), source=doc["source"])
+        return cleaned[0] if len(cleaned) == 1 else cleaned
     html_file = path.lower().endswith((".html", ".htm", ".warc", ".warc.gz"))
-    fmt = "html" if html_file and text_format == "auto" else text_format
+    fmt = "html" if html_file and text_format in ("auto", "edgar") else text_format
     doc = to_document(record, path=path, line=line, source=source, domain=domain, max_text_bytes=max_text_bytes)
     if isinstance(doc, Rejected):
         return doc
@@ -96,11 +173,14 @@ def build_parser():
     parser.add_argument("--source", help="source name for every document (default: each record's own "
                                          "`source`, else the file name)")
     parser.add_argument("--domain", required=True, choices=DOMAINS, help="domain label of this source")
-    parser.add_argument("--format", default="auto", choices=("auto", "html", "text"),
-                        help="auto: extract HTML where the text is an HTML page (default)")
+    parser.add_argument("--format", default="auto", choices=FORMATS,
+                        help="auto: extract HTML where the text is an HTML page, and read SEC filings (HTML/iXBRL "
+                             "pages that are filings, EDGAR full-submission .txt files) as edgar (default); "
+                             "edgar: every record is a filing document")
     parser.add_argument("--html-extractor", default=DEFAULT_EXTRACTOR, choices=EXTRACTORS)
     parser.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES,
-                        help="documents with more UTF-8 text are rejected as `oversized` (default 1 MB)")
+                        help="documents with more UTF-8 text are rejected as `oversized` (default 1 MB); EDGAR "
+                             "filings: the limit of extracted text, a longer filing is split into parts")
     parser.add_argument("--pii-kinds", default=",".join(PII_KINDS),
                         help=f"PII redacted with typed placeholders, comma-separated (default: all of "
                              f"{','.join(PII_KINDS)}; filters/pii.py); '' or --no-pii: none")
@@ -123,13 +203,21 @@ class CleanSplit(beam.DoFn):
         rejected = JsonlPart(self.output, split, "rejected")
         docs = ParquetParts(self.output, split, part_mb=self.part_mb,
                             on_bad_row=reject_bad_rows(split, counts, rejected))
-        for line, doc in accepted(read_split(split, self.convert, STAGE), counts, rejected, self.source):
-            replaced = doc.pop(PII_COUNTS, None)
-            if replaced:
-                counts.add("pii_documents")
-                for kind, n in replaced.items():
-                    counts.add(f"pii_spans/{kind}", n)
-            docs.write(doc, line)
+        for line, result in accepted(read_split(split, self.convert, STAGE), counts, rejected, self.source):
+            if isinstance(result, list):  # an EDGAR filing split into parts: each part is one more input
+                counts.add("input", len(result) - 1)
+                counts.add("edgar_extra_parts", len(result) - 1)
+                counts.add_source(result[0]["source"], "input", len(result))
+            for doc in result if isinstance(result, list) else [result]:
+                replaced = doc.pop(PII_COUNTS, None)
+                if replaced:
+                    counts.add("pii_documents")
+                    for kind, n in replaced.items():
+                        counts.add(f"pii_spans/{kind}", n)
+                if doc.pop(FALLBACK, False):
+                    counts.add("html_fulltext_fallback")
+                counts.add_type(document_type(doc.get("meta")), "output")
+                docs.write(doc, line)
         counts.add("output", docs.close())
         for source, n in docs.by_source.items():
             counts.add_source(source, "output", n)

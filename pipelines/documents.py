@@ -37,6 +37,23 @@ def meta_json(meta: Any) -> str:
     return out if is_utf8_safe(out) else json.dumps(meta, ensure_ascii=True, sort_keys=True, default=str)
 
 
+def document_type(meta: str | None) -> str:
+    """What kind of document a record is, for kept rates by type (the filter's ``by_type``, the report):
+    an EDGAR document is its filing's document type (``"EDGAR 10-K"``, ``"EDGAR EX-99.1"``: the clean
+    stage's ``meta.type``), a page the clean stage extracted from HTML is ``"web page"``, anything else
+    ``"text"``. ``meta`` is the on-disk JSON string; only records with a ``format`` in it are parsed."""
+    if not meta or '"format"' not in meta:
+        return "text"
+    try:
+        fields = json.loads(meta)
+    except ValueError:
+        return "text"
+    fmt = fields.get("format") if isinstance(fields, dict) else None
+    if fmt == "edgar":
+        return f"EDGAR {fields.get('type') or fields.get('form_type') or 'document'}".strip()
+    return "web page" if fmt == "html" else "text"
+
+
 def is_utf8_safe(text: str) -> bool:
     """Whether ``text`` can be written as UTF-8 (no lone surrogates)."""
     try:

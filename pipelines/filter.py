@@ -37,7 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from filters.rules import CONTAMINATED, DocumentFilter, FilterConfig, build_contamination_index
 from pipelines import DOCS_GLOB
-from pipelines.documents import meta_json, schema_with, stage_row_problem
+from pipelines.documents import document_type, meta_json, schema_with, stage_row_problem
 from pipelines.io import (
     InputError,
     Rejected,
@@ -121,10 +121,12 @@ class FilterSplit(beam.DoFn):
             removed.write(removal_record(doc, reason, self.snippet_chars))
             counts.add("removed/" + reason)
             counts.add_source(doc.get("source"), "removed/" + reason)
+            counts.add_type(document_type(doc.get("meta")), "removed")
             if reason == CONTAMINATED:
                 counts.add(f"{CONTAMINATED}/{doc[CONTAMINATED].eval_set}")
 
         for line, doc in accepted(read_split(split, as_document, STAGE), counts, rejected):
+            counts.add_type(document_type(doc.get("meta")), "input")
             try:
                 out, reason, failed = self.judge(doc)
             except Exception as exc:  # one document the rules cannot judge is removed alone
@@ -187,6 +189,7 @@ class CutSplit(beam.DoFn):
                     removed.write(removal_record(doc, failed[0], self.snippet_chars))
                     counts.add("removed/" + failed[0])
                     counts.add_source(doc.get("source"), "removed/" + failed[0])
+                    counts.add_type(document_type(doc.get("meta")), "removed")
                     continue
                 if failed:
                     before = json.loads(doc[REASONS_COLUMN])
@@ -305,6 +308,16 @@ def build_parser():
         "--config",
         help="filter config YAML (default: the literature defaults, as in configs/filter/default.yaml)",
     )
+    from filters.quality import BUNDLED
+
+    parser.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        choices=sorted(BUNDLED),
+        help="route documents of other domains that the bundled classifier scores at or above its shipped "
+        "threshold to the domain side (same as `route: finance` in the config; repeatable)",
+    )
     parser.add_argument(
         "--annotate-only",
         action="store_true",
@@ -361,6 +374,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, options = parse(build_parser(), argv)
     try:
         config = FilterConfig.from_yaml(args.config) if args.config else FilterConfig()
+        if args.route:  # --route NAME: the config's routes plus the bundled ones
+            raw = config.to_dict()
+            have = {r["name"] for r in raw.get("route") or []}  # the config's own route of that name wins
+            extra = [n for n in dict.fromkeys(args.route) if n not in have]
+            config = FilterConfig.from_dict({**raw, "route": [*(raw.get("route") or []), *extra]})
         files = stage_inputs(args.input, options)
         schema = output_schema(stage_schema(files, options), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts

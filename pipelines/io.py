@@ -24,11 +24,13 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from filters.edgar import iter_submission, looks_like_submission
 from pipelines import DOCS_GLOB
 from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, is_utf8_safe, meta_json
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000  # 1 MB of UTF-8 text per document
 RAW_SNIPPET_BYTES = 1024  # how much of a rejected record is kept for inspection
+SUBMISSION_SNIFF_BYTES = 1024  # an EDGAR full-submission file says so in its first line (filters/edgar.py)
 
 # extension (after removing a compression suffix) -> format
 FORMATS = {
@@ -159,6 +161,12 @@ def iter_file_records(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejecte
         with open_binary(path, compression) as stream:
             if fmt in ("text", "html"):
                 line = 1
+                stream = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+                if looks_like_submission(stream.peek(SUBMISSION_SNIFF_BYTES)[:SUBMISSION_SNIFF_BYTES]
+                                         .decode("latin-1")):
+                    for line, record in _iter_submission(stream, path):
+                        yield line, record
+                    return
                 data = stream.read()
                 text = _decode(data, path, 1)
                 if isinstance(text, Rejected):
@@ -172,6 +180,29 @@ def iter_file_records(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejecte
                 yield line, parse_json_line(raw, path, line)
     except Exception as exc:  # EOFError (truncated gzip), zstd/OS/Arrow errors
         yield line + 1, Rejected("unreadable_file", path, line + 1, f"{type(exc).__name__}: {exc}")
+
+
+def _decode_lenient(raw: bytes) -> str:
+    """A line of an EDGAR submission: UTF-8, else Windows-1252 (older filings), never an error."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def _iter_submission(stream: io.BufferedIOBase, path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
+    """Each ``<DOCUMENT>`` of an EDGAR full-submission file is one record (``line``: the line of its
+    ``<DOCUMENT>`` tag); graphics, PDFs, archives and XBRL/XML documents are rejected as
+    ``edgar_not_text:<kind>`` without holding their bodies (``filters/edgar.py``). Memory: one
+    document at a time."""
+    name = posixpath.basename(path)
+    for doc in iter_submission(_decode_lenient(raw) for raw in stream):
+        if doc.text is None:
+            yield doc.line, Rejected(doc.reason or "edgar_not_text:unknown", path, doc.line, snippet(doc.head))
+            continue
+        meta = {"file": path, "format": "edgar", **doc.meta}
+        doc_id = f"{meta.get('accession_number') or name}:{meta.get('sequence') or doc.line}"
+        yield doc.line, {"id": doc_id, "text": doc.text, "meta": meta}
 
 
 def parse_json_line(raw: bytes, path: str, line: int) -> dict[str, Any] | Rejected:

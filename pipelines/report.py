@@ -37,6 +37,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from filters.edgar import NOT_TEXT_REASON
 from pipelines import fail
 from pipelines.report_figures import (DOMAIN_COLOR, FUNNEL_STEPS, STAGE_ORDER, UNKNOWN_SOURCE, arm_color, dedup_figure,
                                       experiment_figure, funnel_figure, human, languages_figure, mixture_figure,
@@ -168,6 +169,40 @@ def source_domains(run: Run) -> dict[str, str]:
     for name, src in ((run.manifest or {}).get("sources") or {}).items():
         domains.setdefault(name, src.get("domain", ""))
     return domains
+
+
+EDGAR_NOT_TEXT = NOT_TEXT_REASON + ":"  # the clean stage's reason for a filing's graphics, archives, XBRL
+
+
+def document_types(stages: list[Stage]) -> dict[str, dict[str, int]]:
+    """Per document type (``pipelines.documents.document_type``): documents the clean stage output, the
+    filter judged and the filter kept, summed over the stage directories' ``by_type``."""
+    types: dict[str, Counter] = {}
+    for s in stages:
+        for doc_type, c in (s.stats.get("by_type") or {}).items():
+            t = types.setdefault(doc_type, Counter())
+            if s.name == "clean":
+                t["cleaned"] += c.get("output", 0)
+            elif s.name == "filter":
+                t["judged"] += c.get("input", 0)
+                t["kept"] += c.get("input", 0) - c.get("removed", 0)
+    return {k: dict(v) for k, v in types.items()}
+
+
+def filing_documents(stages: list[Stage]) -> dict[str, dict[str, Any]]:
+    """Per clean directory that read EDGAR filings: its text documents by type and what it set aside as not
+    text (``edgar_not_text:<kind>``): the filing's path into the data."""
+    out = {}
+    for s in stages:
+        if s.name != "clean":
+            continue
+        edgar = {t: c.get("output", 0) for t, c in (s.stats.get("by_type") or {}).items() if t.startswith("EDGAR ")}
+        not_text = {r[len(EDGAR_NOT_TEXT):]: n for r, n in (s.stats.get("removed") or {}).items()
+                    if r.startswith(EDGAR_NOT_TEXT)}
+        if edgar or not_text:
+            out[s.where] = {"text": edgar, "not_text": not_text,
+                            "parts": (s.stats.get("counts") or {}).get("edgar_extra_parts", 0)}
+    return out
 
 
 ROUTED_TO = "routed_to_"  # the filter stage's per-source count of documents a route moved to another domain
@@ -346,6 +381,7 @@ def _funnel_section(run: Run) -> str:
         output = s.stats.get("output", 0)
         rows.append([esc(s.name), f'<span class="path">{esc(s.where)}</span>', f"{s.stats['input']:,}",
                      f"{output:,}", f"{s.removed:,}", pct(output, s.stats["input"]), balanced, esc(reasons)])
+    parts.append(_types_html(run))
     parts += ["<h3>Stages</h3>",
               _table(["stage", "directory", "input", "output", "removed", "kept", "balanced", "top removal reasons"],
                      rows, numeric={2, 3, 4, 5}, raw=set(range(8))),
@@ -354,6 +390,29 @@ def _funnel_section(run: Run) -> str:
         parts.append(f'<p class="lead">Not counted (outside the run\'s stage directories): '
                      f'{len(run.elsewhere)} more stats.json under {esc(", ".join(sorted(run.elsewhere)[:4]))}'
                      f'{" and more" if len(run.elsewhere) > 4 else ""}.</p>')
+    return "".join(parts)
+
+
+def _types_html(run: Run) -> str:
+    """Kept rates by document type and the EDGAR filings' path: what each filing gave, what the filter kept."""
+    types, filings = document_types(run.stages), filing_documents(run.stages)
+    if not types:
+        return ""
+    parts = ["<h3>Kept by document type</h3>"]
+    for where, f in filings.items():
+        text = ", ".join(f"{t[len('EDGAR '):]} ({n:,})" for t, n in sorted(f["text"].items()))
+        not_text = ", ".join(f"{k} ({n:,})" for k, n in sorted(f["not_text"].items()))
+        parts.append(f'<p class="lead">EDGAR filings in <span class="path">{esc(where)}</span>: '
+                     f'{sum(f["text"].values()):,} text documents out of the clean stage ({esc(text) or "none"})'
+                     + (f', {f["parts"]:,} of them extra parts of long filings' if f["parts"] else "")
+                     + (f'; set aside as not text: {esc(not_text)}' if not_text else "") + ".</p>")
+    rows = [[t, f"{c.get('cleaned', 0):,}", f"{c.get('judged', 0):,}", f"{c.get('kept', 0):,}",
+             pct(c.get("kept", 0), c.get("judged", 0)) if c.get("judged") else "-"]
+            for t, c in sorted(types.items(), key=lambda kv: (not kv[0].startswith("EDGAR"), kv[0]))]
+    parts.append(_table(["document type", "cleaned", "judged by the filter", "kept", "kept rate"], rows,
+                        numeric={1, 2, 3, 4}))
+    parts.append('<p class="lead">Types: an EDGAR document is its filing document type (the 8-K itself, an '
+                 'exhibit EX-99.1, ...); a web page is HTML the clean stage extracted; text is everything else.</p>')
     return "".join(parts)
 
 

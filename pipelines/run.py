@@ -383,7 +383,9 @@ class Runner:
             src.update(s.get("mix") or {})
             sources.append(src)
         for s in self.cfg.sources:  # what the filter's routes move to another side is mixed with that side
-            targets = {r.get("to", "domain") for r in self._filter_config(s).get("route") or []} - {s["domain"]}
+            routes = self._filter_config(s).get("route") or []
+            routes = [routes] if isinstance(routes, (str, dict)) else routes  # `route: finance`: a bundled route
+            targets = {r.get("to", "domain") if isinstance(r, dict) else "domain" for r in routes} - {s["domain"]}
             for to in sorted(targets):
                 src = {"name": f"{s['name']}{ROUTED}", "domain": to, "dir": f"{to}/{s['name']}", "optional": True}
                 src.update({k: v for k, v in (s.get("mix") or {}).items() if k == "max_epochs"})

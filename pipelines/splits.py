@@ -43,7 +43,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines import DOCS_PREFIX
 from pipelines.documents import DOC_SCHEMA
-from pipelines.stats import LANG_KEY, SOURCE_KEY
+from pipelines.stats import LANG_KEY, SOURCE_KEY, TYPE_KEY
 from pipelines.io import (RAW_SNIPPET_BYTES, Rejected, detect_format, iter_file_records, iter_hf_records,
                           parse_json_line, snippet)
 
@@ -445,9 +445,13 @@ class SplitCounts:
         """One source's count: ``what`` is "input", "output" or "removed/<reason>" (stats ``by_source``)."""
         self.counts[f"{SOURCE_KEY}{source if source is not None else ''}\x1f{what}"] += n
 
+    def add_type(self, doc_type: str, what: str, n: int = 1) -> None:
+        """One document type's count: ``what`` is "input", "output" or "removed" (stats ``by_type``)."""
+        self.counts[f"{TYPE_KEY}{doc_type}\x1f{what}"] += n
+
     def pairs(self) -> Iterator[tuple[str, int]]:
         for key, n in sorted(self.counts.items()):
-            if not key.startswith((SOURCE_KEY, LANG_KEY)):  # per source / language: stats.json only
+            if not key.startswith((SOURCE_KEY, LANG_KEY, TYPE_KEY)):  # per source / language / type: stats.json
                 Metrics.counter(self.stage, key).inc(n)
             yield key, n
 

@@ -29,9 +29,11 @@ from pipelines.io import read_json, write_json
 log = logging.getLogger(__name__)
 REMOVED = "removed/"
 # Count keys folded into nested stats: "by_source" {source: {"input", "output", "removed": {reason: n}}}
-# (one source's funnel through the stages) and "languages" {code: documents judged} (filter).
+# (one source's funnel through the stages), "languages" {code: documents judged} (filter) and "by_type"
+# {document type: {"input", "output", "removed"}} (clean: what came out; filter: kept rates by document type).
 SOURCE_KEY = "by_source\x1f"  # + source + "\x1f" + "input" | "output" | "removed/<reason>"
 LANG_KEY = "lang\x1f"         # + language code
+TYPE_KEY = "by_type\x1f"      # + document type (documents.document_type) + "\x1f" + "input" | "output" | "removed"
 
 
 def _count_key(stage: str, key_fn: Callable[[Any], str] | str, weight_fn: Callable[[Any], int] | None):
@@ -79,6 +81,9 @@ def build_stats(stage: str, counts: dict[str, int], extra: dict[str, Any] | None
                 entry[what] = v
         elif k.startswith(LANG_KEY):
             stats.setdefault("languages", {})[k[len(LANG_KEY):]] = v
+        elif k.startswith(TYPE_KEY):
+            doc_type, what = k[len(TYPE_KEY):].rsplit("\x1f", 1)
+            stats.setdefault("by_type", {}).setdefault(doc_type, {})[what] = v
         elif k not in ("input", "output") and not k.startswith(REMOVED):
             stats.setdefault("counts", {})[k] = v
     stats.update(sorted((extra or {}).items()))  # extras arrive in any order (ToDict): sort for stable bytes

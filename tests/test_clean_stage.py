@@ -290,3 +290,69 @@ def test_pii_is_redacted_by_default_and_counted(tmp_path, finance_docs):
     email_only = clean.main(["--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "email"),
                              "--domain", "domain", "--pii-kinds", "email"])
     assert "pii_spans/phone" not in email_only["counts"] and "+44 20 7946 0958" in kept(tmp_path / "email")["a"]
+
+
+# ---------------------------------------------------------------------------- EDGAR filings (issue 20)
+
+def _kept_rows(out):
+    return pq.read_table(sorted(glob.glob(str(out / "train-*.parquet")))).to_pylist()
+
+
+def test_edgar_submission_and_filing_pages_are_auto_detected(tmp_path):
+    from tests.test_edgar import FILING, SUBMISSION
+
+    (tmp_path / "0001193125-19-292676.txt").write_text(SUBMISSION, encoding="utf-8")
+    (tmp_path / "aapl-20240629.htm").write_text(FILING, encoding="utf-8")
+    out = tmp_path / "out"
+    stats = run_clean([str(tmp_path / "*")], out)
+    assert stats["balanced"] and stats["input"] == 7  # 6 documents of the submission + the page
+    assert stats["removed"] == {"edgar_not_text:archive": 1, "edgar_not_text:graphic": 1,
+                                "edgar_not_text:xbrl": 1, "edgar_not_text:xbrl_viewer": 1}
+    rows = {r["id"]: r for r in _kept_rows(out)}
+    assert set(rows) == {"0001193125-19-292676:1", "0001193125-19-292676:4", "aapl-20240629.htm"}
+    meta = json.loads(rows["0001193125-19-292676:1"]["meta"])
+    assert {k: meta[k] for k in ("form_type", "company", "cik", "period", "filing_date", "accession_number",
+                                 "type", "format")} == {
+        "form_type": "8-K", "company": "Apple Inc.", "cik": "0000320193", "period": "2019-11-07",
+        "filing_date": "2019-11-15", "accession_number": "0001193125-19-292676", "type": "8-K", "format": "edgar"}
+    assert json.loads(rows["0001193125-19-292676:4"]["meta"])["type"] == "EX-5.1"
+    page = rows["aapl-20240629.htm"]
+    assert "Cash and cash equivalents | $ 25,565 | $ 29,965" in page["text"] and "P1Y" not in page["text"]
+    assert json.loads(page["meta"])["form_type"] == "10-Q"
+    rejected = [json.loads(line) for f in sorted(glob.glob(str(out / "rejected" / "*.jsonl")))
+                for line in open(f, encoding="utf-8")]
+    graphic = next(r for r in rejected if r["reason"] == "edgar_not_text:graphic")
+    assert graphic["raw"].startswith("begin 644") and graphic["line"] > 1
+
+
+def test_edgar_over_the_size_limit_is_split_into_parts_never_dropped(tmp_path):
+    from tests.test_edgar import FILING, page
+
+    items = "".join(page(k, f"Item {k}. Risk Factors. The Company's operations and performance depend significantly "
+                            f"on global and regional economic conditions, {k}.") for k in range(5, 60))
+    filing = FILING.replace("</body>", items + "</body>")  # ~9 KB of text, ~20 KB of HTML
+    (tmp_path / "filing.htm").write_text(filing, encoding="utf-8")
+    whole = run_clean([str(tmp_path / "filing.htm")], tmp_path / "whole")
+    assert whole["output"] == 1 and not whole["removed"]  # raw HTML over the limit is fine: text is under it
+    stats = clean.main(["--input", str(tmp_path / "filing.htm"), "--output", str(tmp_path / "out"), "--domain",
+                        "domain", "--format", "edgar", "--max-text-bytes", "1000"])
+    rows = _kept_rows(tmp_path / "out")
+    assert all(r["text"].startswith("Item ") for r in rows[1:])  # cut at Item headings
+    assert len(rows) > 2 and stats["balanced"] and not stats["removed"]
+    assert stats["input"] == stats["output"] == len(rows) and stats["counts"]["edgar_extra_parts"] == len(rows) - 1
+    metas = [json.loads(r["meta"]) for r in rows]
+    assert [m["part"] for m in metas] == list(range(1, len(rows) + 1)) and {m["parts"] for m in metas} == {len(rows)}
+    assert all(len(r["text"].encode()) <= 1000 for r in rows)
+    assert "\n".join(r["text"] for r in rows) == _kept_rows(tmp_path / "whole")[0]["text"]
+
+
+def test_web_page_fallback_is_counted(tmp_path, monkeypatch):
+    import filters.html
+
+    rows = "".join(f"<tr><td>Segment {k}</td><td>$</td><td>{k},104</td></tr>" for k in range(30))
+    (tmp_path / "ir.html").write_text("<html><body><p>Investor relations.</p><table>" + rows + "</table></body>"
+                                      "</html>", encoding="utf-8")
+    monkeypatch.setattr(filters.html, "_main_text", lambda html, extractor: "")  # as trafilatura on such pages
+    stats = run_clean([str(tmp_path / "ir.html")], tmp_path / "out")
+    assert stats["output"] == 1 and stats["counts"]["html_fulltext_fallback"] == 1
+    assert "Segment 7 | $ 7,104" in _kept_rows(tmp_path / "out")[0]["text"]

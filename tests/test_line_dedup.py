@@ -213,3 +213,24 @@ def test_line_dedup_graph_translates_for_dataflow(request, corpus, tmp_path, cap
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     assert {"Line keys", "Repeated lines", "Top lines"} <= names
     assert not (tmp_path / "out").exists()
+
+
+def test_table_rows_are_never_line_deduplicated(finance_docs, tmp_path):
+    """Two real 10-Q notes share a table header and rows (``iPhone (1) | $51,982 | $61,104``) and a safe-harbour
+    sentence: the sentence is kept once, every table line stays in both documents."""
+    table = ("Net sales by category (in millions):\nThree Months Ended\nDecember 29, 2018 | December 30, 2017\n"
+             "iPhone (1) | $51,982 | $61,104\nMac (1) | 7,416 | 6,824\nWearables, Home and Accessories (1)(2) | 7,308 "
+             "| 5,481\nTotal net sales (4) | $84,310 | $88,293")
+    texts = [d["text"] for d in finance_docs if len(d["text"].split()) >= 80][:2]
+    docs = [{"id": f"note-{i}", "text": f"{text}\n{table}\n{SAFE_HARBOR}", "source": "sec", "domain": "domain",
+             "meta": "{}", "lang": "en"} for i, text in enumerate(texts)]
+    keys = dedup.prose_line_keys(docs[0]["text"], MIN_WORDS, "")
+    rows = docs[0]["text"].split("\n")
+    assert keys[rows.index("iPhone (1) | $51,982 | $61,104")] is None  # 5 words, but a table row
+    assert keys[rows.index(SAFE_HARBOR)] is not None
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pylist(docs, schema=SCHEMA), tmp_path / "in" / "train-00000-of-00001.parquet")
+    run([str(tmp_path / "in")], tmp_path / "out", "--line-dedup")
+    kept = kept_texts(tmp_path / "out")
+    assert len(kept) == 2 and all(table in text for text in kept.values())
+    assert sum(SAFE_HARBOR in text for text in kept.values()) == 1

@@ -92,3 +92,44 @@ def test_top_fraction_threshold_keeps_that_fraction():
         t = top_fraction_threshold(hist, fraction)
         assert abs((scores >= t).mean() - fraction) < 0.002
     assert top_fraction_threshold(np.zeros(HISTOGRAM_BINS, dtype=np.int64), 0.5) == 0.0
+
+
+def test_holdout_split_keeps_a_group_together():
+    """Excerpts of one filing (same ``group``) fall on the same side; without a group the id decides."""
+    from filters.quality import split_key
+
+    recs = [{"id": f"filing{f}-{i}", "group": f"filing{f}"} for f in range(200) for i in range(5)]
+    sides = {}
+    for r in recs:
+        sides.setdefault(r["group"], set()).add(is_holdout(split_key(r), 0.2, 0))
+    assert all(len(s) == 1 for s in sides.values())
+    assert 0.1 < sum(True in s for s in sides.values()) / len(sides) < 0.3
+    assert split_key({"id": 7}) == "7"
+
+
+def test_pick_threshold_weighs_precision():
+    from filters.quality import pick_threshold
+
+    truth = [True] * 10 + [False] * 10
+    scores = [0.95] * 8 + [0.35, 0.35] + [0.4] * 3 + [0.1] * 7
+    # 0.3 keeps every positive but 3 negatives; 0.45 loses 2 positives, no negative: F0.5 prefers purity
+    assert pick_threshold(truth, scores, beta=0.5) >= 0.45
+    assert pick_threshold(truth, scores, beta=4.0) <= 0.35
+
+
+def test_filing_html_becomes_lines_with_table_rows_and_no_hidden_xbrl():
+    """The training-set builder's HTML conversion (benchmarks/build_finance_train.py): a table row is one line
+    with its cells joined by ' | ', numbers as written; the iXBRL header and display:none text are dropped."""
+    from benchmarks.build_finance_train import chunks, html_to_text, nlp_to_text
+
+    html = (b"<html><body><div style='display:none'><ix:header>dei:EntityCentralIndexKey 0000320193</ix:header>"
+            b"</div><p>Net sales increased <b>8%</b> during 2024.</p><table><tr><td>iPhone</td><td>$</td>"
+            b"<td>51,982</td><td>(5.2</td><td>)</td></tr><tr><td>Services</td><td>12.5%</td></tr></table>"
+            b"<script>var x = 1;</script><p>Item 7.</p></body></html>")
+    assert html_to_text(html).split("\n") == ["Net sales increased 8% during 2024.", "iPhone | 51,982 | (5.2)",
+                                              "Services | 12.5%", "Item 7."]
+    text = "\n".join(f"line {i} " + "x" * 90 for i in range(200))
+    parts = chunks(text, size=1_000)
+    assert "\n".join(parts) == text and all(len(p) <= 1_100 for p in parts)
+    nlp = "token|speaker|ts|endTs|punctuation|case|tags\nGood|0||||UC|[]\nmorning|0|||.|LC|[]\nThanks|1|||,|UC|[]\n"
+    assert nlp_to_text(nlp) == "Speaker 0: Good morning.\n\nSpeaker 1: Thanks,"

@@ -115,3 +115,108 @@ def test_a_run_mixes_routed_documents_with_the_side_they_moved_to(tmp_path):
     assert "reuters (routed)" not in by_name  # a domain source has nothing to move to its own side
     general = [s["name"] for s in cfg.sources if s["domain"] == "general"]
     assert {f"{n} (routed)" for n in general} == {n for n in by_name if n.endswith("(routed)")}
+
+
+# ---------------------------------------------------------------- the bundled router: `--route finance` (issue 20)
+
+
+def test_route_finance_shorthand_means_the_bundled_model_at_its_shipped_threshold():
+    from filters.quality import BUNDLED
+
+    shipped = BUNDLED["finance"]
+    for raw in ("finance", ["finance"], [{"name": "finance"}]):
+        (route,) = FilterConfig.from_dict({"route": raw}).route
+        assert (route.name, route.path, route.threshold, route.to) == ("finance", shipped.path, shipped.threshold,
+                                                                       "domain")
+    (tuned,) = FilterConfig.from_dict({"route": [{"name": "finance", "threshold": 0.95, "sources": ["web"]}]}).route
+    assert tuned.path == shipped.path and tuned.threshold == 0.95 and tuned.sources == ("web",)
+    cfg = FilterConfig.from_dict({"route": "finance"})
+    assert FilterConfig.from_dict(cfg.to_dict()) == cfg  # what the workers rebuild from
+    with pytest.raises(ValueError, match="bundled routes"):
+        FilterConfig.from_dict({"route": "medicine"})
+
+
+def test_bundled_finance_model_is_small_and_matches_its_checksum():
+    import hashlib
+
+    from filters.quality import BUNDLED
+
+    path = ROOT / BUNDLED["finance"].path
+    assert path.stat().st_size < 3_000_000  # quantized .ftz
+    sums = dict(reversed(line.split("  ", 1)) for line in (ROOT / "filters" / "models" / "SHA256SUMS").read_text()
+                .splitlines() if line.strip())
+    assert sums[BUNDLED["finance"].path] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_route_finance_routes_unseen_finance_text_and_leaves_general_text(tmp_path):
+    """``--route finance`` with the bundled model, on text of data/ (left out of its training set): Reuters
+    finance stories and a 10-Q note move to the domain side, Wikipedia/Austen/Python-docs pages stay."""
+    rows = []
+    for name, n in (("finance/reuters_finance", 10), ("finance/sec_10q_aapl", 6), ("general/wikipedia_en", 4),
+                    ("general/austen", 4), ("general/python_docs", 4), ("general/speeches", 4)):
+        rows += [{"id": d["id"], "text": d["text"], "source": "crawl", "domain": "general", "meta": "{}"}
+                 for d in read_jsonl_gz(DATA / f"{name}.jsonl.gz")[:n]]
+    (tmp_path / "clean").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), tmp_path / "clean" / "train-00000.parquet")
+    config = tmp_path / "off.yaml"
+    config.write_text(RULES_OFF, encoding="utf-8")
+    out = tmp_path / "out"
+    stats = stage.main(["--input", str(tmp_path / "clean"), "--output", str(out), "--config", str(config),
+                        "--route", "finance"])
+    assert stats["balanced"] and stats["output"] == len(rows)
+    routed = {r["id"] for r in kept_rows(out) if json.loads(r["meta"]).get("routed_by", {}).get("route") == "finance"}
+    finance = {r["id"] for r in rows[:16]}
+    assert len(routed & finance) >= 0.8 * len(finance), routed
+    assert not routed - finance  # no general page moves
+    assert stats["counts"]["routed/finance"] == len(routed)
+
+
+def test_cli_route_rejects_an_unknown_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        stage.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--route", "medicine"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_training_set_build_leaves_out_reserved_filers():
+    """benchmarks/build_finance_train.py: filings of the companies whose filings dgunning/edgartools ships (issue
+    20's reserved list) are matched by CIK, ticker or filer name, never by body text."""
+    from benchmarks.build_finance_train import reserved_filer
+
+    assert reserved_filer(ciks=["0001045810"]) == "NVIDIA"
+    assert reserved_filer(ciks=["0000950170", "1341439"]) == "Oracle"  # filing agent's accession prefix, then CIK
+    assert reserved_filer(tickers=["aapl"]) == "Apple"
+    assert reserved_filer(names=["PG&E CORP"]) == "PG&E / Pacific Gas and Electric"
+    assert reserved_filer(names=["DELAWARE GROUP EQUITY FUNDS IV"]) == "Delaware funds (485BPOS)"
+    assert reserved_filer(ciks=["0000018230"], names=["CATERPILLAR INC", "a Delaware corporation"]) is None
+    assert reserved_filer(names=["SOUTHERN CO", "GEORGIA POWER CO"], tickers=["SO"]) is None
+
+
+def _write_jsonl_gz(path, recs):
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+
+
+def test_training_set_leak_check_flags_a_copy_not_shared_boilerplate(tmp_path):
+    """The build's leak check: a training document that copies an evaluation document fails it; text that two
+    training groups share (form language) does not count; unrelated text shares nothing."""
+    from benchmarks.build_finance_train import LEAK_MAX_SHARE, leak_check
+
+    bbc = read_jsonl_gz(DATA / "finance" / "bbc_business.jsonl.gz")
+    wiki = read_jsonl_gz(DATA / "general" / "wikipedia_en.jsonl.gz")
+    evaluation, other, boiler = bbc[0]["text"], bbc[1]["text"], bbc[2]["text"]
+    _write_jsonl_gz(tmp_path / "realworld" / "fin_x.jsonl.gz", [{"id": "e1", "text": evaluation + "\n" + boiler}])
+    clean = [{"id": "a", "group": "a", "source": "s", "text": other},
+             {"id": "b", "group": "b", "source": "s", "text": wiki[0]["text"] + "\n" + boiler},
+             {"id": "c", "group": "c", "source": "s", "text": wiki[1]["text"] + "\n" + boiler}]
+    _write_jsonl_gz(tmp_path / "ok" / "pos" / "x.jsonl.gz", clean)
+    ok = leak_check(tmp_path / "ok", tmp_path / "realworld")
+    assert ok["ok"] and ok["max_share"] <= LEAK_MAX_SHARE < ok["max_raw_share"], ok
+    _write_jsonl_gz(tmp_path / "leak" / "pos" / "x.jsonl.gz", [*clean, {"id": "d", "group": "d", "source": "s",
+                                                                        "text": evaluation}])
+    leak = leak_check(tmp_path / "leak", tmp_path / "realworld")
+    assert not leak["ok"] and leak["top"][0]["doc"] == "pos/d" and leak["max_share"] > 0.9, leak
+    assert not leak_check(tmp_path / "ok", tmp_path / "missing")["checked"]

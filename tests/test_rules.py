@@ -8,6 +8,7 @@ against a direct port of datatrove's pure-Python definitions on real documents.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -241,7 +242,10 @@ def test_fineweb_newline_ratio_flags_one_word_lines():
 
 def test_default_yaml_equals_literature_defaults():
     path = os.path.join(os.path.dirname(DATA), "configs", "filter", "default.yaml")
-    assert FilterConfig.from_yaml(path) == FilterConfig()
+    config = FilterConfig.from_yaml(path)
+    assert config == FilterConfig.from_dict({})  # the yaml spells out the default domain profiles
+    assert dataclasses.replace(config, domains=None) == FilterConfig()
+    assert config.profile("any", "domain") == FilterConfig().profile("any", "domain")
 
 
 def test_config_rejects_unknown_keys_and_ambiguous_classifiers():
@@ -398,3 +402,81 @@ def test_a_source_can_have_its_own_rule_thresholds():
     assert f.judge(note, "news").reason == "gopher_word_count"  # the base threshold everywhere else
     with pytest.raises(ValueError, match="sources.filings"):
         FilterConfig.from_dict({"sources": {"filings": {"langid": {}}}})  # language rules: langid.sources
+
+
+# ------------------------------------------------------------------ finance profile (tables)
+
+
+def test_the_profile_is_chosen_by_domain_then_source():
+    config = FilterConfig.from_dict({"sources": {"filings": {"gopher_quality": {"min_doc_words": 20}}}})
+    assert config.profile("news", "domain").tables.enabled  # the finance profile by default
+    assert not config.profile("news", "general").tables.enabled and config.profile("news", "general") is config
+    assert config.profile("filings", "domain").gopher_quality.min_doc_words == 20  # a source override wins
+    assert not config.profile("filings", "domain").tables.enabled  # ... and is merged over the base alone
+    assert FilterConfig.from_dict(config.to_dict()) == config
+    off = FilterConfig.from_dict({"domains": {}})
+    assert off.profile("news", "domain") is off
+    with pytest.raises(ValueError, match="domains.domain"):
+        FilterConfig.from_dict({"domains": {"domain": {"route": []}}})
+
+
+def test_general_documents_are_judged_without_tables():
+    """The general profile computes no layout: datatrove's rules, datatrove's decisions."""
+    f = DocumentFilter(FilterConfig(), load_models=False)
+    profile = f._profile("bbc", "general")
+    assert profile[0] is f.config and DocStats(prose(), profile[0].tables).layout is None
+    assert f.judge(prose(), domain="general").reason == f.judge(prose(), domain="").reason is None
+
+
+@pytest.mark.parametrize("doc_id", ["OtherNoncurrentLiabilitiesTableTextBlock", "DisaggregationOfRevenueTableTextBlock",
+                                    "CompensationAndEmployeeBenefitPlansTextBlock"])
+def test_finance_profile_keeps_real_tables_and_numeric_prose(doc_id):
+    """Real 10-Q notes (a table alone, a table with footnotes, MD&A-style prose: "the total unrecognized
+    compensation cost ... was $14.0 billion") that the general rules remove for their numbers."""
+    f = DocumentFilter(FilterConfig(), load_models=False)
+    text = doc("finance/sec_10q_aapl", f"sec-aapl-10q-2019q1-{doc_id}")
+    assert f.judge(text, domain="general").reason is not None
+    verdict = f.judge(text, domain="domain")
+    assert verdict.reason is None, verdict
+    assert "$51,982" in verdict.text or "iPhone" not in text  # C4 keeps the table rows
+
+
+def test_finance_profile_keeps_a_reuters_figures_story():
+    f = DocumentFilter(FilterConfig(), load_models=False)
+    text = doc("finance/reuters_finance", "reuters21578-5")  # USDA reserve prices "as follows": a figures table
+    assert "gopher_alpha_words" in f.judge(text, domain="general", annotate=True).failed
+    assert f.judge(text, domain="domain").reason is None
+
+
+def _rows(doc_id: str) -> list[list[str]]:
+    from filters.tables import split_cells
+
+    text = doc("finance/sec_10q_aapl", f"sec-aapl-10q-2019q1-{doc_id}")
+    return [cells for cells in map(split_cells, text.split("\n")) if cells]
+
+
+@pytest.mark.parametrize("kind, reason", [("number_soup", "table_unlabelled"), ("xbrl", "markup_residue"),
+                                          ("repeated_line", "gopher_dup_line_frac"), ("menu", "fineweb_punct_lines"),
+                                          ("style_residue", "markup_residue")])
+def test_finance_profile_still_removes_junk(kind, reason):
+    """Junk made from real 10-Q text; the rules alone (no language ID) must remove it."""
+    from filters.tables import is_label
+
+    rows = _rows("ScheduleOfDebtInstrumentsTextBlock")
+    rows += _rows("CashCashEquivalentsandAvailableforSaleSecuritiesTableTextBlock")
+    labels = list(dict.fromkeys(c for r in rows for c in r if is_label(c)))
+    if kind == "number_soup":
+        text = "\n".join(" | ".join(c for c in r if not is_label(c)) for r in rows * 2)
+    elif kind == "xbrl":
+        text = "\n".join(f"us-gaap:{''.join(w.title() for w in label.split() if w.isalpha())} c-{i} 2018-12-29 "
+                         f"iso4217:USD {i * 1000}" for i, label in enumerate(labels))
+    elif kind == "repeated_line":
+        text = "\n".join([sentences(1)[0]] * 30)
+    elif kind == "menu":
+        text = "\n".join(" | ".join(labels[i:i + 5]) for i in range(0, len(labels), 5))
+    else:
+        text = "\n".join(s for sentence in sentences(12) for s in (sentence, "display:none;", "blacklining:none;"))
+    f = DocumentFilter(FilterConfig(), load_models=False)
+    assert len(split_words(text)) >= 50
+    assert f.judge(text, domain="domain").reason is not None
+    assert reason in f.judge(text, domain="domain", annotate=True).failed
