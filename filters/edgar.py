@@ -51,8 +51,11 @@ _FILING_MARKERS = (
     ("424", re.compile(rf"Filed{_GAP}pursuant{_GAP}to{_GAP}Rule{_GAP}424", re.IGNORECASE)),
     ("file", re.compile(rf"Commission{_GAP}File{_GAP}(?:Number|No\.)", re.IGNORECASE)),
     ("333-", re.compile(rf"Registration{_GAP}No\.{_GAP}33[3-9]-\d", re.IGNORECASE)),
-    ("<title>", re.compile(r"<title>\s*(?:FORM\s+)?(?:10-K|10-Q|8-K|6-K|20-F|40-F|424B\d|DEF\s*14A|SC\s*13[DG])\b",
-                           re.IGNORECASE)),
+    ("<title>", re.compile(r"<title>\s*(?:FORM\s+)?(?:10-K|10-Q|8-K|6-K|20-F|40-F|424B\d|DEF\s*14A|SC\s*13[DG]|"
+                           r"EX-\d{1,3})\b", re.IGNORECASE)),
+    # an exhibit filed on its own (a press release, a charter, bylaws): its first element says so,
+    # "Exhibit 99.1" / "EX-99.1" alone between tags (Regulation S-K Item 601 numbers exhibits so)
+    ("ex", re.compile(rf">{_GAP}(?:Exhibit|EXHIBIT|EX-){_GAP}\d{{1,3}}(?:\.\d{{1,3}})?[A-Za-z]?{_GAP}<")),
 )
 FILING_SNIFF_CHARS = 64_000  # the cover page of a filing lies within its first 64 KB of HTML (iXBRL headers included)
 
@@ -66,7 +69,8 @@ def looks_like_filing(html: str) -> bool:
     """True when an HTML page is an SEC filing (or exhibit): inline XBRL, dei facts, an XBRL viewer
     page, the SEC's address on every form's cover ("Washington, D.C. 20549"), a prospectus's
     "Filed pursuant to Rule 424", a "Commission File Number" or Securities Act "Registration No.
-    333-", or a form type as the page title, within its first 64 KB. Not the words "Securities and
+    333-", a form or exhibit type as the page title, or an element that is only an exhibit number
+    ("Exhibit 99.1"), within its first 64 KB. Not the words "Securities and
     Exchange Commission": news about the SEC has them."""
     head = html[:FILING_SNIFF_CHARS]
     lower = head.lower()
@@ -371,9 +375,13 @@ def iso_date(value: str) -> str:
     return value
 
 
+_EXHIBIT_IN_TEXT = re.compile(r"\s*(?:Exhibit|EXHIBIT|EX-)\s*(\d{1,3}(?:\.\d{1,3})?[A-Za-z]?)\s*\n")
+
+
 def filing_meta(html: str, text: str = "", name: str = "") -> dict[str, str]:
     """Form type, company, CIK, period from the document itself (iXBRL ``dei`` facts; else the form
-    named on the cover page), and the accession number when the file name carries one."""
+    named on the cover page), the exhibit type of an exhibit whose first line numbers it ("Exhibit
+    99.1" -> ``type: EX-99.1``), and the accession number when the file name carries one."""
     meta = dei_meta(html)
     if "form_type" not in meta:
         m = _FORM_IN_TEXT.search(text[:5000])
@@ -382,6 +390,9 @@ def filing_meta(html: str, text: str = "", name: str = "") -> dict[str, str]:
             meta["form_type"] = f"SC {form}" if form.startswith("13") else form
         elif _RULE_424.search(text[:5000]):
             meta["form_type"] = "424B" + _RULE_424.search(text[:5000]).group(1)
+    m = _EXHIBIT_IN_TEXT.match(text[:200])
+    if m:  # an exhibit saved on its own: its first line numbers it (Regulation S-K Item 601)
+        meta["type"] = f"EX-{m.group(1)}"
     m = _ACCESSION.search(name)
     if m:
         meta["accession_number"] = m.group(1)

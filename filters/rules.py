@@ -23,7 +23,7 @@ classifiers; every field has the literature's default, so ``{}`` is a valid conf
     tables: {enabled: false}            # table-aware word rules (filters/tables.py)
     domains:                            # the profile of a document by its `domain` column
       domain: {tables: {enabled: true}}   # (this is the default: FINANCE_PROFILE)
-    sources: {filings: {gopher_quality: {min_doc_words: 20}}}   # per source (wins over domains)
+    sources: {filings: {gopher_quality: {min_doc_words: 20}}}   # per source, on top of its domain profile
 
 :class:`DocumentFilter` applies it to one document, in this order: language ID, Gopher
 repetition, Gopher quality, C4 (which may rewrite the text), FineWeb (on the rewritten text),
@@ -34,11 +34,11 @@ general crawl is judged as finance (its tables kept) and moves only if it passes
 first failing rule decides (and later rules are not computed); with ``annotate=True`` every rule
 runs and every failure is recorded.
 
-Profiles: the rule sections (``RULE_SECTIONS``) a document is judged with are chosen by, first,
-its source (``sources.<name>``), then its ``domain`` column (``domains.<domain>``), else the base
-config. Each is merged over the base sections. Unless a config sets ``domains``, domain documents
-get :data:`FINANCE_PROFILE` (table-aware rules, ``filters/tables.py``) and general documents the
-literature's rules unchanged, so general-web decisions stay those of datatrove.
+Profiles: the rule sections (``RULE_SECTIONS``) a document is judged with are chosen by its
+``domain`` column (``domains.<domain>``), with its source's override (``sources.<name>``) on top,
+else the base config; each merged over the base sections, section by section. Unless a config sets
+``domains``, domain documents get :data:`FINANCE_PROFILE` (table-aware rules, ``filters/tables.py``)
+and general documents the literature's rules unchanged, so general-web decisions stay those of datatrove.
 """
 
 from __future__ import annotations
@@ -173,6 +173,10 @@ class FilterConfig:
     sources: dict[str, FilterConfig] = field(default_factory=dict)
     # per domain column value: the profile (RULE_SECTIONS); None: DEFAULT_DOMAIN_PROFILES
     domains: dict[str, FilterConfig] | None = None
+    # (source, domain) -> the source's override on top of that domain's profile (built by from_dict)
+    layered: dict[tuple[str, str], FilterConfig] = field(default_factory=dict, repr=False, compare=False)
+    # the per-source overrides as given (what to_dict writes back, so that they layer again on a worker)
+    source_overrides: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> FilterConfig:
@@ -223,18 +227,24 @@ class FilterConfig:
             route=tuple(routes),
         )
 
-        def profiles(kind: str, items: dict[str, Any]) -> dict[str, FilterConfig]:
-            out = {}
-            for name, over in items.items():  # a profile's rule thresholds on top of the base's
-                check_keys(over or {}, RULE_SECTIONS, f"filter config {kind}.{name}")
-                merged = cls.from_dict({**{key: {**(raw.get(key) or {}), **((over or {}).get(key) or {})}
-                                           for key in RULE_SECTIONS}, "domains": {}})
-                out[name] = dataclasses.replace(base, domains={},
-                                                **{key: getattr(merged, key) for key in RULE_SECTIONS})
-            return out
+        def merged(*overs: dict[str, Any] | None) -> FilterConfig:
+            """The base with each override's rule thresholds on top, in order (section by section)."""
+            sections = {key: {k: v for over in (raw, *overs) for k, v in ((over or {}).get(key) or {}).items()}
+                        for key in RULE_SECTIONS}
+            rules = cls.from_dict({**sections, "domains": {}})
+            return dataclasses.replace(base, domains={}, **{key: getattr(rules, key) for key in RULE_SECTIONS})
 
-        return dataclasses.replace(base, sources=profiles("sources", per_source),
-                                   domains=profiles("domains", per_domain))
+        for kind, items in (("sources", per_source), ("domains", per_domain)):
+            for name, over in items.items():
+                check_keys(over or {}, RULE_SECTIONS, f"filter config {kind}.{name}")
+        # a source's override goes on top of its document's domain profile (a filings source that lowers
+        # min_doc_words stays table-aware), and alone for a domain without a profile
+        layered = {(source, domain): merged(per_domain[domain], over)
+                   for source, over in per_source.items() for domain in per_domain}
+        return dataclasses.replace(base, sources={name: merged(over) for name, over in per_source.items()},
+                                   domains={name: merged(over) for name, over in per_domain.items()},
+                                   layered=layered,
+                                   source_overrides={name: dict(over or {}) for name, over in per_source.items()})
 
     @classmethod
     def from_yaml(cls, path: str) -> FilterConfig:
@@ -243,7 +253,10 @@ class FilterConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as ``from_dict`` reads it back (a source keeps only its rule sections)."""
         out = dataclasses.asdict(self)
-        out["sources"] = {name: {key: out["sources"][name][key] for key in RULE_SECTIONS} for name in self.sources}
+        out.pop("layered")  # derived: from_dict builds it again from sources and domains
+        given = out.pop("source_overrides")
+        out["sources"] = {name: given[name] if name in given else
+                          {key: out["sources"][name][key] for key in RULE_SECTIONS} for name in self.sources}
         if self.domains is None:
             out.pop("domains")  # not built by from_dict: let from_dict apply the default profiles
         else:
@@ -253,6 +266,8 @@ class FilterConfig:
 
     def profile(self, source: str, domain: str) -> FilterConfig:
         """The config a document of ``source`` and ``domain`` is judged with (module docstring)."""
+        if (source, domain) in self.layered:
+            return self.layered[(source, domain)]
         if source in self.sources:
             return self.sources[source]
         domains = self.domains if self.domains is not None else _default_domains()

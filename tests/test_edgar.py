@@ -270,3 +270,16 @@ def test_submission_file_is_read_document_by_document_even_gzipped(tmp_path):
     assert [r["id"] for r in kept] == ["0001193125-19-292676:1", "0001193125-19-292676:4"]
     assert kept[0]["meta"]["format"] == "edgar" and kept[0]["meta"]["filename"] == "d828969d8k.htm"
     assert [r.reason for _, r in records if isinstance(r, Rejected)][0] == "edgar_not_text:xbrl"
+
+
+def test_an_exhibit_filed_on_its_own_is_recognized_as_a_filing():
+    """A press release or legal opinion saved from a filing as its own .htm has no cover page: its first
+    element, "Exhibit 5.1", says what it is (the demo's real 8-K submission, data/edgar/)."""
+    path = Path(__file__).resolve().parents[1] / "data" / "edgar" / "apple_8k_20191115.txt"
+    with open(path, encoding="utf-8") as f:
+        exhibits = [d for d in iter_submission(f) if d.text and d.meta.get("type", "").startswith("EX-")]
+    assert [d.meta["type"] for d in exhibits] == ["EX-1.1", "EX-4.1", "EX-5.1"]
+    assert all(looks_like_filing(d.text) for d in exhibits)
+    assert not looks_like_filing("<html><body><p>The museum's new exhibit 12 opens today.</p></body></html>")
+    opinion = exhibits[-1].text
+    assert filing_meta(opinion, html_to_text(opinion))["type"] == "EX-5.1"

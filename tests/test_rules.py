@@ -412,8 +412,13 @@ def test_the_profile_is_chosen_by_domain_then_source():
     assert config.profile("news", "domain").tables.enabled  # the finance profile by default
     assert not config.profile("news", "general").tables.enabled and config.profile("news", "general") is config
     assert config.profile("filings", "domain").gopher_quality.min_doc_words == 20  # a source override wins
-    assert not config.profile("filings", "domain").tables.enabled  # ... and is merged over the base alone
+    # ... on top of its document's domain profile: a domain source stays table-aware, a general one does not
+    assert config.profile("filings", "domain").tables.enabled
+    assert config.profile("filings", "domain").fineweb == config.profile("news", "domain").fineweb
+    assert not config.profile("filings", "general").tables.enabled
+    assert config.profile("filings", "general").gopher_quality.min_doc_words == 20
     assert FilterConfig.from_dict(config.to_dict()) == config
+    assert FilterConfig.from_dict(config.to_dict()).profile("filings", "domain") == config.profile("filings", "domain")
     off = FilterConfig.from_dict({"domains": {}})
     assert off.profile("news", "domain") is off
     with pytest.raises(ValueError, match="domains.domain"):
