@@ -12,12 +12,16 @@ CORPORA ?= ../shared/corpora
 REALWORLD ?= ../shared/realworld
 PEER_DIR ?= work/peers
 DTVENV ?= $(PEER_DIR)/dtvenv
+# $(call need,PATH,what to do): stop with one line saying what a target needs when PATH is missing (no commas in it)
+need = @test -e $(1) || { echo "make $@: $(1) does not exist: $(2)" >&2; exit 2; }
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-edgar bench-plan bench-precision bench-tokenize bench-tokenizer bench-tokenizer-scale bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-filter-finance bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "} \
+		{n[NR] = $$1; d[NR] = $$2; if (length($$1) > w) w = length($$1)} \
+		END{for (i = 1; i <= NR; i++) printf "  %-" w "s  %s\n", n[i], d[i]}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,35 +38,40 @@ lint: setup ## ruff over the code
 
 # ------------------------------------------------------------------------------------ stages
 CLEAN_INPUT ?= 'data/finance/*.jsonl.gz'
-CLEAN_OUTPUT ?= $(WORK)/clean/finance
+CLEAN_OUTPUT ?= $(WORK)/stages/clean/finance
 CLEAN_DOMAIN ?= domain
 clean-data: setup ## clean stage: make clean-data CLEAN_INPUT='x/*.jsonl.gz' CLEAN_OUTPUT=dir CLEAN_DOMAIN=general
 	$(PY) -m pipelines.clean --input $(CLEAN_INPUT) --output $(CLEAN_OUTPUT) --domain $(CLEAN_DOMAIN) $(BEAM)
 
-FILTER_INPUT ?= $(WORK)/clean/general
-FILTER_OUTPUT ?= $(WORK)/filter/general
+FILTER_SOURCE ?= reuters
+FILTER_INPUT ?= $(WORK)/clean/$(FILTER_SOURCE)
+FILTER_OUTPUT ?= $(WORK)/stages/filter/$(FILTER_SOURCE)
 FILTER_CONFIG ?= configs/filter/default.yaml
-filter: setup ## filter stage: make filter FILTER_INPUT=dir FILTER_OUTPUT=dir FILTER_CONFIG=configs/filter/default.yaml
+filter: setup ## filter stage (default: a demo source's clean output): make filter FILTER_INPUT=dir FILTER_OUTPUT=dir FILTER_CONFIG=configs/filter/default.yaml
+	$(call need,$(FILTER_INPUT),run make demo first (it writes $(WORK)/clean/SOURCE); or set FILTER_INPUT=dir (make clean-data writes $(CLEAN_OUTPUT)))
 	$(PY) -m pipelines.filter --input $(FILTER_INPUT) --output $(FILTER_OUTPUT) --config $(FILTER_CONFIG) $(BEAM)
 
 filter-report: setup ## removal rate and example snippets per rule of a filtered directory (FILTER_OUTPUT=dir)
+	$(call need,$(FILTER_OUTPUT),run make filter first; or set FILTER_OUTPUT to a filtered directory such as $(WORK)/filter/reuters)
 	$(PY) -m pipelines.rule_report $(FILTER_OUTPUT)
 
-train-classifier: setup ## fastText finance-vs-general classifier, held-out precision/recall -> work/models/finance.ftz
+train-classifier: setup ## fastText finance-vs-general classifier, held-out precision/recall -> work/models/finance.ftz (needs ../shared/corpora: CORPORA=dir)
+	$(call need,$(CORPORA),the labelled corpora (finance/ and general/ *.jsonl.gz) beside the clone; set CORPORA=dir)
 	$(PY) -m filters.quality train --positives '$(CORPORA)/finance/*.jsonl.gz' \
 		--negatives '$(CORPORA)/general/*.jsonl.gz' --output work/models/finance.ftz
 
-DEDUP_INPUT ?= --input $(WORK)/filter/finance --input $(WORK)/filter/general
-DEDUP_OUTPUT ?= $(WORK)/dedup
+DEDUP_INPUT ?= $(addprefix --input ,$(wildcard $(WORK)/filter/*))
+DEDUP_OUTPUT ?= $(WORK)/stages/dedup
 DEDUP_ARGS ?= --cross-source
-dedup: setup ## dedup stage: exact + MinHash LSH near-dups, one survivor per cluster (DEDUP_ARGS='--threshold 0.8 --line-dedup')
+dedup: setup ## dedup stage (default: every demo source's filter output): exact + MinHash LSH near-dups (DEDUP_ARGS='--threshold 0.8 --line-dedup')
+	$(call need,$(or $(word 2,$(DEDUP_INPUT)),$(WORK)/filter/SOURCE),run make demo first; or set DEDUP_INPUT='--input dir --input dir')
 	$(PY) -m pipelines.dedup $(DEDUP_INPUT) --output $(DEDUP_OUTPUT) $(DEDUP_ARGS) $(BEAM)
 
 TOKENIZER_CONFIG ?= configs/tokenizer/demo.yaml
 CURATED ?= $(WORK)/dedup
 TOKENIZER_DIR ?= $(WORK)/tokenizer
 TOKENS_DIR ?= $(WORK)/tokens
-RECIPE ?= mixtures/recipes/demo.yaml
+RECIPE ?= $(WORK)/recipe.yaml
 MIX_DIR ?= $(WORK)/mix
 MIX_ARGS ?= --tokens-dir $(TOKENS_DIR)
 tokenizer: setup ## train the tokenizer on curated data (TOKENIZER_CONFIG=configs/tokenizer/unigram.yaml)
@@ -71,14 +80,17 @@ tokenizer: setup ## train the tokenizer on curated data (TOKENIZER_CONFIG=config
 tokenize: setup ## tokenize stage: curated docs -> token shards per (domain, source) + doc index + stats
 	$(PY) -m pipelines.tokenize --input $(CURATED) --output $(TOKENS_DIR) --tokenizer $(TOKENIZER_DIR)/tokenizer.json $(BEAM)
 
-mix: setup ## the mixer: recipe -> train/ val_domain/ val_general/ + manifest.json (MIX_ARGS=--allow-shortfall)
+mix: setup ## the mixer: recipe (default: the one make demo wrote) -> train/ val_domain/ val_general/ + manifest.json (MIX_ARGS=--allow-shortfall)
+	$(call need,$(RECIPE),run make demo first (it writes the recipe of configs/runs/demo.yaml there); or set RECIPE=mixtures/recipes/bloomberg.yaml)
 	$(PY) -m mixtures.mix --recipe $(RECIPE) --output $(MIX_DIR) $(MIX_ARGS)
 
 TRAIN_CONFIG ?= configs/train/tiny.yaml
 NPROC ?= 2
 ARGS ?=
 train: setup ## train a causal LM: make train TRAIN_CONFIG=configs/train/llama1b.yaml NPROC=8 ARGS="data.dir=MIX"
-	$(PY) -m torch.distributed.run --standalone --nproc_per_node=$(NPROC) -m train.run --config $(TRAIN_CONFIG) $(ARGS)
+	$(if $(filter command line,$(origin CONFIG)),@echo "make train: CONFIG is the run config of make all;" \
+		"the training config is TRAIN_CONFIG=$(CONFIG)" >&2; exit 2)
+	$(PY) -m train.run --nproc-per-node $(NPROC) --config $(TRAIN_CONFIG) $(ARGS)
 
 CHECKPOINT ?= $(WORK)/train
 EXPORT_DIR ?= $(WORK)/hf
@@ -141,25 +153,27 @@ bench-throughput-cpu: setup ## the CPU-side throughput checks: loader seq/s, hea
 
 NEARDUP ?= $(WORK)/neardup
 PEERS ?= $(CORPORA)/../peers
-peer-venv: ## datatrove 0.10.1 in its own venv ($(DTVENV)), offline, for the filter/dedup peer benchmarks
+peer-venv: ## datatrove 0.10.1 in its own venv (work/peers/dtvenv), offline, for the filter/dedup peer benchmarks
+	@test -x $(DTVENV)/bin/python || test -e $(PEERS)/setup_datatrove_venv.sh || { echo "make $@: needs" \
+		"$(PEERS)/setup_datatrove_venv.sh (../shared/peers beside the clone; set PEERS=dir)" >&2; exit 2; }
 	test -x $(DTVENV)/bin/python || bash $(PEERS)/setup_datatrove_venv.sh $(DTVENV) $(PEER_DIR)/dtmodel
 
 bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + decision agreement (~5-10 min)
 	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir work/bench_filter --dt-venv $(DTVENV)
 
-bench-filter-finance: setup ## clean + filter defaults on $(REALWORLD) finance files: kept per type, built junk set removed (~1 min)
+bench-filter-finance: setup ## clean + filter defaults on ../shared/realworld finance files: kept per type, built junk set removed (~1 min)
 	$(PY) benchmarks/bench_filter_finance.py --realworld $(REALWORLD) --results benchmarks/RESULTS.md
 
 bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
 	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py
 
-bench-pii: setup ## PII P/R per kind: third-party PII set + finance files ($(REALWORLD)), injected set vs datatrove if $(DTVENV) exists
+bench-pii: setup ## PII P/R per kind: third-party PII set + finance files (../shared/realworld), injected set vs datatrove if work/peers/dtvenv exists
 	$(PY) benchmarks/bench_pii.py --corpora $(CORPORA) --realworld $(REALWORLD) --dt-venv $(DTVENV) --results benchmarks/RESULTS.md
 
 bench-route: setup ## domain harvesting: `--route finance` on ../shared/realworld as one crawl + held-out sweeps (~1 min; needs ../shared/realworld)
 	$(PY) benchmarks/bench_route.py --corpora $(CORPORA) --realworld $(REALWORLD) --results benchmarks/RESULTS.md
 
-bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if $(DTVENV) exists
+bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if work/peers/dtvenv exists
 	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)
 	$(PY) benchmarks/neardup/evaluate.py --data $(NEARDUP) \
 		$$(test -x $(DTVENV)/bin/python && echo --datatrove-python $(DTVENV)/bin/python)

@@ -23,8 +23,9 @@ OUT_ARGS=()
 if [ -n "${OUT:-}" ]; then OUT_ARGS=(--out "$OUT"); fi
 
 if [ "$DEVICE" = cuda ]; then
-  $PY -c "import torch, yaml, numpy; assert torch.cuda.is_available(), 'no CUDA device'" || {
-    echo "gpu_train.sh needs a CUDA build of PyTorch plus pyyaml and numpy" >&2; exit 1; }
+  $PY -c "import sys, torch, yaml, numpy; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null || {
+    echo "gpu_train.sh needs a CUDA GPU and a CUDA build of PyTorch plus pyyaml and numpy" \
+      "(torch.cuda.is_available() is false here; DEVICE=cpu runs the CPU smoke test)" >&2; exit 1; }
   NGPU=${NGPU:-$($PY -c "import torch; print(torch.cuda.device_count())")}
   MODELS=${MODELS:-"llama1b gpt125m"}
   exec $PY benchmarks/gpu_ablation.py --device cuda --ngpu "$NGPU" --models $MODELS --rows "$ROWS" \

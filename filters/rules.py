@@ -181,7 +181,8 @@ class FilterConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> FilterConfig:
         raw = dict(raw or {})
-        check_keys(raw, {f.name for f in dataclasses.fields(cls)}, "filter config section")
+        check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"layered", "source_overrides"},  # derived
+                   "filter config section")
         per_source = raw.pop("sources", None) or {}
         per_domain = raw.pop("domains", None)
         per_domain = DEFAULT_DOMAIN_PROFILES if per_domain is None else per_domain
@@ -189,18 +190,18 @@ class FilterConfig:
         lang["default"] = _language_rule(lang.get("default"))
         lang["sources"] = {k: _language_rule(v) for k, v in (lang.get("sources") or {}).items()}
         classifiers = []
-        for c in raw.get("classifiers") or []:
+        for i, c in enumerate(raw.get("classifiers") or []):
             c = dict(c)
             if (c.get("threshold") is None) == (c.get("top_fraction") is None):
                 raise ValueError(f"classifier {c.get('name')!r}: give exactly one of threshold, top_fraction")
             if c.get("sources") is not None:
                 c["sources"] = tuple(c["sources"])
-            classifiers.append(_build(ClassifierConfig, c))
+            classifiers.append(_build(ClassifierConfig, c, f"filter config classifiers[{i}]"))
         routes = []
-        for r in _route_entries(raw.get("route")):
+        for i, r in enumerate(_route_entries(raw.get("route"))):
             if r.get("sources") is not None:
                 r["sources"] = tuple(r["sources"])
-            route = _build(RouteConfig, r)
+            route = _build(RouteConfig, r, f"filter config route[{i}]")
             if route.to not in DOMAINS:
                 raise ValueError(f"route {route.name!r}: to must be one of {DOMAINS}, got {route.to!r}")
             routes.append(route)
@@ -216,14 +217,14 @@ class FilterConfig:
             if key in rep:
                 rep[key] = {int(n): float(v) for n, v in rep[key].items()}
         base = cls(
-            langid=_build(LangIdConfig, lang),
-            gopher_repetition=_build(GopherRepetitionConfig, rep),
-            gopher_quality=_build(GopherQualityConfig, raw.get("gopher_quality")),
-            c4=_build(C4Config, raw.get("c4")),
-            fineweb=_build(FineWebConfig, raw.get("fineweb")),
-            tables=_build(TableConfig, raw.get("tables")),
+            langid=_build(LangIdConfig, lang, "filter config langid"),
+            gopher_repetition=_build(GopherRepetitionConfig, rep, "filter config gopher_repetition"),
+            gopher_quality=_build(GopherQualityConfig, raw.get("gopher_quality"), "filter config gopher_quality"),
+            c4=_build(C4Config, raw.get("c4"), "filter config c4"),
+            fineweb=_build(FineWebConfig, raw.get("fineweb"), "filter config fineweb"),
+            tables=_build(TableConfig, raw.get("tables"), "filter config tables"),
             classifiers=tuple(classifiers),
-            decontaminate=_build(DecontaminateConfig, decon),
+            decontaminate=_build(DecontaminateConfig, decon, "filter config decontaminate"),
             route=tuple(routes),
         )
 
@@ -237,6 +238,12 @@ class FilterConfig:
         for kind, items in (("sources", per_source), ("domains", per_domain)):
             for name, over in items.items():
                 check_keys(over or {}, RULE_SECTIONS, f"filter config {kind}.{name}")
+                for key, section in (over or {}).items():  # each key at its own path, before any merge
+                    if not isinstance(section, dict):
+                        raise ValueError(f"filter config {kind}.{name}.{key} must be a mapping, "
+                                         f"got {type(section).__name__}")
+                    check_keys(section, {f.name for f in dataclasses.fields(getattr(base, key))},
+                               f"filter config {kind}.{name}.{key}")
         # a source's override goes on top of its document's domain profile (a filings source that lowers
         # min_doc_words stays table-aware), and alone for a domain without a profile
         layered = {(source, domain): merged(per_domain[domain], over)
@@ -332,8 +339,11 @@ def build_contamination_index(config: DecontaminateConfig) -> ContaminationIndex
     return ContaminationIndex.build({e.name: eval_texts(e) for e in config.sets}, config.ngram, config.min_words)
 
 
-def _build(cls, raw: dict[str, Any] | None):
-    return from_dict(cls, dict(raw or {}), cls.__name__)
+def _build(cls, raw: dict[str, Any] | None, where: str | None = None):
+    """``cls`` from a config mapping; ``where`` is the mapping's path in the config, named by errors."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"{where or cls.__name__} must be a mapping, got {type(raw).__name__}")
+    return from_dict(cls, dict(raw or {}), where or cls.__name__)
 
 
 @dataclass

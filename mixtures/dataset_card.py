@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from mixtures.recipe import DEFAULT_MAX_EPOCHS, SIDES
-from pipelines import fail, read_yaml
+from pipelines import fail, read_yaml, refuse_unknown_options
 
 CARD_FILE = "DATASET_CARD.md"
 MANIFEST = "manifest.json"  # mixtures/mix.py MANIFEST (not imported: mix.py pulls in NumPy and tokenizers)
@@ -614,6 +614,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--work", required=True, help="the run's work directory")
     p.add_argument("--config", required=True, help="the run config (YAML) whose `sources` the card lists")
     p.add_argument("--language", action="append", help="language code, repeatable (default: the filter's)")
+    refuse_unknown_options(p._option_string_actions, argv)
     a = p.parse_args(argv)
     try:
         sources = read_yaml(a.config).get("sources") or []

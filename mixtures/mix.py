@@ -50,7 +50,7 @@ from mixtures.recipe import SIDES, Recipe, RecipeError, SourceSpec, load_recipe,
 from mixtures.shards import (DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, Shard, list_shards, write_doc_index,
                              write_shard)
 from mixtures.tokenizer import EOS, PAD, eos_id, file_sha256
-from pipelines import fail
+from pipelines import fail, refuse_unknown_options
 
 SPLITS = ("train", "val_domain", "val_general")
 MANIFEST = "manifest.json"
@@ -477,6 +477,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--allow-shortfall", action="store_true",
                         help="when the sources cannot meet the target within max_epochs, write what they can "
                              "(domain share kept) instead of failing")
+    refuse_unknown_options(parser._option_string_actions, argv)
     args = parser.parse_args(argv)
     try:
         manifest = mix(load_recipe(args.recipe, tokens_dir=args.tokens_dir), args.output, args.allow_shortfall)

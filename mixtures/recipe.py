@@ -30,7 +30,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines import check_keys, read_yaml
+from pipelines import ConfigError, check_keys, read_yaml
 
 SIDES = ("domain", "general")
 DEFAULT_DOMAIN_SHARE = 0.51      # BloombergGPT (Wu et al. 2023), Table 1: 51.27% FinPile tokens
@@ -40,8 +40,8 @@ DEFAULT_VAL_FRACTION = 0.01      # of each side's tokens, held out before sampli
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB per uint16 output shard
 
 
-class RecipeError(ValueError):
-    """A recipe that cannot be used as written (the message says which key and why)."""
+class RecipeError(ConfigError):
+    """A recipe that cannot be used as written (the message says which key and why), raised when it is read."""
 
 
 @dataclass
@@ -111,9 +111,12 @@ def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
         raise RecipeError("sources: give a non-empty list of {name, domain[, dir|path, weight, max_epochs]}")
     sources: list[SourceSpec] = []
     for i, s in enumerate(raw_sources):
-        if not isinstance(s, dict) or "name" not in s or "domain" not in s:
-            raise RecipeError(f"sources[{i}] needs at least a name and a domain, got {s!r}")
-        _unknown(s, SOURCE_KEYS, f"sources[{i}]")
+        if not isinstance(s, dict):
+            raise RecipeError(f"sources[{i}] must be a mapping with a name and a domain, got {s!r}")
+        _unknown(s, SOURCE_KEYS, f"sources[{i}]")  # first: a misspelled key is named, not reported missing
+        missing = [k for k in ("name", "domain") if s.get(k) is None]
+        if missing:
+            raise RecipeError(f"sources[{i}] needs {' and '.join(missing)}, got {s!r}")
         if s["domain"] not in SIDES:
             raise RecipeError(f"sources[{i}] ({s['name']}): domain must be one of {SIDES}, got {s['domain']!r}")
         if "path" in s and "dir" in s:

@@ -52,7 +52,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from mixtures.unigram import (BLOOMBERG_CHUNKS, N_BYTES, RESERVED_PIECE_SCORE, Progress,  # noqa: F401 (re-exported)
                               UnigramSettings, add_byte_fallback, byte_piece, new_trainer, train_unigram)
-from pipelines import DOCS_GLOB, fail, from_dict, read_yaml  # the package's __init__ only: no Beam
+from pipelines import DOCS_GLOB, fail, from_dict, read_yaml, refuse_unknown_options  # __init__ only: no Beam
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--sample-bytes", type=int, help="override the config's sample_bytes")
     parser.add_argument("--seed", type=int, help="override the config's seed")
     parser.add_argument("--workers", type=int, help="override the config's workers (Unigram split-and-merge)")
+    refuse_unknown_options(parser._option_string_actions, argv)
     args = parser.parse_args(argv)
     try:
         raw = asdict(TokenizerConfig.from_yaml(args.config))

@@ -61,6 +61,18 @@ CHUNK_SLACK = 0.05   # of chunk_bytes a chunk may exceed rather than add a chunk
 # worth keeping (rare per chunk, e.g. domain phrases when domain text is a few % of the sample)
 # must survive some chunk to reach the merge, which prunes on the whole sample.
 CHUNK_VOCAB_FACTOR = 2
+# Decimals a piece's log-probability is rounded to before pieces are ordered. HF's trainer sums its
+# EM expectations over the pre-tokenized chunks in the order of a Rust HashMap, which is seeded at
+# random in every process: two trainings on the same sample give scores that differ in the last
+# bits (measured on the demo sample: mean 2.6e-13, max 4e-11 over 8,192 pieces), and so pieces
+# of (nearly) equal score in another order. Rounding to 1e-4 absorbs that noise (a boundary is
+# crossed with probability ~ 8,192 x 2 x 2.6e-13 / 1e-4 = 4e-5 per training) and changes a
+# piece's probability by at most 0.01%, far below what moves a Viterbi segmentation.
+SCORE_DECIMALS = 4
+# HF's UnigramTrainer.finalize (tokenizers/src/models/unigram/trainer.rs) puts back every character of
+# the sample that EM dropped at min_score + k x 0.0001, k = 0, 1, ... in the order of a HashSet, that
+# is at random: which character gets which k changes from run to run.
+HF_MIN_SCORE_PENALTY_DELTA = 1e-4
 
 
 @dataclass(frozen=True)
@@ -129,11 +141,35 @@ def add_byte_fallback(tok: Tokenizer) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(doc, ensure_ascii=False))
 
 
+def canonical_score(score: float) -> float:
+    """A log-probability rounded to :data:`SCORE_DECIMALS`: the same on every run (see there)."""
+    return round(float(score), SCORE_DECIMALS) + 0.0  # + 0.0: no -0.0
+
+
+def canonical_pieces(pieces: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """HF's trained pieces without what differs between two trainings on the same text: scores
+    rounded (:data:`SCORE_DECIMALS`), and the characters HF put back below the learned pieces
+    (:data:`HF_MIN_SCORE_PENALTY_DELTA`, in random order) all at the lowest of their scores."""
+    if not pieces:
+        return []
+    low = min(sc for _, sc in pieces)
+    n_chars = sum(1 for p, _ in pieces if len(p) == 1)
+
+    def put_back(piece: str, score: float) -> bool:
+        k = (score - low) / HF_MIN_SCORE_PENALTY_DELTA
+        return len(piece) == 1 and round(k) < n_chars and abs(k - round(k)) < 1e-6
+
+    return [(p, canonical_score(low if put_back(p, sc) else sc)) for p, sc in pieces]
+
+
 def assemble(pieces: Sequence[str], scores: Sequence[float], s: UnigramSettings) -> Tokenizer:
     """The final tokenizer from learned pieces and their log-probabilities: specials first (fixed
-    ids), pieces by decreasing score (as HF's trainer orders them), then the byte pieces."""
-    order = sorted(range(len(pieces)), key=lambda i: -scores[i])
-    vocab = [(t, 0.0) for t in s.specials] + [(pieces[i], float(scores[i])) for i in order]
+    ids), pieces by decreasing score (as HF's trainer orders them), equal scores by piece, then
+    the byte pieces. Scores are rounded (:func:`canonical_score`), so the same pieces give the
+    same bytes whatever order they come in and whatever noise their scores carry."""
+    rounded = [canonical_score(sc) for sc in scores]
+    order = sorted(range(len(pieces)), key=lambda i: (-rounded[i], pieces[i]))
+    vocab = [(t, 0.0) for t in s.specials] + [(pieces[i], rounded[i]) for i in order]
     tok = Tokenizer(models.Unigram(vocab, unk_id=s.specials.index(s.unk), byte_fallback=False))
     tok.pre_tokenizer = chunk_pre_tokenizer()
     tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
@@ -185,7 +221,7 @@ def _train_chunk(job: _ChunkJob) -> tuple[int, list[tuple[str, float]], float, f
     t0, c0 = time.perf_counter(), time.process_time()
     tok, trainer = new_trainer(job.settings, vocab_size=_chunk_vocab(job.settings))
     tok.train_from_iterator(job.texts, trainer=trainer)
-    pieces = learned_pieces(tok, job.settings.specials)
+    pieces = canonical_pieces(learned_pieces(tok, job.settings.specials))  # the same on every run
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return job.index, pieces, time.perf_counter() - t0, time.process_time() - c0, peak
 
@@ -384,7 +420,8 @@ def train_unigram(texts: Sequence[str], s: UnigramSettings, progress: Progress |
             "HF's trainer in this process, on every core")
         tok, trainer = new_trainer(s)
         tok.train_from_iterator(texts, trainer=trainer)
-        return add_byte_fallback(tok)
+        pieces = canonical_pieces(learned_pieces(tok, s.specials))  # HF's order and scores vary by run:
+        return assemble([p for p, _ in pieces], [sc for _, sc in pieces], s)  # rounded and sorted by piece
     t0 = time.perf_counter()
     chunk_pieces, info["chunks"] = train_chunks(texts, chunks, s, say)
     weights = [sum(len(texts[i].encode("utf-8", "surrogatepass")) for i in idx) for idx in chunks]

@@ -5,6 +5,12 @@
     python -m pipelines.clean --input 'filings/*.htm' 'filings/*.txt' --output work/clean/sec \
         --source sec_filings --domain domain            # EDGAR filings: auto-detected, or --format edgar
     python -m pipelines.clean --hf-dataset DIR_OR_HUB_NAME [--hf-split train] --output ... --domain general
+    python -m pipelines.clean --input 'news/*.jsonl' --text-field article.body --id-field article.uid ...
+
+``--text-field``/``--id-field`` name the text and id fields of JSON Lines and Parquet records (and HF
+datasets), dotted paths for nested JSON. Before any work, the first records of the first such file are
+sampled: if none has the text field, the stage stops (exit 2) with ``0 of 100 records have "text";
+fields seen: id, body, title`` instead of dropping every document as ``missing_text``.
 
 Per document: HTML pages (``--format html``, or text that looks like a page) become their
 main-content text; then Unicode repair (ftfy), NFC, control characters removed and
@@ -32,6 +38,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,8 +50,8 @@ from filters.normalize import clean_text
 from filters.pii import KINDS as PII_KINDS
 from filters.pii import redact
 from pipelines.documents import DOMAINS, document_type, meta_json
-from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, prepare_output_dir, snippet,
-                          to_document)
+from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, check_text_field, has_fields, map_fields,
+                          prepare_output_dir, sample_hf_fields, snippet, to_document)
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split, reject_bad_rows)
@@ -135,9 +142,13 @@ def clean_filing(doc: dict[str, Any], max_text_bytes: int,
 
 def read_and_clean(record: dict[str, Any], path: str, line: int, *, source: str | None, domain: str,
                    text_format: str, extractor: str, max_text_bytes: int,
-                   pii_kinds: tuple[str, ...] = PII_KINDS) -> dict[str, Any] | list[dict[str, Any]] | Rejected:
+                   pii_kinds: tuple[str, ...] = PII_KINDS, text_field: str = "text",
+                   id_field: str = "id") -> dict[str, Any] | list[dict[str, Any]] | Rejected:
     """Validate a raw record and clean it: the whole per-record work of the stage, fused with the read.
-    An EDGAR filing over ``max_text_bytes`` of text gives a list: its parts."""
+    An EDGAR filing over ``max_text_bytes`` of text gives a list: its parts. ``text_field``/``id_field``
+    (keys or dotted paths) map a JSON Lines or Parquet record's fields to ``text``/``id``."""
+    if (text_field != "text" or id_field != "id") and has_fields(path):
+        record = map_fields(record, text_field, id_field)
     if is_filing(record, path, text_format):
         doc = to_document(record, path=path, line=line, source=source, domain=domain,
                           max_text_bytes=max_text_bytes * FILING_RAW_LIMIT)
@@ -167,8 +178,13 @@ def build_parser():
                                              "data files) or a hub name (downloads: only when you name one)")
     parser.add_argument("--hf-config", help="dataset configuration name")
     parser.add_argument("--hf-split", default="train")
-    parser.add_argument("--hf-text-field", default="text")
-    parser.add_argument("--hf-id-field", default="id")
+    parser.add_argument("--text-field", help="field holding the text in JSON Lines/Parquet records and HF "
+                                             "datasets; a dotted path reads nested JSON (article.body) "
+                                             "(default: text)")
+    parser.add_argument("--id-field", help="field holding the document id, dotted paths too (default: id; "
+                                           "records without it get <file>:<line>)")
+    parser.add_argument("--hf-text-field", help="the same as --text-field (kept for existing commands)")
+    parser.add_argument("--hf-id-field", help="the same as --id-field (kept for existing commands)")
     parser.add_argument("--hf-shards", type=int, default=4, help="parallel read shards of the dataset")
     parser.add_argument("--source", help="source name for every document (default: each record's own "
                                          "`source`, else the file name)")
@@ -229,11 +245,11 @@ class CleanSplit(beam.DoFn):
 def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
     convert = functools.partial(read_and_clean, source=args.source, domain=args.domain, text_format=args.format,
                                 extractor=args.html_extractor, max_text_bytes=args.max_text_bytes,
-                                pii_kinds=args.pii_kinds)
+                                pii_kinds=args.pii_kinds, text_field=args.text_field, id_field=args.id_field)
     hf = None
     if args.hf_dataset:
         hf = {"name": args.hf_dataset, "split": args.hf_split, "config": args.hf_config, "shards": args.hf_shards,
-              "text_field": args.hf_text_field, "id_field": args.hf_id_field}
+              "text_field": args.text_field, "id_field": args.id_field}
     (pipeline
      | "Splits" >> ReadSplits(files, args.split_mb, hf)
      | "Clean splits" >> beam.ParDo(CleanSplit(args.output, convert, args.part_mb, args.source))
@@ -251,9 +267,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = sorted(set(args.pii_kinds) - set(PII_KINDS))
     if unknown:
         parser.error(f"--pii-kinds: unknown {unknown}; known: {','.join(PII_KINDS)}")
+    # --text-field wins over its older spelling --hf-text-field (pipelines.run may pass both)
+    args.text_field = args.text_field or args.hf_text_field or "text"
+    args.id_field = args.id_field or args.hf_id_field or "id"
     try:
         files = stage_inputs(args.input, options) if args.input else []
+        if args.hf_dataset and os.path.isdir(args.hf_dataset) and writes_output(options):  # local: cheap to open
+            check_text_field([], args.text_field, sample_hf_fields(args.hf_dataset, args.hf_split, args.hf_config,
+                                                                   args.text_field))
         if files and writes_output(options):
+            check_text_field(files, args.text_field)
             total = describe_inputs(STAGE, files)
             args.split_mb = auto_split_mb(args.split_mb, total)
         if writes_output(options):

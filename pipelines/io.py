@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -31,6 +32,10 @@ from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, is_utf8_safe, meta_json
 DEFAULT_MAX_TEXT_BYTES = 1_000_000  # 1 MB of UTF-8 text per document
 RAW_SNIPPET_BYTES = 1024  # how much of a rejected record is kept for inspection
 SUBMISSION_SNIFF_BYTES = 1024  # an EDGAR full-submission file says so in its first line (filters/edgar.py)
+FIELD_SAMPLE_RECORDS = 100  # records of the first input file sampled to check that the text field exists
+FIELD_SAMPLE_FILES = 5  # ... taking the first of this many files that has readable records
+FIELDS_SHOWN = 20  # field names listed when the text field is found in none of the sampled records
+RECORD_FORMATS = ("jsonl", "parquet")  # formats whose records have fields (--text-field / --id-field apply)
 
 # extension (after removing a compression suffix) -> format
 FORMATS = {
@@ -262,6 +267,110 @@ def _iter_parquet(path: str) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
                 yield row, record
 
 
+# ---------------------------------------------------------------------------- field mapping
+
+def has_fields(path: str) -> bool:
+    """Whether a file's records are field mappings (JSON Lines, Parquet): where --text-field applies."""
+    try:
+        return detect_format(path)[0] in RECORD_FORMATS
+    except InputError:
+        return False
+
+
+def field_value(record: dict[str, Any], path: str) -> tuple[bool, Any]:
+    """``(found, value)`` of a field: a key of the record, else a dotted path into nested objects
+    (``article.body``: the ``body`` of the record's ``article`` object)."""
+    if path in record:
+        return True, record[path]
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _pop_field(record: dict[str, Any], path: str) -> Any:
+    """Remove a field found by :func:`field_value` (so that it is not copied into ``meta`` too)."""
+    if path in record:
+        return record.pop(path)
+    *parents, leaf = path.split(".")
+    chain: list[tuple[dict[str, Any], str]] = []
+    node: Any = record
+    for part in parents:
+        chain.append((node, part))
+        node = node.get(part) if isinstance(node, dict) else None
+    value = node.pop(leaf, None) if isinstance(node, dict) else None
+    for parent, key in reversed(chain):  # an object emptied by the move goes too ({"article": {}})
+        if parent.get(key) == {}:
+            del parent[key]
+    return value
+
+
+def map_fields(record: dict[str, Any], text_field: str = "text", id_field: str = "id") -> dict[str, Any]:
+    """The record with its text under ``text`` and its id under ``id``, taken from ``text_field`` and
+    ``id_field`` (keys or dotted paths). The mapped field is the text (or id): a record without it has
+    none (``missing_text``; a missing id becomes ``<file>:<line>``), and a ``text``/``id`` key of its
+    own is dropped. Other fields stay and go to ``meta``. Mutates and returns ``record``."""
+    for field, target in ((text_field, "text"), (id_field, "id")):
+        if field == target:
+            continue
+        found, _ = field_value(record, field)
+        value = _pop_field(record, field) if found else None
+        record.pop(target, None)
+        if found:
+            record[target] = value
+    return record
+
+
+def sample_fields(files: list[str], text_field: str = "text",
+                  n: int = FIELD_SAMPLE_RECORDS) -> tuple[int, int, list[str]]:
+    """``(records sampled, records with the text field, field names seen)`` over the first ``n``
+    records of the first JSON Lines/Parquet input with readable records. Names are in order of first
+    appearance, nested objects as dotted paths (one level)."""
+    candidates = [f for f in files if has_fields(f)][:FIELD_SAMPLE_FILES]
+    for path in candidates:
+        records = [r for _, r in itertools.islice(iter_file_records(path), 4 * n) if isinstance(r, dict)][:n]
+        if records:
+            return _field_counts(records, text_field)
+    return 0, 0, []
+
+
+def _field_counts(records: list[dict[str, Any]], text_field: str) -> tuple[int, int, list[str]]:
+    seen: dict[str, None] = {}
+    for record in records:
+        for key, value in record.items():
+            seen[key] = None
+            if isinstance(value, dict):
+                seen.update((f"{key}.{sub}", None) for sub in value)
+    have = sum(1 for r in records if field_value(r, text_field)[0])  # a null value: that record alone
+    return len(records), have, list(seen)
+
+
+def sample_hf_fields(name: str, split: str, config: str | None, text_field: str = "text",
+                     n: int = FIELD_SAMPLE_RECORDS) -> tuple[int, int, list[str]]:
+    """:func:`sample_fields` over the first ``n`` rows of a Hugging Face dataset split; ``(0, 0, [])``
+    where it cannot be opened here (the read then reports why)."""
+    try:
+        ds = load_hf_dataset(name, split, config)
+        rows = [dict(ds[i]) for i in range(min(n, len(ds)))]
+    except Exception:  # missing split, not a dataset...: not this check's to report
+        return 0, 0, []
+    return _field_counts(rows, text_field)
+
+
+def check_text_field(files: list[str], text_field: str = "text",
+                     counts: tuple[int, int, list[str]] | None = None) -> None:
+    """Refuse (:class:`InputError`, exit 2) a source where none of the sampled records has the text
+    field: every document would otherwise be dropped as ``missing_text`` and the next stage would find
+    no input. ``0 of 100 records have "text"; fields seen: id, body, title`` (``--text-field body``
+    maps it). ``counts``: a sample taken already (:func:`sample_hf_fields`)."""
+    n, have, seen = counts or sample_fields(files, text_field)
+    if n and not have:
+        shown = ", ".join(seen[:FIELDS_SHOWN]) + (", ..." if len(seen) > FIELDS_SHOWN else "")
+        raise InputError(f'{have} of {n} records have "{text_field}"; fields seen: {shown or "none"}')
+
+
 def to_document(record: dict[str, Any], *, path: str, line: int, source: str | None, domain: str,
                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> dict[str, str] | Rejected:
     """Validate a raw record and give it the document shape (id, text, source, domain, meta).
@@ -372,10 +481,6 @@ def iter_hf_records(name: str, split: str, config: str | None, shard: int, num_s
     part = ds.shard(num_shards=num_shards, index=shard, contiguous=True)
     offset = sum(len(ds) // num_shards + (1 if i < len(ds) % num_shards else 0) for i in range(shard))
     for i, row in enumerate(part, start=1):
-        record = dict(row)
-        if text_field != "text":
-            record["text"] = record.pop(text_field, None)
-        if id_field != "id" and id_field in record:
-            record["id"] = record.pop(id_field)
+        record = map_fields(dict(row), text_field, id_field)
         record.setdefault("id", f"{split}:{offset + i}")
         yield offset + i, record

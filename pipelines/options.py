@@ -4,23 +4,32 @@ Stage flags are parsed here; everything else (``--runner``, ``--project``, ``--r
 ``--temp_location``, ``--setup_file``, ``--direct_num_workers`` ...) is passed to Beam
 untouched. The runner defaults to ``DirectRunner`` explicitly: Beam's own default (Prism)
 downloads a binary at start-up and fails offline.
+
+Parsing is strict: a flag that is neither the stage's nor one of Beam's own pipeline options
+(every ``_add_argparse_args`` of the ``PipelineOptions`` subclasses) is refused before any work,
+with exit 2 and one line, ``error: unknown option --treshold (did you mean --threshold?)``. Beam
+itself only logs ``Discarding unparseable args`` and runs with the defaults, which is how a typo
+used to go unnoticed.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import functools
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options import pipeline_options
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from pipelines import EXIT_UNBALANCED, fail  # noqa: F401  (fail: re-exported to the stages)
+from pipelines import EXIT_UNBALANCED, fail, refuse_unknown_options  # noqa: F401  (fail: re-exported to the stages)
 from pipelines.documents import DOC_SCHEMA
 from pipelines.io import InputError, expand_inputs, read_parquet_schema
 from pipelines.splits import DEFAULT_PART_MB, DEFAULT_SPLIT_MB
@@ -31,12 +40,80 @@ DEFAULT_RUNNER = "DirectRunner"
 DRY_RUN_RUNNERS = ("dataflowrunner", "testdataflowrunner")
 
 
+class StageParser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (``error: ...``, exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(message)
+
+
+@functools.lru_cache(maxsize=1)
+def beam_option_parser() -> argparse.ArgumentParser:
+    """One parser holding every Beam pipeline option: each ``PipelineOptions`` subclass (and theirs)
+    adds its own flags, as ``PipelineOptions.get_all_options`` does. Used only to recognise a flag and
+    whether it takes a value; Beam parses the options itself."""
+    parser = pipeline_options._BeamArgumentParser(allow_abbrev=False, add_help=False)
+    classes: dict[str, type] = {}
+    todo = list(PipelineOptions.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        if str(cls) not in classes:
+            classes[str(cls)] = cls
+            todo.extend(cls.__subclasses__())
+    for cls in classes.values():
+        try:
+            cls._add_argparse_args(parser)  # noqa: SLF001 (Beam's documented extension point)
+        except argparse.ArgumentError:  # a flag defined twice (a subclass re-declaring its parent's)
+            pass
+    return parser
+
+
+def closest(name: str, known: Sequence[str]) -> str | None:
+    """The known name closest to a misspelled one (``difflib``, ratio >= 0.6), or None."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def beam_args_problem(parser: argparse.ArgumentParser, beam_args: Sequence[str]) -> str | None:
+    """Why the tokens left over by a stage parser are not all Beam options (with or without ``=value``)
+    and their values, or None. ``pipelines.run`` can check a run config's ``beam:`` list with it."""
+    beam_flags = beam_option_parser()._option_string_actions
+    stage_flags = [f for f in parser._option_string_actions if f.startswith("--")]
+    i = 0
+    while i < len(beam_args):
+        token = beam_args[i]
+        i += 1
+        if not token.startswith("-") or token == "--":
+            return f"unexpected argument {token!r} (to give several inputs, repeat --input)"
+        name, eq, _ = token.partition("=")
+        action = beam_flags.get(name)
+        if action is None:
+            guess = closest(name, stage_flags) or closest(name, [f for f in beam_flags if f.startswith("--")])
+            return f"unknown option {name}" + (f" (did you mean {guess}?)" if guess else "")
+        if action.nargs != 0 and not eq:
+            if i < len(beam_args) and not beam_args[i].startswith("--"):  # its value
+                i += 1
+            elif action.nargs != "?":
+                return f"option {name} needs a value"
+        elif action.nargs == 0 and eq:
+            return f"option {name} takes no value"
+    return None
+
+
+def check_beam_args(parser: argparse.ArgumentParser, beam_args: Sequence[str]) -> None:
+    """Exit 2 (one line) unless :func:`beam_args_problem` finds nothing. Runs before anything is read
+    or created."""
+    problem = beam_args_problem(parser, beam_args)
+    if problem:
+        fail(problem)
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                     epilog="Any other --flag is a Beam pipeline option (e.g. --runner "
-                                            "DataflowRunner --project P --region R --temp_location gs://... "
-                                            "--setup_file ./setup.py, or --direct_num_workers 2 "
-                                            "--direct_running_mode multi_processing).")
+    parser = StageParser(description=description, allow_abbrev=False,
+                         epilog="Any other --flag must be a Beam pipeline option (e.g. --runner "
+                                "DataflowRunner --project P --region R --temp_location gs://... "
+                                "--setup_file ./setup.py, or --direct_num_workers 2 "
+                                "--direct_running_mode multi_processing); an unknown one is refused (exit 2).")
     parser.add_argument("--output", required=True, help="stage directory (local path or gs://...)")
     parser.add_argument("--split-mb", type=float, default=None,
                         help="input per unit of work: Parquet row groups and byte ranges of uncompressed "
@@ -49,10 +126,11 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, PipelineOptions]:
+    """Stage flags (strict) and Beam's pipeline options (every other flag must be one of Beam's own).
+    Exits 2 with one ``error:`` line on anything else, before any work or output directory."""
+    refuse_unknown_options([*parser._option_string_actions, *beam_option_parser()._option_string_actions], argv)
     args, beam_args = parser.parse_known_args(argv)
-    for prev, token in zip([""] + beam_args, beam_args):
-        if not token.startswith("-") and (not prev.startswith("-") or "=" in prev):
-            parser.error(f"unexpected argument {token!r} (to give several inputs, repeat --input)")
+    check_beam_args(parser, beam_args)
     if (getattr(args, "split_mb", 1) or 1) <= 0 or getattr(args, "part_mb", 1) <= 0:
         parser.error("--split-mb and --part-mb must be > 0")
     options = PipelineOptions(beam_args)

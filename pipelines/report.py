@@ -27,6 +27,7 @@ import argparse
 import datetime
 import html
 import json
+import os
 import re
 import statistics
 from collections import Counter
@@ -70,6 +71,7 @@ class Run:
     manifest: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     experiment: dict[str, Any] | None = None
+    experiment_path: Path | None = None                  # where experiment.json was found
     problems: list[str] = field(default_factory=list)   # unreadable inputs, shown at the top
 
 
@@ -77,7 +79,8 @@ def _read_json(path: Path, run: Run) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        run.problems.append(f"{path.relative_to(run.work)} could not be read ({exc.__class__.__name__})")
+        where = path.relative_to(run.work) if path.is_relative_to(run.work) else path
+        run.problems.append(f"{where} could not be read ({exc.__class__.__name__})")
         return None
 
 
@@ -112,9 +115,20 @@ def load_run(work: Path) -> Run:
                 continue
             if isinstance(record, dict):
                 run.metrics.append(record)
-    if (work / "experiment.json").is_file():
-        run.experiment = _read_json(work / "experiment.json", run)
+    for path in experiment_candidates(work):
+        if path.is_file():
+            run.experiment, run.experiment_path = _read_json(path, run), path
+            break
     return run
+
+
+def experiment_candidates(work: Path) -> list[Path]:
+    """Where the experiment's results may be, first found wins: the work directory itself, then
+    ``experiment/`` beside it, which is where ``make experiment`` writes them (benchmarks/experiment.py:
+    work/experiment/experiment.json, so the report of work/demo finds work/experiment)."""
+    paths = [work / "experiment.json", work.parent / "experiment" / "experiment.json",
+             work / "experiment" / "experiment.json"]
+    return [Path(p) for p in dict.fromkeys(os.path.normpath(p) for p in paths)]
 
 
 # ------------------------------------------------------------------------------ derived numbers
@@ -524,7 +538,7 @@ def _training_section(run: Run) -> str:
         parts.append(f'<p class="lead">{esc(setup)}.</p>')
     parts.append(_figure_html(training_figure(train, evals), "training",
                               "Left: training loss (mean over the logging window) and validation loss on each held-out "
-                              "set. Right: validation perplexity."))
+                              "set. Right: validation perplexity" + _evals_note(evals) + "."))
     if evals:
         rows = [[split, f"{r['step']:,}", number(r.get("loss"), ".3f"), number(r.get("ppl"), ",.1f"),
                  number(r.get("bpb"), ".3f")] for split, recs in evals.items() for r in recs[-1:]]
@@ -532,6 +546,18 @@ def _training_section(run: Run) -> str:
                   _table(["split", "step", "loss (nats/token)", "perplexity", "bits per byte"], rows,
                          numeric={1, 2, 3, 4})]
     return "".join(parts)
+
+
+def _evals_note(evals: dict[str, list[dict]]) -> str:
+    """``" at its 2 evaluations (steps 50 and 100)"``: how many points the validation curves have, and where."""
+    steps = sorted({r["step"] for recs in evals.values() for r in recs if isinstance(r.get("step"), int)})
+    if not steps:
+        return ""
+    where = ", ".join(f"{s:,}" for s in steps[:-1]) + (" and " if len(steps) > 1 else "") + f"{steps[-1]:,}"
+    if len(steps) > 6:
+        where = f"{steps[0]:,} to {steps[-1]:,}"
+    s = "" if len(steps) == 1 else "s"
+    return f" at the {len(steps)} evaluation{s} (step{s} {where})"
 
 
 def _throughput_section(run: Run) -> str:
@@ -569,7 +595,8 @@ def _spread(values: list[float] | None, fmt: str) -> str:
 def _experiment_section(run: Run) -> str:
     results = run.experiment
     if not isinstance(results, dict) or not results.get("runs"):
-        return _not_run("no experiment.json at the root of the work directory.")
+        return _not_run("no experiment.json in the work directory or in experiment/ beside it "
+                        "(make experiment writes work/experiment/experiment.json).")
     summary = experiment_summary(results)
     arms = list(dict.fromkeys(r["arm"] for r in results["runs"]))
     seeds = results.get("seeds") or sorted({r.get("seed") for r in results["runs"]})
@@ -583,6 +610,8 @@ def _experiment_section(run: Run) -> str:
         rows.append([f'<span class="dot" style="background:{arm_color(arm, i)}"></span>{esc(arm)}', str(n),
                      *[_spread(s.get(split, {}).get(metric), fmt) for split in ("val_domain", "val_general")
                        for metric, fmt in (("ppl", ",.1f"), ("bpb", ".3f"))]])
+    if run.experiment_path is not None and run.experiment_path.parent != Path(os.path.normpath(run.work)):
+        lead += f" From {os.path.relpath(run.experiment_path)}."
     return (f'<p class="lead">{esc(lead)}</p>'
             + _figure_html(experiment_figure(results), "experiment",
                            "Validation loss over training steps for each arm on the domain and general held-out "

@@ -279,28 +279,37 @@ def mixture_figure(manifest: dict[str, Any]) -> Figure:
     return fig
 
 
+# Up to this many evaluations per split, validation points are drawn as markers only, each with its value: a
+# line through 2 points (the demo evaluates at steps 50 and 100) reads as a measured curve it is not.
+FEW_EVALS = 4
+
+
 @_styled
 def training_figure(train: list[dict], evals: dict[str, list[dict]]) -> Figure:
-    """Loss (train and validation) and validation perplexity over steps."""
+    """Loss (train and validation) and validation perplexity over steps; the title says how many evaluations."""
     fig, (loss_ax, ppl_ax) = _figure(10, 3.6, ncols=2)
+    n_evals = max((len(recs) for recs in evals.values()), default=0)
+    few = n_evals <= FEW_EVALS
+    style = {"ls": "none", "marker": "o", "ms": 7} if few else {"lw": 1.6, "marker": "o", "ms": 4}
     if train:
         loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], color=SPLIT_COLOR["train"],
                      lw=1.6, label="train")
     for i, (split, recs) in enumerate(evals.items()):
         color = SPLIT_COLOR.get(split, FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
         steps = [r["step"] for r in recs]
-        loss_ax.plot(steps, [r["loss"] for r in recs], color=color, lw=1.6, marker="o", ms=4, label=split)
+        loss_ax.plot(steps, [r["loss"] for r in recs], color=color, label=split, **style)
         ppl = [r.get("ppl") or math.exp(min(r["loss"], 50.0)) for r in recs]
-        ppl_ax.plot(steps, ppl, color=color, lw=1.6, marker="o", ms=4, label=split)
-        ppl_ax.annotate(f"{ppl[-1]:,.1f}", (steps[-1], ppl[-1]), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=8.5, color=color)
+        ppl_ax.plot(steps, ppl, color=color, label=split, **style)
+        for k in range(len(ppl)) if few else [len(ppl) - 1]:
+            ppl_ax.annotate(f"{ppl[k]:,.1f}", (steps[k], ppl[k]), xytext=(6, 0), textcoords="offset points",
+                            va="center", fontsize=8.5, color=color)
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("loss (nats per token)")
     loss_ax.set_title("Loss")
     loss_ax.legend()
     ppl_ax.set_xlabel("step")
     ppl_ax.set_ylabel("perplexity (e^loss)")
-    ppl_ax.set_title("Validation perplexity")
+    ppl_ax.set_title(f"Validation perplexity ({n_evals} evaluation{'' if n_evals == 1 else 's'})")
     if evals:
         values = [r.get("ppl") or 0 for recs in evals.values() for r in recs]
         if min(values) > 0 and max(values) / min(values) > 20:

@@ -1,7 +1,11 @@
 """One run config from raw corpora to a trained domain model.
 
     python -m pipelines.run --config configs/runs/demo.yaml [--until STAGE] [--force STAGE]
+    python -m pipelines.run --config configs/runs/finance_1b.yaml --check     # validate only
     make all CONFIG=configs/runs/demo.yaml
+
+The whole config is validated before step 1 and before the work directory exists (``load_run_config``):
+every problem is one ``error:`` line, all of them at once, exit 2 (docs/runs.md, "Validation before any work").
 
 Runs the stages in order (docs/runs.md documents every key of the config):
 
@@ -27,21 +31,23 @@ import argparse
 import copy
 import glob
 import hashlib
+import importlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipelines import check_keys, fail, read_yaml
+from pipelines import EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, check_keys, read_yaml
 from pipelines.documents import DOMAINS
 
 log = logging.getLogger(__name__)
@@ -51,8 +57,9 @@ PACKAGES = ("pipelines", "filters", "mixtures", "train")
 ROUTED = " (routed)"  # the mixer source of a source's documents that the filter's routes moved to the other side
 
 
-class RunConfigError(ValueError):
-    """A run config that cannot be carried out as written (printed as one error line, exit 2)."""
+class RunConfigError(ConfigError):
+    """A run config that cannot be carried out as written: ``problems`` holds every mistake found, printed
+    as one ``error:`` line each (exit 2)."""
 
 
 # ----------------------------------------------------------------------------- the config
@@ -77,7 +84,14 @@ FILE_KEYS = {"filter": "config", "tokenizer": "config", "train": "config"}  # a 
 OTHER_KEYS = {"train": {"nproc_per_node", "overrides"}, "mix": {"domain_share", "target", "max_epochs", "val_fraction",
                                                                 "seed", "shard_tokens", "allow_shortfall"}}
 SOURCE_KEYS = {"name", "domain", "inputs", "hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field",
-               "format", "priority", "filter", "mix", "license", "url", "description"}
+               "text_field", "id_field", "format", "priority", "filter", "mix", "license", "url", "description"}
+MIX_SOURCE_KEYS = {"weight", "max_epochs", "optional"}  # a source's `mix:` (mixtures/recipe.py SOURCE_KEYS)
+# Each stage's command-line parser checks the types and choices of its settings before any work; these are
+# the other arguments a parse needs (placeholders: paths are checked on their own).
+STAGE_PARSERS = {"clean": ("pipelines.clean", ["--input", "x", "--output", "x", "--domain", "domain"]),
+                 "filter": ("pipelines.filter", ["--input", "x", "--output", "x"]),
+                 "dedup": ("pipelines.dedup", ["--input", "x", "--output", "x"]),
+                 "tokenize": ("pipelines.tokenize", ["--input", "x", "--output", "x", "--tokenizer", "x"])}
 TOP_KEYS = {"work_dir", "beam", "sources", *FLAGS, *OTHER_KEYS, "filter", "tokenizer", "train"}
 
 
@@ -95,43 +109,286 @@ class RunConfig:
         return self.stages.get(name) or {}
 
 
-def load_run_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a run config; paths in it are relative to the current directory (the repo)."""
+def load_run_config(path: str | os.PathLike, check_inputs: bool = True, remote_inputs: bool = True,
+                    local_runner: bool = False) -> RunConfig:
+    """Read and validate the whole run config before any work; paths in it are relative to the current
+    directory (the repo). Every problem found is collected into one :class:`RunConfigError`: the shape of
+    the config and its keys at every depth, every stage's values (through the stage's own parser or config
+    reader), the files the stages read, the tokenizer's vocabulary against the model's, and (``check_inputs``)
+    that every source's input globs match files; ``remote_inputs=False`` leaves ``gs://``-style globs
+    unmatched (``--check`` on a machine without the bucket's credentials). ``local_runner``: the config is to be
+    run here, so its Beam runner must be one that writes to the local work directory (not Dataflow)."""
     doc = read_yaml(path, RunConfigError)
-    check_keys(doc, TOP_KEYS, "run config", RunConfigError)
-    if not doc.get("work_dir"):
-        raise RunConfigError(f"{path}: work_dir is required")
-    sources = doc.get("sources") or []
+    problems: list[str] = []
+    try:
+        check_keys(doc, TOP_KEYS, "run config", RunConfigError)
+    except RunConfigError as exc:
+        problems.append(str(exc))
+    work_dir = doc.get("work_dir")
+    if not work_dir or not isinstance(work_dir, str):
+        problems.append("work_dir is required (a local directory for every output)")
+    elif "://" in work_dir:
+        problems.append(f"work_dir {work_dir!r} must be a local (or mounted) path: the orchestrator writes step "
+                        "records and runs the tokenizer, mixer and trainer there (docs/runs.md)")
+    elif Path(work_dir).exists() and not Path(work_dir).is_dir():
+        problems.append(f"work_dir {work_dir!r} is a file, not a directory")
+    sources = doc.get("sources")
     if not isinstance(sources, list) or not sources:
-        raise RunConfigError(f"{path}: sources must be a non-empty list")
-    names = []
+        problems.append("sources must be a non-empty list")
+        sources = []
     for i, s in enumerate(sources):
-        where = f"{path}: sources[{i}]"
-        if not isinstance(s, dict):
-            raise RunConfigError(f"{where} must be a mapping")
-        check_keys(s, SOURCE_KEYS, f"sources[{i}]", RunConfigError)
-        if not s.get("name") or s.get("domain") not in DOMAINS:
-            raise RunConfigError(f"{where}: needs a name and a domain ({' or '.join(DOMAINS)})")
-        if bool(s.get("inputs")) == bool(s.get("hf_dataset")):
-            raise RunConfigError(f"{where} ({s['name']}): give inputs (file globs) or hf_dataset, not both")
-        names.append(s["name"])
-    if len(set(names)) != len(names):
-        raise RunConfigError(f"{path}: source names must be unique: {names}")
+        problems += _source_problems(i, s)
+    names = [s.get("name") for s in sources if isinstance(s, dict)]
+    if len(set(map(str, names))) != len(names):
+        problems.append(f"source names must be unique: {names}")
     stages = {}
-    for name in set(FLAGS) | set(OTHER_KEYS) | set(FILE_KEYS):
+    for name in sorted(set(FLAGS) | set(OTHER_KEYS) | set(FILE_KEYS)):
         section = doc.get(name) or {}
         if not isinstance(section, dict):
-            raise RunConfigError(f"{path}: {name} must be a mapping")
+            problems.append(f"{name} must be a mapping, got {section!r}")
+            section = {}
         known = set(FLAGS.get(name, {})) | OTHER_KEYS.get(name, set()) | ({FILE_KEYS[name]} if name in FILE_KEYS
                                                                           else set())
-        check_keys(section, known, name, RunConfigError)
+        try:
+            check_keys(section, known, name, RunConfigError)
+        except RunConfigError as exc:
+            problems.append(str(exc))
         stages[name] = section
-    if not stages["train"].get("config"):
-        raise RunConfigError(f"{path}: train.config (the model and trainer YAML) is required")
     beam = doc.get("beam") or ["--runner", "DirectRunner"]
     if isinstance(beam, str):
         beam = beam.split()
-    return RunConfig(Path(path), Path(doc["work_dir"]), [str(b) for b in beam], sources, stages)
+    if not isinstance(beam, list):
+        problems.append(f"beam must be a list of Beam options (or one string), got {beam!r}")
+        beam = []
+    cfg = RunConfig(Path(path), Path(str(work_dir or ".")), [str(b) for b in beam], sources, stages)
+    runner = beam_runner(cfg.beam)
+    if local_runner and runner.lower().removesuffix("runner") not in ("direct", "prism"):
+        problems.append(f"beam: --runner {runner}: the orchestrator keeps its work directory local, which remote "
+                        "workers cannot write; run the Beam stages one by one on gs:// paths (README, \"Running on "
+                        "Dataflow\"), and validate this config with --check (docs/runs.md)")
+        check_inputs = False  # (listing gs:// globs is for a run that goes ahead)
+    if all(isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] for s in sources):
+        problems += _value_problems(cfg, recipe=not problems)  # (the recipe, once its sources are right)
+        if check_inputs:
+            problems += _input_problems(cfg, remote_inputs)
+    if problems:
+        raise RunConfigError(*[f"{path}: {p}" for p in problems])
+    return cfg
+
+
+def beam_runner(beam: list[str]) -> str:
+    """The ``--runner`` of a list of Beam options (``--runner X`` or ``--runner=X``; default DirectRunner)."""
+    for i, option in enumerate(beam):
+        if option.startswith("--runner="):
+            return option.split("=", 1)[1]
+        if option == "--runner" and i + 1 < len(beam):
+            return beam[i + 1]
+    return "DirectRunner"
+
+
+def _source_problems(i: int, s: Any) -> list[str]:
+    """The shape of one ``sources`` entry: its keys and their kinds (values that need a file come later)."""
+    where = f"sources[{i}]"
+    if not isinstance(s, dict):
+        return [f"{where} must be a mapping with name, domain and inputs (or hf_dataset), got {s!r}"]
+    where += f" ({s['name']})" if s.get("name") else ""
+    problems = []
+    try:
+        check_keys(s, SOURCE_KEYS, where, RunConfigError)
+    except RunConfigError as exc:
+        problems.append(str(exc))
+    if not s.get("name") or not isinstance(s["name"], str):
+        problems.append(f"{where}: needs a name (a non-empty string)")
+    if "domain" not in s:
+        problems.append(f"{where}: needs a domain, one of {' or '.join(DOMAINS)}")
+    elif s["domain"] not in DOMAINS:
+        problems.append(f"{where}: domain must be one of {' or '.join(DOMAINS)} (the side of the mixture), "
+                        f"got {s['domain']!r}")
+    if bool(s.get("inputs")) == bool(s.get("hf_dataset")):
+        problems.append(f"{where}: give inputs (file globs) or hf_dataset, "
+                        + ("not both" if s.get("inputs") else "one of them"))
+    inputs = s.get("inputs")
+    if inputs is not None and not (isinstance(inputs, list) and all(isinstance(x, str) and x for x in inputs)):
+        problems.append(f"{where}: inputs must be a list of file globs, got {inputs!r}")
+    for key in ("text_field", "id_field", "hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field"):
+        if key in s and not (isinstance(s[key], str) and s[key]):
+            problems.append(f"{where}: {key} must be a non-empty string, got {s[key]!r}")
+    if s.get("hf_dataset") and (s.get("text_field") and s.get("hf_text_field")
+                                or s.get("id_field") and s.get("hf_id_field")):
+        problems.append(f"{where}: give text_field/id_field or hf_text_field/hf_id_field, not both")
+    if s.get("priority") is not None and (isinstance(s["priority"], bool) or not isinstance(s["priority"],
+                                                                                           (int, float))):
+        problems.append(f"{where}: priority must be a number (lowest wins in dedup), got {s['priority']!r}")
+    for key in ("filter", "mix"):
+        if s.get(key) is not None and not isinstance(s[key], dict):
+            problems.append(f"{where}: {key} must be a mapping, got {s[key]!r}")
+    if isinstance(s.get("mix"), dict):
+        try:
+            check_keys(s["mix"], MIX_SOURCE_KEYS, f"{where} mix", RunConfigError)
+        except RunConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _parse_problem(module: str, argv: list[str]) -> str | None:
+    """What a stage's own argument parser says about ``argv`` (None: it parses). Beam's options pass."""
+    parser = importlib.import_module(module).build_parser()
+
+    def error(message: str) -> None:
+        raise RunConfigError(message)
+
+    parser.error = error  # type: ignore[method-assign]  (argparse would print usage and exit)
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except RunConfigError as exc:
+        return str(exc)
+    if (getattr(args, "split_mb", 1) or 1) <= 0 or (getattr(args, "part_mb", 1) or 1) <= 0:
+        return "--split-mb and --part-mb must be > 0"  # (as pipelines/options.py parse says)
+    if getattr(args, "batch_size", 1) < 1:
+        return "--batch-size must be >= 1"
+    if module == "pipelines.dedup":  # its own range checks (threshold in (0, 1), ...)
+        try:
+            importlib.import_module(module).config_from_args(args)
+        except ValueError as exc:
+            return str(exc)
+    if module.startswith("pipelines."):  # what the stage does not know must be a Beam option (pipelines/options.py)
+        from pipelines.options import beam_args_problem
+
+        return beam_args_problem(parser, rest)
+    return None
+
+
+def _checked(problems: list[str], where: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, or None with ``where: why`` added to ``problems`` (a config reader's ValueError/TypeError;
+    a :class:`ConfigError` adds each of its problems)."""
+    try:
+        return fn()
+    except (ValueError, TypeError, OSError) as exc:
+        for message in getattr(exc, "problems", None) or [str(exc)]:
+            message = message.replace("\n", " ")
+            problems.append(message if message.startswith(where) else f"{where}: {message}")
+        return None
+
+
+def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
+    """Every stage's values, the files the stages read, and tokenizer vs model vocabulary."""
+    from filters.rules import FilterConfig
+    from mixtures.recipe import recipe_from_dict
+    from mixtures.tokenizer import TokenizerConfig
+    from train.config import apply_overrides, load_config
+    from train.export import EXPORT_DTYPES
+    from train.model_config import ModelConfig
+
+    problems: list[str] = []
+
+    def need_file(where: str, value: Any, what: str) -> bool:
+        if not value:
+            problems.append(f"{where} ({what}) is required")
+        elif not isinstance(value, str) or not Path(value).is_file():
+            problems.append(f"{where}: {value!r} is not a file ({what})")
+        else:
+            return True
+        return False
+
+    # command-line stages: each stage's parser (types, choices), one parse per distinct argv
+    for stage, (module, required) in STAGE_PARSERS.items():
+        argvs = {tuple(_flags(stage, cfg.stage(stage)))}
+        if stage == "clean":
+            argvs = {tuple(["--format", str(s.get("format", "auto")), *_field_flags(s), *_flags(stage, cfg.stage(
+                stage))]) for s in cfg.sources}
+        whys = {why: None for argv in sorted(argvs) if (why := _parse_problem(module, [*required, *argv]))}
+        problems += [f"{stage}: {why}" for why in whys]  # (once, not once per source)
+    if (why := _parse_problem("pipelines.clean", [*STAGE_PARSERS["clean"][1], *cfg.beam])) is not None:
+        problems.append(f"beam: {why}")  # the options every Beam stage gets: Beam's own, once
+    # filter: the base config, and each source's override merged on top, read as the filter stage reads it
+    base = cfg.stage("filter").get("config")
+    if base is None or need_file("filter.config", base, "a filter YAML"):
+        base_doc = _checked(problems, f"filter.config {base}", lambda: read_yaml(base) if base else {})
+        if base_doc is not None and _checked(problems, f"filter.config {base}",
+                                             lambda: FilterConfig.from_dict(base_doc)) is not None:
+            for i, s in enumerate(cfg.sources):
+                if s.get("filter"):
+                    _checked(problems, f"sources[{i}] ({s['name']}) filter",
+                             lambda s=s: FilterConfig.from_dict(_deep_merge(base_doc, s["filter"])))
+    # tokenizer
+    settings = cfg.stage("tokenizer")
+    tokenizer = None
+    if need_file("tokenizer.config", settings.get("config"), "a tokenizer YAML, e.g. configs/tokenizer/demo.yaml"):
+        def read_tokenizer() -> TokenizerConfig:
+            raw = asdict(TokenizerConfig.from_yaml(settings["config"]))
+            return TokenizerConfig.from_dict({**raw, **{k: v for k, v in settings.items() if k != "config"}})
+        tokenizer = _checked(problems, f"tokenizer ({settings['config']})", read_tokenizer)
+    # train: the trainer's own config reader, with the overrides the run passes
+    settings = cfg.stage("train")
+    model = None
+    nproc = settings.get("nproc_per_node", 1)
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        problems.append(f"train.nproc_per_node must be a whole number >= 1, got {nproc!r}")
+    if not isinstance(settings.get("overrides") or {}, dict):
+        problems.append(f"train.overrides must be a mapping of section.key: value, got {settings['overrides']!r}")
+    elif need_file("train.config", settings.get("config"), "the model and trainer YAML"):
+        config, overrides = settings["config"], _train_overrides(cfg)
+        first = len(problems)
+        _checked(problems, config, lambda: load_config(config, overrides))
+        problems[first:] = [f"train: {p}" for p in problems[first:]]
+        model_overrides = [o for o in overrides if o.startswith("model.")]  # the model alone, for its vocabulary
+        model = _checked([], config, lambda: ModelConfig.from_dict(
+            apply_overrides(read_yaml(config), model_overrides).get("model") or {}))
+    # mix: the recipe the run writes, read by the mixer's reader
+    settings = cfg.stage("mix")
+    if not isinstance(settings.get("allow_shortfall", False), bool):
+        problems.append(f"mix.allow_shortfall must be true or false, got {settings['allow_shortfall']!r}")
+    target_config = (settings.get("target") or {}).get("model_config") if isinstance(settings.get("target"),
+                                                                                       dict) else None
+    target_model = None
+    if target_config is not None and need_file("mix.target.model_config", target_config, "a trainer YAML"):
+        target_model = _checked(problems, f"mix.target.model_config {target_config}",
+                                lambda: ModelConfig.from_yaml(target_config))
+    if recipe and not problems:  # (the recipe reads the filter config for its routes)
+        _checked(problems, "mix", lambda: recipe_from_dict(make_recipe(cfg)))
+    # plan and export
+    plan_flags = _flags("plan", cfg.stage("plan"))
+    if plan_flags and (why := _parse_problem("train.plan", ["--params", "1e9", *plan_flags])) is not None:
+        problems.append(f"plan: {why}")
+    dtype = cfg.stage("export").get("dtype")
+    if dtype is not None and dtype not in EXPORT_DTYPES:
+        problems.append(f"export.dtype must be one of {EXPORT_DTYPES}, got {dtype!r}")
+    # the tokenizer's vocabulary must fit the model's embedding (a model vocab_size of 0 takes the mixture's)
+    if tokenizer is not None:
+        for where, m in (("train.config", model), ("mix.target.model_config", target_model)):
+            if m is not None and 0 < m.vocab_size < tokenizer.vocab_size:
+                given = cfg.stage("tokenizer")
+                problems.append(f"the tokenizer's vocab_size {tokenizer.vocab_size:,} ({given['config']}"
+                                f"{' + tokenizer.vocab_size' if 'vocab_size' in given else ''}) "
+                                f"> model.vocab_size {m.vocab_size:,} of {where}: set tokenizer.vocab_size to "
+                                f"{m.vocab_size}, or the model's to {tokenizer.vocab_size} (or 0: the mixture's)")
+    return problems
+
+
+def _input_problems(cfg: RunConfig, remote: bool) -> list[str]:
+    """Every source's input globs match files (local: glob; ``gs://`` etc.: Beam's filesystems, if ``remote``)."""
+    problems = []
+    for i, s in enumerate(cfg.sources):
+        for pattern in s.get("inputs") if isinstance(s.get("inputs"), list) else []:
+            if "://" in pattern:
+                if not remote:
+                    continue
+                try:
+                    from apache_beam.io.filesystems import FileSystems
+
+                    found = bool(FileSystems.match([pattern])[0].metadata_list)
+                except Exception as exc:  # noqa: BLE001  (no credentials, no filesystem: say so, one line)
+                    problems.append(f"sources[{i}] ({s['name']}): cannot list {pattern}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                    continue
+            else:
+                found = any(os.path.isfile(p) for p in glob.glob(pattern))
+            if not found:
+                problems.append(f"sources[{i}] ({s['name']}): input {pattern} matches no files")
+        hf = s.get("hf_dataset")
+        if hf and hf.startswith(("./", "../", "/")) and not Path(hf).exists():  # a local path, not a hub name
+            problems.append(f"sources[{i}] ({s['name']}): hf_dataset {hf} does not exist")
+    return problems
 
 
 def _flags(stage: str, settings: dict[str, Any]) -> list[str]:
@@ -145,6 +402,46 @@ def _flags(stage: str, settings: dict[str, Any]) -> list[str]:
         else:
             out += [flag, str(value)]
     return out
+
+
+def _field_flags(s: dict[str, Any]) -> list[str]:
+    """A source's ``text_field``/``id_field`` as the clean stage's flags (dotted paths into nested JSON).
+    Only given ones are passed, so a config without them keeps its fingerprints."""
+    return [x for key, flag in (("text_field", "--text-field"), ("id_field", "--id-field")) if s.get(key)
+            for x in (flag, str(s[key]))]
+
+
+def _train_overrides(cfg: RunConfig) -> list[str]:
+    """The trainer's ``key=value`` overrides: the config's, after the mixture and output the run sets."""
+    given = cfg.stage("train").get("overrides") or {}
+    over = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in given.items()]
+    return [f"data.dir={cfg.work_dir / 'mix'}", f"train.out_dir={cfg.work_dir / 'train'}", "train.progress=false",
+            *over]
+
+
+def _filter_config(cfg: RunConfig, s: dict[str, Any]) -> dict[str, Any]:
+    """The filter config of one source: the stage's config file with the source's overrides on top."""
+    base = cfg.stage("filter").get("config")
+    return _deep_merge(read_yaml(base, RunConfigError) if base else {}, s.get("filter") or {})
+
+
+def make_recipe(cfg: RunConfig) -> dict[str, Any]:
+    """The mixer recipe: the config's ``mix`` settings and one mixer source per run source."""
+    settings = {k: v for k, v in cfg.stage("mix").items() if k != "allow_shortfall"}
+    sources = []
+    for s in cfg.sources:
+        src = {"name": s["name"], "domain": s["domain"], "dir": f"{s['domain']}/{s['name']}"}
+        src.update(s.get("mix") or {})
+        sources.append(src)
+    for s in cfg.sources:  # what the filter's routes move to another side is mixed with that side
+        routes = _filter_config(cfg, s).get("route") or []
+        routes = [routes] if isinstance(routes, (str, dict)) else routes  # `route: finance`: a bundled route
+        targets = {r.get("to", "domain") if isinstance(r, dict) else "domain" for r in routes} - {s["domain"]}
+        for to in sorted(targets):
+            src = {"name": f"{s['name']}{ROUTED}", "domain": to, "dir": f"{to}/{s['name']}", "optional": True}
+            src.update({k: v for k, v in (s.get("mix") or {}).items() if k == "max_epochs"})
+            sources.append(src)
+    return {**settings, "tokens_dir": str(cfg.work_dir / "tokens"), "sources": sources}
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -201,6 +498,7 @@ class Step:
     depends: dict[str, Any]
     run: Callable[[], None]
     keep_output: bool = False  # train: a changed fingerprint moves the old run aside, never deletes it
+    resume_note: Callable[[], str] | None = None  # what rerunning an unfinished attempt does (train: its checkpoint)
 
 
 class Runner:
@@ -228,28 +526,41 @@ class Runner:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
         tmp.replace(path)
 
+    def up_to_date(self, step: Step) -> bool:
+        """Whether ``step`` is done with the same fingerprint, its output is there and it is not forced."""
+        before = self._record(step)
+        complete = before.get("status") == "done" and step.output.exists()  # (an output deleted by hand reruns)
+        return before.get("fingerprint") == _sha(step.depends) and complete and STAGES.index(step.stage) < self.force
+
     def execute(self, step: Step) -> None:
         index = STAGES.index(step.stage)
         fingerprint = _sha(step.depends)
         self.fingerprints[step.name] = fingerprint
-        before = self._record(step)
-        complete = before.get("status") == "done" and step.output.exists()  # (an output deleted by hand reruns)
-        if before.get("fingerprint") == fingerprint and complete and index < self.force:
+        if self.up_to_date(step):
             print(f"run: {step.name}: up to date, skipped")
             self.done.append((step.name, "skipped"))
             return
-        resuming = before.get("fingerprint") == fingerprint and index < self.force
+        before = self._record(step)
+        forced = index >= self.force
+        resuming = before.get("fingerprint") == fingerprint and not forced
+        why = (f"forced (--force {STAGES[self.force]})" if forced
+               else "its settings or inputs changed" if before else "")
         if step.output.exists() and not resuming:
             if step.keep_output:
                 aside = step.output.with_name(step.output.name + ".previous")
                 shutil.rmtree(aside, ignore_errors=True)
                 step.output.rename(aside)
-                print(f"run: {step.name}: settings changed; the previous run was moved to {aside}")
+                print(f"run: {step.name}: {why or 'no record of it'}; the previous run was moved to {aside}")
             elif step.output.is_dir():
                 shutil.rmtree(step.output)
             else:
                 step.output.unlink()
-        print(f"run: {step.name}: {'resuming' if resuming and step.output.exists() else 'running'}")
+        if resuming:  # what the step really does with the unfinished attempt's output
+            what = (step.resume_note() if step.resume_note else "running again: its output is missing"
+                    if before.get("status") == "done" else "running again: the last attempt did not finish")
+        else:
+            what = f"running ({why})" if why else "running"
+        print(f"run: {step.name}: {what}")
         t0 = time.time()
         self._write_record(step, {"step": step.name, "fingerprint": fingerprint, "status": "running",
                                   "started": t0, "depends": step.depends})
@@ -273,9 +584,10 @@ class Runner:
         for stage, make in steps:
             if STAGES.index(stage) > self.until:
                 return
-            if stage == "train":
+            step = make()
+            if stage == "train" and not self.up_to_date(step):  # the estimate once, before a training that runs
                 self.print_plan()
-            self.execute(make())
+            self.execute(step)
         if STAGES.index("report") <= self.until:
             from pipelines import report
 
@@ -285,12 +597,13 @@ class Runner:
     def _clean(self, s: dict[str, Any], beam: list[str]) -> Step:
         out = self.work / "clean" / s["name"]
         if s.get("inputs"):
-            inputs = [x for pattern in s["inputs"] for x in ("--input", pattern)]
+            inputs = [x for pattern in s["inputs"] for x in ("--input", pattern)] + _field_flags(s)
             data = files_fingerprint(s["inputs"])
         else:
             inputs = ["--hf-dataset", s["hf_dataset"], "--hf-split", s.get("hf_split", "train")]
             inputs += ["--hf-config", s["hf_config"]] if s.get("hf_config") else []
-            inputs += ["--hf-text-field", s.get("hf_text_field", "text"), "--hf-id-field", s.get("hf_id_field", "id")]
+            inputs += ["--hf-text-field", s.get("hf_text_field", s.get("text_field", "text")),
+                       "--hf-id-field", s.get("hf_id_field", s.get("id_field", "id"))]
             data = {k: s.get(k) for k in ("hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field")}
         argv = [*inputs, "--output", str(out), "--source", s["name"], "--domain", s["domain"],
                 "--format", s.get("format", "auto"), *_flags("clean", self.cfg.stage("clean")), *beam]
@@ -303,9 +616,7 @@ class Runner:
                     run)
 
     def _filter_config(self, s: dict[str, Any]) -> dict[str, Any]:
-        """The filter config of one source: the stage's config file with the source's overrides on top."""
-        base = self.cfg.stage("filter").get("config")
-        return _deep_merge(read_yaml(base, RunConfigError) if base else {}, s.get("filter") or {})
+        return _filter_config(self.cfg, s)
 
     def _filter(self, s: dict[str, Any], beam: list[str]) -> Step:
         out = self.work / "filter" / s["name"]
@@ -376,21 +687,7 @@ class Runner:
 
     def recipe(self) -> dict[str, Any]:
         """The mixer recipe: the config's ``mix`` settings and one mixer source per run source."""
-        settings = {k: v for k, v in self.cfg.stage("mix").items() if k != "allow_shortfall"}
-        sources = []
-        for s in self.cfg.sources:
-            src = {"name": s["name"], "domain": s["domain"], "dir": f"{s['domain']}/{s['name']}"}
-            src.update(s.get("mix") or {})
-            sources.append(src)
-        for s in self.cfg.sources:  # what the filter's routes move to another side is mixed with that side
-            routes = self._filter_config(s).get("route") or []
-            routes = [routes] if isinstance(routes, (str, dict)) else routes  # `route: finance`: a bundled route
-            targets = {r.get("to", "domain") if isinstance(r, dict) else "domain" for r in routes} - {s["domain"]}
-            for to in sorted(targets):
-                src = {"name": f"{s['name']}{ROUTED}", "domain": to, "dir": f"{to}/{s['name']}", "optional": True}
-                src.update({k: v for k, v in (s.get("mix") or {}).items() if k == "max_epochs"})
-                sources.append(src)
-        return {**settings, "tokens_dir": str(self.work / "tokens"), "sources": sources}
+        return make_recipe(self.cfg)
 
     def _mix(self) -> Step:
         out = self.work / "mix"
@@ -415,9 +712,7 @@ class Runner:
                                                     for s in self.cfg.sources]}, run)
 
     def _train_overrides(self) -> list[str]:
-        given = self.cfg.stage("train").get("overrides") or {}
-        over = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in given.items()]
-        return [f"data.dir={self.work / 'mix'}", f"train.out_dir={self.work / 'train'}", "train.progress=false", *over]
+        return _train_overrides(self.cfg)
 
     def print_plan(self) -> None:
         """The planner's memory and time estimate for the configured model, mixture and hardware."""
@@ -439,18 +734,32 @@ class Runner:
         settings = self.cfg.stage("train")
         out = self.work / "train"
         nproc = int(settings.get("nproc_per_node", 1))
-        args = ["-m", "train.run", "--config", str(settings["config"]), *self._train_overrides()]
-        launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
-        cmd = [sys.executable, *launch, *args]
+        # train.run launches the ranks itself (torchrun in a session of its own): a Ctrl-C gives one line
+        launch = ["--nproc-per-node", str(nproc)] if nproc > 1 else []
+        cmd = [sys.executable, "-m", "train.run", *launch, "--config", str(settings["config"]),
+               *self._train_overrides()]
 
         def run():
-            proc = subprocess.run(cmd, cwd=Path.cwd())
-            if proc.returncode != 0:
-                raise RuntimeError(f"training failed (exit {proc.returncode}): {' '.join(cmd)}")
+            proc = subprocess.Popen(cmd, cwd=Path.cwd())
+            # the launcher hands Ctrl-C / SIGTERM on to the ranks and prints where they stopped: this process
+            # only waits for it (and passes a SIGTERM sent to it alone on to the launcher)
+            previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+            try:
+                code = proc.wait()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if code == EXIT_INTERRUPTED:  # the launcher said where training stopped and how to resume
+                sys.exit(EXIT_INTERRUPTED)
+            if code != 0:
+                raise RuntimeError(f"training failed (exit {code}): {' '.join(cmd)}")
 
         # no code version: new trainer code resumes from the last checkpoint instead of starting over
         return Step("train", "train", out, {"cmd": cmd[1:], "config": file_content(settings["config"]),
-                                            "after": self.fingerprints["mix"]}, run, keep_output=True)
+                                            "after": self.fingerprints["mix"]}, run, keep_output=True,
+                    resume_note=lambda: _train_resume_note(out))
 
     def _export(self) -> Step:
         out = self.work / "hf"
@@ -463,6 +772,20 @@ class Runner:
 
         return Step("export", "export", out, {"argv": argv, "after": self.fingerprints["train"],
                                               "code": self.code["train"]}, run)
+
+
+def _train_resume_note(out: Path) -> str:
+    """What the trainer will do with an unfinished run in ``out``: resume from its newest complete checkpoint
+    (``checkpoints/step_N/meta.json``, train/checkpoint.py), or start from step 0 when there is none yet."""
+    steps = []
+    for meta in (out / "checkpoints").glob("step_*/meta.json"):
+        try:
+            steps.append(int(json.loads(meta.read_text(encoding="utf-8"))["step"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a checkpoint cut off while written: the trainer skips it too
+    if not steps:
+        return "starting from step 0: no checkpoint yet"
+    return f"resuming from the checkpoint of step {max(steps)}"
 
 
 def _has_documents(stage_dir: Path) -> bool:
@@ -487,13 +810,28 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
     parser.add_argument("--config", required=True, help="run config YAML (configs/runs/*.yaml, docs/runs.md)")
     parser.add_argument("--until", choices=STAGES, help="stop after this stage")
     parser.add_argument("--force", choices=STAGES, help="rerun this stage and every stage after it")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the whole config and exit (0: valid) without running or writing anything; "
+                             "remote input globs (gs://...) are not listed")
     args = parser.parse_args(argv)
+    try:  # the whole config, before any step and before the work directory exists
+        cfg = load_run_config(args.config, remote_inputs=not args.check, local_runner=not args.check)
+    except RunConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    if args.check:
+        remote = sorted({p for s in cfg.sources for p in s.get("inputs") or [] if "://" in p})
+        print(f"run: {args.config}: valid ({len(cfg.sources)} sources)"
+              + (f"; {len(remote)} remote input globs not listed (--check)" if remote else ""))
+        return []
     try:
-        cfg = load_run_config(args.config)
         runner = Runner(cfg, args.until, args.force)
         runner.run()
     except RunConfigError as exc:
-        fail(str(exc))
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except RuntimeError as exc:  # a step's own command failed: it printed why
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -440,3 +441,20 @@ def test_the_mixer_and_the_planner_size_runs_without_importing_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_formats_table_columns_never_run_together(capsys):
+    """A tiny model's days (~1e-09) and a huge one's GB (1,122.4) stay separate cells: each row splits on runs of
+    two spaces into exactly the header's cells (fixed widths once printed `67.01.27e-07`)."""
+    for argv in (["--params", "1e5", "--gpus", "512"], ["--params", "50.6e9", "--gpu", "a100-40gb", "--gpus", "1"]):
+        assert plan.main(argv) == 0
+        table = capsys.readouterr().out.split("Number formats side by side")[1]
+        for block in table.split("\n\n"):
+            lines = [ln for ln in block.splitlines() if ln.strip()]
+            head = next(i for i, ln in enumerate(lines) if ln.startswith("format"))
+            n = len(re.split(r" {2,}", lines[head].strip()))
+            rows = lines[head + 2:]
+            assert rows and all(len(re.split(r" {2,}", r.strip())) == n for r in rows), (argv, rows)
+            if n == 8:
+                days = [re.split(r" {2,}", r.strip())[-1] for r in rows]
+                assert all(d == "-" or float(d.replace(",", "")) > 0 for d in days), days

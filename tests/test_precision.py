@@ -195,3 +195,23 @@ def test_qat_phase_and_fp16_scaler_survive_a_resume_exactly(mix, tmp_path):
         assert resumed["last_train"]["loss"] == full["last_train"]["loss"]
         assert resumed["last_train"]["loss_scale"] == full["last_train"]["loss_scale"]
         assert {s: r["loss"] for s, r in resumed["eval"].items()} == {s: r["loss"] for s, r in full["eval"].items()}
+
+
+def test_torchao_kernel_load_failures_are_quiet_other_warnings_are_not():
+    """`import torchao` logs `Failed to load .../torchao/_C_mxfp8...so` for kernels this project never uses (CUDA
+    builds for another Python); importing train.precision first drops exactly those lines of the torchao logger."""
+    import logging
+    import subprocess
+    import sys
+
+    record = logging.LogRecord("torchao", logging.WARNING, __file__, 1, "Failed to load %s: %s", (
+        "/venv/lib/python3.11/site-packages/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so",
+        "Could not load this library"), None)
+    other = logging.LogRecord("torchao", logging.WARNING, __file__, 1, "Failed to load config.json", (), None)
+    logger = logging.getLogger("torchao")
+    assert not logger.filter(record) and logger.filter(other)
+    code = ("import logging, train.precision, torchao\n"
+            "logging.getLogger('torchao').warning('an unrelated torchao warning')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Failed to load" not in proc.stderr and "an unrelated torchao warning" in proc.stderr

@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from PIL import Image
 
 from pipelines import clean, report
-from tests.conftest import DATA
+from tests.conftest import DATA, ROOT
 
 FIGURE_SECTIONS = ("funnel", "removals", "languages", "dedup", "mixture", "training", "throughput", "experiment")
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?%?( \([\d,.]+\u2013[\d,.]+\))?$")
@@ -286,3 +289,50 @@ def test_a_malformed_input_costs_its_section_not_the_report(tmp_path):
     page = Page(report.main(["--work", str(work)]).read_text(encoding="utf-8"))
     assert page.sections["experiment"]["notes"][0][1].startswith("Could not draw this section: KeyError")
     assert all(page.sections[sid]["svgs"] for sid in FIGURE_SECTIONS if sid != "experiment")
+
+
+def test_experiment_is_found_where_make_experiment_writes_it(tmp_path):
+    """`make experiment` writes work/experiment/experiment.json; the report of work/demo (its sibling) shows it."""
+    work = make_work(tmp_path)  # tmp_path/work: its sibling is tmp_path/experiment
+    (tmp_path / "experiment").mkdir()
+    (work / "experiment.json").rename(tmp_path / "experiment/experiment.json")
+    page = Page(report.main(["--work", str(work)]).read_text(encoding="utf-8"))
+    assert page.rows("experiment", "blend") and page.sections["experiment"]["svgs"]
+    assert "experiment/experiment.json" in "".join(page.text)
+    (tmp_path / "experiment/experiment.json").unlink()
+    page = Page(report.main(["--work", str(work)]).read_text(encoding="utf-8"))
+    note = page.sections["experiment"]["notes"][0][1]
+    assert note.startswith("Not run: ") and "make experiment" in note
+
+
+def test_few_evaluations_are_markers_and_counted(built):
+    """The demo evaluates twice: two markers with their values, no line between them, and the count said."""
+    out, page = built
+    records = [json.loads(line) for line in (out.parent / "train/metrics.jsonl").read_text().splitlines()[:-1]]
+    train, evals = report.training_series(records)
+    n = len({r["step"] for recs in evals.values() for r in recs})
+    fig = report.training_figure(train, evals)
+    ppl_ax = fig.axes[1]
+    assert ppl_ax.get_title(loc="left") == f"Validation perplexity ({n} evaluations)"
+    assert all(line.get_linestyle() == "None" and line.get_marker() == "o" for line in ppl_ax.get_lines())
+    assert len(ppl_ax.texts) == sum(len(recs) for recs in evals.values())  # each point labelled
+    caption = "".join(page.text)
+    assert f"at the {n} evaluations (steps 50 and 100)" in caption
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get install chromium)")
+def test_screenshot_is_as_tall_as_the_page(built, tmp_path):
+    """benchmarks/report_screenshot.sh measures the page first: the PNG ends with the page's footer and margin,
+    however tall the report is (a fixed 7,000 px cut the experiment section off a 7,400 px page)."""
+    out, _ = built
+    png = tmp_path / "report.png"
+    env = {k: v for k, v in os.environ.items() if k != "HEIGHT"}
+    proc = subprocess.run(["bash", "benchmarks/report_screenshot.sh", str(out.parent), str(png)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    image = Image.open(png).convert("L")
+    width, height = image.size
+    assert height > 2000 and f"({width}x{height} px)" in proc.stdout
+    footer = image.crop((0, height - 90, width, height - 8))    # the footer line: dark text pixels
+    margin = image.crop((0, height - 8, width, height))         # below it: page background only
+    assert footer.getextrema()[0] < 180 and margin.getextrema()[1] - margin.getextrema()[0] < 8

@@ -90,7 +90,7 @@ def test_killed_during_dedup_resumes_there_with_identical_outputs(tmp_path):
     assert not different
 
 
-def test_a_changed_filter_setting_reruns_filter_and_later_stages_only(tmp_path):
+def test_a_changed_filter_setting_reruns_filter_and_later_stages_only(tmp_path, capsys):
     work = tmp_path / "work"
     first = write_config(tmp_path, work)
     run.main(["--config", str(first), "--until", "tokenize"])
@@ -103,7 +103,10 @@ def test_a_changed_filter_setting_reruns_filter_and_later_stages_only(tmp_path):
     assert changed == {"clean:sec_10q": "skipped", "clean:austen": "skipped", "filter:sec_10q": "skipped",
                        "filter:austen": "ran", "dedup": "ran", "tokenizer": "ran", "tokenize": "ran"}
 
+    capsys.readouterr()
     forced = dict(run.main(["--config", str(first), "--until", "dedup", "--force", "filter"]))
+    out = capsys.readouterr().out
+    assert "run: filter:austen: running (forced (--force filter))" in out and "settings" not in out
     assert forced == {"clean:sec_10q": "skipped", "clean:austen": "skipped", "filter:sec_10q": "ran",
                       "filter:austen": "ran", "dedup": "ran"}
 
@@ -111,10 +114,30 @@ def test_a_changed_filter_setting_reruns_filter_and_later_stages_only(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"sources": []}, "sources must be a non-empty list"),
     ({"dedup": {"treshold": 0.8}}, "dedup keys ['treshold']"),
-    ({"sources": [{"name": "x", "domain": "finance", "inputs": ["a"]}]}, "needs a name and a domain"),
+    ({"sources": [{"name": "x", "domain": "finance", "inputs": ["a"]}]}, "domain must be one of domain or general"),
 ])
 def test_bad_run_configs_exit_2_with_one_line(tmp_path, capsys, change, message):
     config = write_config(tmp_path, tmp_path / "work", **change)
     with pytest.raises(SystemExit) as exc:
         run.main(["--config", str(config)])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_source_with_its_text_under_another_field_is_cleaned_through_text_field(tmp_path):
+    """`text_field`/`id_field` of a source reach the clean stage: nested JSON (article.body) keeps its documents."""
+    import gzip
+    import json
+
+    with gzip.open(DATA / "finance" / "reuters_finance.jsonl.gz", "rt", encoding="utf-8") as f:
+        docs = [json.loads(line) for line in f][:20]
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text("".join(json.dumps({"article": {"uid": f"r{i}", "body": d["text"]}}) + "\n"
+                              for i, d in enumerate(docs)), encoding="utf-8")
+    work = tmp_path / "work"
+    sources = [{"name": "wires", "domain": "domain", "inputs": [str(nested)], "text_field": "article.body",
+                "id_field": "article.uid"},
+               {"name": "austen", "domain": "general", "inputs": [str(DATA / "general" / "austen.jsonl.gz")]}]
+    config = write_config(tmp_path, work, sources=sources)
+    assert dict(run.main(["--config", str(config), "--until", "clean"]))["clean:wires"] == "ran"
+    stats = json.loads((work / "clean" / "wires" / "stats.json").read_text(encoding="utf-8"))
+    assert stats["input"] == len(docs) and stats["output"] > 0.8 * len(docs), stats

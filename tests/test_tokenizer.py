@@ -181,6 +181,51 @@ def test_alternative_lengths_spell_each_piece_without_itself():
     assert U.alternative_lengths(pieces, scores).tolist() == [1, 1, 1, 2, 2, 2, 2]
 
 
+def test_unigram_training_is_byte_identical(unigram, finance_docs, general_docs):
+    """HF's trainer sums in the order of a randomly seeded HashMap, and puts dropped characters back in
+    random order: two trainings in one process (two HashMap seeds) must still give the same bytes."""
+    tok, cfg = unigram
+    again = T.train_tokenizer(_train_texts(finance_docs, general_docs), cfg)
+    assert again.to_str() == tok.to_str()
+
+
+def test_unigram_pieces_are_ordered_by_rounded_score_then_piece(trained):
+    tok, cfg = trained
+    pieces = U.learned_pieces(tok, T.special_tokens("unigram"))
+    assert all(sc == round(sc, U.SCORE_DECIMALS) for _, sc in pieces)
+    keys = [(-sc, p) for p, sc in pieces]
+    assert keys == sorted(keys)
+    assert len({sc for _, sc in pieces}) < len(pieces)  # ties exist: their order is the piece's
+
+
+def test_assemble_ignores_input_order_float_noise_and_put_back_characters(finance_docs):
+    """The same pieces in another order, with scores off by 1e-12 (HF's run-to-run noise) and the put-back
+    characters' ladder (min + k x 1e-4) dealt out in another order -> the same tokenizer bytes."""
+    s = U.UnigramSettings(vocab_size=U.N_BYTES + 3 + 40, specials=tuple(T.special_tokens("unigram")), unk=T.UNK)
+    words = sorted({w for d in finance_docs[:20] for w in d["text"].split() if w.isalpha()})[:37]
+    rng = random.Random(7)
+    learned = [(w, -rng.uniform(3.0, 9.0)) for w in words]
+    low = min(sc for _, sc in learned)
+    ladder = ["Q", "X", "Z"]
+
+    def variant(seed: int) -> list[tuple[str, float]]:
+        r = random.Random(seed)
+        chars = ladder[:]
+        r.shuffle(chars)
+        pieces = [(w, sc + r.uniform(-1e-12, 1e-12)) for w, sc in learned]
+        pieces += [(c, low + k * U.HF_MIN_SCORE_PENALTY_DELTA) for k, c in enumerate(chars)]
+        r.shuffle(pieces)
+        return U.canonical_pieces(pieces)
+
+    built = []
+    for seed in (1, 2, 3):
+        pieces = variant(seed)
+        built.append(U.assemble([p for p, _ in pieces], [sc for _, sc in pieces], s).to_str())
+    assert built[0] == built[1] == built[2]
+    vocab = dict(map(tuple, json.loads(built[0])["model"]["vocab"]))
+    assert {vocab[c] for c in ladder} == {round(low, U.SCORE_DECIMALS)}
+
+
 @pytest.mark.parametrize("kind", ["bpe", "gpt2"])
 def test_byte_level_bpe_round_trips_and_digit_rule(kind, finance_docs, general_docs):
     cfg = T.TokenizerConfig(type=kind, vocab_size=600)

@@ -97,3 +97,79 @@ def test_hsdp_with_sharding_factor_one_replicates_like_ddp(mix, uninterrupted, t
     assert all(b < 0.6 * hsdp[0] for b in fsdp["state_bytes_per_rank"])
     ref = train_losses(uninterrupted)
     assert train_losses(tmp_path) == pytest.approx(ref, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- interrupts (issue 21)
+
+LONG = 100_000  # steps: the run is stopped long before
+
+
+def _launch(mix, out, *over, nproc=2):
+    """``python -m train.run --nproc-per-node N`` (the launcher) in a session of its own, as a shell runs a
+    foreground command: the caller's SIGINT to that group is a Ctrl-C."""
+    cmd = [sys.executable, "-m", "train.run", f"--nproc-per-node={nproc}", "--config",
+           str(ROOT / "configs/train/tiny.yaml"), f"data.dir={mix}", f"train.out_dir={out}", "train.log_every=1",
+           "train.eval_every=0", "train.eval_tokens=2048", "train.global_batch_tokens=1024", "train.micro_batch=4",
+           "train.progress=false", "train.tensorboard=false", *over]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _interrupt(proc, after_line, send, timeout=120):
+    """Read ``proc``'s output until a line starts with ``after_line``, call ``send()``, and return
+    (exit status, all output)."""
+    import threading
+    import time
+
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while not any(line.startswith(after_line) for line in list(lines)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no line {after_line!r} before the run ended:\n{''.join(lines)[-3000:]}")
+        time.sleep(0.05)
+    send()
+    rc = proc.wait(timeout=60)
+    reader.join(timeout=10)
+    return rc, "".join(lines)
+
+
+def test_ctrl_c_stops_every_rank_with_one_line_and_the_rerun_resumes(mix, tmp_path):
+    import re
+    import signal
+
+    proc = _launch(mix, tmp_path, f"train.steps={LONG}", "train.ckpt_every=3")
+    rc, out = _interrupt(proc, "train: step 4/", lambda: os.killpg(proc.pid, signal.SIGINT))
+    assert rc == 130, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out and "SignalException" not in out, out[-3000:]
+    assert "train: starting from step 0: no checkpoint yet" in out
+    stops = re.findall(r"^train: interrupted at step (\d+); last checkpoint step (\d+); "
+                       r"rerun the same command to resume$", out, re.M)
+    assert len(stops) == 1, out[-3000:]  # one line, not one per rank
+    step, ckpt_step = map(int, stops[0])
+    newest = complete_checkpoints(tmp_path / "checkpoints")[-1].name
+    assert step >= 4 and ckpt_step == int(newest.split("_")[1]) and ckpt_step % 3 == 0 and ckpt_step <= step
+    logged = max(train_losses(tmp_path))
+    assert logged == step  # every rank stopped after the same step, which was logged
+    # progress: one console line per log_every (1) steps, from rank 0 only
+    assert len(re.findall(r"^train: step 1/", out, re.M)) == 1
+
+    rerun = _launch(mix, tmp_path, f"train.steps={ckpt_step + 2}", "train.ckpt_every=3")
+    out2, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, out2[-3000:]
+    assert f"train: resuming from step {ckpt_step} " in out2
+
+
+def test_sigterm_before_the_first_checkpoint_says_the_rerun_starts_over(mix, tmp_path):
+    import signal
+
+    proc = _launch(mix, tmp_path, f"train.steps={LONG}", "train.ckpt_every=1000")
+    rc, out = _interrupt(proc, "train: step 2/", lambda: os.kill(proc.pid, signal.SIGTERM))  # `kill PID`
+    assert rc == 130, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    lines = [line for line in out.splitlines() if "interrupted at step" in line]
+    assert len(lines) == 1 and lines[0].endswith("no checkpoint yet (train.ckpt_every=1000): a rerun starts "
+                                                 "from step 0"), out[-3000:]
+    assert complete_checkpoints(tmp_path / "checkpoints") == []

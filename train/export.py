@@ -42,7 +42,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from mixtures.dataset_card import CARD_FILE as DATASET_CARD
-from pipelines import fail
+from pipelines import fail, refuse_unknown_options
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
 from train.model import ModelConfig, Transformer, unfused_state_dict
@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", action="append", dest="datasets",
                    help="dataset name or Hub id for the card's metadata, repeatable "
                         "(default: the mixture's source names)")
+    refuse_unknown_options(p._option_string_actions, argv)
     a = p.parse_args(argv)
     try:
         out = export(a.checkpoint, a.output, a.dtype, a.language, a.datasets, a.group_size)

@@ -29,7 +29,7 @@ from typing import Any
 from mixtures.recipe import DEFAULT_DOMAIN_SHARE as DOMAIN_FRACTION  # 0.51, BloombergGPT: defined once
 from mixtures.recipe import DEFAULT_TOKENS_PER_PARAM as TOKENS_PER_PARAM  # 20, Chinchilla: defined once
 from mixtures.recipe import chinchilla_tokens
-from pipelines import fail, read_yaml
+from pipelines import fail, read_yaml, refuse_unknown_options
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
 from train.model_config import ModelConfig, param_counts
 from train.precision import FLOAT_FORMATS, INT_FORMATS, WEIGHT_FORMATS
@@ -810,6 +810,19 @@ def _compute(plan: dict[str, Any]) -> list[str]:
     return out
 
 
+def _columns(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A header, a rule and the rows: the first column left-aligned, the others right-aligned, each as wide as
+    its widest cell and two spaces apart, so a long cell (``1.27e-07`` days, ``1,122.4`` GB) never runs into its
+    neighbour (fixed widths printed ``67.01.27e-07``)."""
+    widths = [max(len(row[i]) for row in (head, *rows)) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    first = line(head)
+    return [first, "-" * len(first), *(line(row) for row in rows)]
+
+
 def _formats(plan: dict[str, Any]) -> list[str]:
     """The side-by-side table: memory per number format for training and for inference."""
     f, g = plan["formats"], plan["gpu"]
@@ -817,21 +830,15 @@ def _formats(plan: dict[str, Any]) -> list[str]:
            f"Training: one {g['name']} holding everything (DDP, no activation checkpointing), micro-batch "
            f"{f['micro_batch']} x {plan['model']['seq_len']} tokens, {plan['precision']['optimizer']}; "
            f"days = 6ND on {f['gpus']} GPUs at {f['mfu']:.0%} MFU"]
-    head = (f"{'format':<27}{'matmul bits':>13}{'B/param':>9}{'states':>9}{'act':>8}{'total':>8}"
-            f"{'peak TFLOP/s':>14}{'days':>8}")
-    out += [head, "-" * len(head)]
-    for r in f["training"]:
-        peak = f"{r['peak_flops'] / 1e12:,.1f}" if r["peak_flops"] else "-"
-        days = _num(r["days"]) if r["days"] is not None else "-"
-        out.append(f"{r['label']:<27}{r['matmul_bits']:>13}{r['bytes_per_param']:>9g}{_gb(r['states']):>9}"
-                   f"{_gb(r['activations']):>8}{_gb(r['total']):>8}{peak:>14}{days:>8}")
+    rows = [[r["label"], r["matmul_bits"], f"{r['bytes_per_param']:g}", _gb(r["states"]), _gb(r["activations"]),
+             _gb(r["total"]), f"{r['peak_flops'] / 1e12:,.1f}" if r["peak_flops"] else "-",
+             _num(r["days"]) if r["days"] is not None else "-"] for r in f["training"]]
+    out += _columns(["format", "matmul bits", "B/param", "states", "act", "total", "peak TFLOP/s", "days"], rows)
     out += ["", f"Inference: one replica, KV cache of {f['batch']} x {f['context']} tokens in the compute dtype "
                 "(fp32 for fp32 weights, else 16-bit); scales are 16-bit"]
-    head = f"{'format':<36}{'bits':>5}{'weights':>9}{'scales':>8}{'KV cache':>10}{'total':>8}"
-    out += [head, "-" * len(head)]
-    for r in f["inference"]:
-        out.append(f"{r['label']:<36}{r['bits']:>5}{r['weights'] / GB:>9,.2f}{r['scales'] / GB:>8,.2f}"
-                   f"{r['kv_cache'] / GB:>10,.2f}{r['total'] / GB:>8,.2f}")
+    rows = [[r["label"], str(r["bits"]), f"{r['weights'] / GB:,.2f}", f"{r['scales'] / GB:,.2f}",
+             f"{r['kv_cache'] / GB:,.2f}", f"{r['total'] / GB:,.2f}"] for r in f["inference"]]
+    out += _columns(["format", "bits", "weights", "scales", "KV cache", "total"], rows)
     return out
 
 
@@ -854,7 +861,7 @@ def format_plan(plan: dict[str, Any], config_path: str | None = None) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m train.plan", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m train.plan", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     size = ap.add_mutually_exclusive_group(required=True)
     size.add_argument("--params", type=float, help="model size N in parameters, e.g. 1.3e9")
@@ -905,7 +912,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    refuse_unknown_options(parser._option_string_actions, argv)
+    args = parser.parse_args(argv)
     dtype = args.compute_dtype or PRECISIONS[args.precision].compute_dtype
     gpu = get_gpu(args.gpu, args.gpu_mem_gb, args.gpu_tflops, dtype)
     n_gpus = args.gpus or 8

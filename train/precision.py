@@ -21,8 +21,10 @@ docs/planning.md has the table this module computes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -30,6 +32,34 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import check_keys
+
+# ----------------------------------------------------------------------------- torchao import noise
+
+class _TorchaoKernelFilter(logging.Filter):
+    """Drops torchao's ``Failed to load .../torchao/_C_mxfp8....so`` lines (and the other ``_C*.so``).
+
+    ``import torchao`` tries every compiled kernel library it ships and logs one WARNING per library that does
+    not load: the MX-fp8 and CUTLASS sm90 kernels are built for CUDA and for one Python version, so on a CPU
+    machine, or under another Python, every import (the trainer's, the export's, transformers' when it loads a
+    quantized export) prints them. The project uses none of them: float8 training goes through
+    ``torch._scaled_mm``, int8/int4 through torchao's Python quantizers. Only these records of the ``torchao``
+    logger are dropped; every other warning, torchao's included, still prints."""
+
+    PATTERN = re.compile(r"^Failed to load \S*torchao[/\\]_C[^/\\\s]*\.so\b")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.PATTERN.match(record.getMessage())
+
+
+def quiet_torchao_kernel_warnings() -> None:
+    """Install ``_TorchaoKernelFilter`` on the ``torchao`` logger (idempotent; before torchao is imported)."""
+    logger = logging.getLogger("torchao")
+    if not any(isinstance(f, _TorchaoKernelFilter) for f in logger.filters):
+        logger.addFilter(_TorchaoKernelFilter())
+
+
+quiet_torchao_kernel_warnings()  # at import: train.export, the trainer and the benchmarks import this module first
+
 
 # ----------------------------------------------------------------------------- float formats
 

@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from train import precision
 from train.config import Config, ConfigError
 from train.data import StepBatches, StepPrefetcher
 from train.evaluate import evaluate_stream
+from train.interrupt import StopOnSignal, TrainingInterrupted
 from train.metrics import MetricsLogger, bits_per_byte, mfu, peak_flops
 from train.model import Transformer, attention_kernel, flops_per_token, flops_per_token_parts, param_counts
 from train.parallel import (
@@ -58,6 +60,25 @@ from train.schedule import lr_at
 
 # Test hook: SIGKILL rank 0 right after this many completed steps (a real, unannounced crash).
 KILL_ENV = "DOMAINLM_KILL_AFTER_STEP"
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is set on any rank (a one-element all-reduce; every rank must call it)."""
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def progress_line(rec: dict[str, Any], total_steps: int, seconds_left: float) -> str:
+    """The console line of a metrics record: step, loss, lr, throughput and the time left."""
+    return (f"train: step {rec['step']}/{total_steps} ({rec['step'] / max(total_steps, 1):.0%}) "
+            f"loss {rec['loss']:.4f} lr {rec['lr']:.2e} {rec['tokens_per_s']:,.0f} tok/s "
+            f"~{_clock(seconds_left)} left")
 
 
 def read_manifest(mix_dir: str) -> dict[str, Any]:
@@ -184,20 +205,29 @@ def build_model(cfg: Config, device: torch.device, world: int, total_steps: int)
     return RunModel(model, optimizer, scaler, qat, qat_start, param_dtype, autocast)
 
 
-def train(cfg: Config) -> dict[str, Any]:
-    """Run (or resume) training as configured; returns the final summary (also in OUT/summary.json)."""
+def train(cfg: Config, stop: StopOnSignal | None = None) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the final summary (also in OUT/summary.json).
+    ``stop`` (installed here when not given) turns SIGINT/SIGTERM into a stop between two steps:
+    :class:`TrainingInterrupted` on every rank, after the last checkpoint is complete."""
+    own = stop is None
+    stop = stop or StopOnSignal().install()
     rank, world, device = init_distributed(cfg.train.device, cfg.train.timeout_s)
     try:
-        summary = _train(cfg, rank, world, device)
+        summary = _train(cfg, rank, world, device, stop)
         # Every rank reaches here before any tears its process group down: a rank that destroys gloo's pairs
         # while a peer still uses them aborts that peer ("terminate called without an active exception").
         dist.barrier()
+        if summary.get("interrupted"):
+            i = summary["interrupted"]
+            raise TrainingInterrupted(i["step"], i["checkpoint_step"], cfg.train.ckpt_every)
         return summary
     finally:
         dist.destroy_process_group()
+        if own:
+            stop.restore()
 
 
-def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str, Any]:
+def _train(cfg: Config, rank: int, world: int, device: torch.device, stop: StopOnSignal) -> dict[str, Any]:
     t_start = time.time()
     tc, mc = cfg.train, cfg.model
     out = Path(tc.out_dir)
@@ -225,6 +255,14 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     start_step, tokens_seen, train_time = 0, 0, 0.0
     resume_from = ckpt.latest_checkpoint(ckpt_root) if tc.resume == "auto" else \
         (None if tc.resume in ("none", "", None) else Path(tc.resume))
+    if is_main:  # what really happens, before the first step
+        if resume_from is not None:
+            step0 = (ckpt.read_meta(resume_from) or {}).get("step", "?")
+            print(f"train: resuming from step {step0} ({resume_from})", flush=True)
+        elif tc.resume == "auto":
+            print("train: starting from step 0: no checkpoint yet", flush=True)
+        else:
+            print(f"train: starting from step 0 (train.resume={tc.resume})", flush=True)
     if resume_from is not None:
         meta = ckpt.load_checkpoint(resume_from, model, optimizer, device)
         start_step, tokens_seen, train_time = meta["step"], meta["tokens_seen"], meta.get("train_time_s", 0.0)
@@ -268,7 +306,10 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
 
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     tokens_per_step = tc.global_batch_tokens
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and tc.progress), dynamic_ncols=True)
+    show_bar = is_main and tc.progress and sys.stderr.isatty()
+    bar = tqdm(total=total_steps, initial=start_step, disable=not show_bar, dynamic_ncols=True)
+    print_lines = is_main and not show_bar  # no bar (a pipe, `make demo`): one line per log_every steps
+    run_t0, interrupted_at = time.perf_counter(), None
     window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
     evals: dict[str, Any] = {}
     last: dict[str, Any] = {}
@@ -277,6 +318,9 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     pending: ckpt.AsyncCheckpoint | None = None  # an asynchronous checkpoint still being written
     model.train()
     for step in range(start_step, total_steps):
+        if _any_rank(bool(stop.signum), device):  # every rank stops before the same step
+            interrupted_at = step
+            break
         lr = lr_at(step, total_steps, cfg.optim)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -326,6 +370,9 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
             if qat is not None:
                 last["qat"] = qat_on
             logger.log(last)
+            if print_lines:
+                per_step = (time.perf_counter() - run_t0) / (done - start_step)
+                print(progress_line(last, total_steps, per_step * (total_steps - done)), flush=True)
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
             window_t, window_cpu, window_steps = time.perf_counter(), time.process_time(), 0
         bar.update(1)
@@ -352,6 +399,11 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict[str
     prefetcher.close()
     if pending is not None:
         pending.wait()
+    if interrupted_at is not None:  # the checkpoints are complete: say where a rerun starts
+        newest = ckpt.latest_checkpoint(ckpt_root)
+        logger.close()
+        return {"interrupted": {"step": interrupted_at,
+                                "checkpoint_step": ckpt.read_meta(newest)["step"] if newest else None}}
 
     if not evals and val_streams:  # resumed at the very end: still report final numbers
         evals = run_eval(start_step)
