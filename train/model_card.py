@@ -113,7 +113,11 @@ def _usage_section(cfg: ModelConfig, tok: TokenizerInfo, requires: str | None = 
     else:
         L += [f"out = model.generate(torch.tensor([[{tok.ids.get('eos', 0)}]]), max_new_tokens=20, do_sample=True)",
               "print(out)"]
-    return L + ["```", "", f"The context is {cfg.seq_len:,} tokens: keep prompt and new tokens within it.", ""]
+    return L + ["```", "", f"The context is {cfg.seq_len:,} tokens: keep prompt and new tokens within it.", "",
+                "Where torchao 0.18 is installed, transformers imports it while loading any model, and torchao logs "
+                "`Failed to load .../torchao/_C_*.so` for the kernels its wheel builds for another Python or for "
+                "CUDA: harmless (the model does not use them); `logging.getLogger(\"torchao\").setLevel(logging."
+                "ERROR)` before the import hides these lines.", ""]
 
 
 def _tokenizer_section(cfg: ModelConfig, tok: TokenizerInfo) -> list[str]:
