@@ -48,8 +48,8 @@ import numpy as np
 
 from mixtures.recipe import SIDES, Recipe, RecipeError, SourceSpec, load_recipe, target_tokens
 from mixtures.shards import (DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, Shard, list_shards, write_doc_index,
-                             write_shard)
-from mixtures.tokenizer import EOS, PAD, eos_id, file_sha256
+                             token_dtype, write_shard)
+from mixtures.tokenizer import EOS, PAD, bos_ids, eos_id, file_sha256
 from pipelines import fail, refuse_unknown_options
 
 SPLITS = ("train", "val_domain", "val_general")
@@ -103,6 +103,8 @@ class Corpus:
     dtype: str
     eos_id: int
     pad_id: int | None
+    eos_token: str = EOS              # a pretrained base's may differ (mixtures/tokenizer.py: PRETRAINED_EOS)
+    bos_id: int | None = None         # a pretrained base's BOS, put before every document by the tokenize stage
 
 
 def open_corpus(recipe: Recipe) -> Corpus:
@@ -171,6 +173,9 @@ def open_corpus(recipe: Recipe) -> Corpus:
     tok = Tokenizer.from_file(str(tok_path))
     if tok.get_vocab_size() != vocab:
         raise RecipeError(f"{tok_path} has {tok.get_vocab_size()} tokens but the shards were written for {vocab}")
+    if (dtype := next(iter(dtypes), None)) is not None and dtype != token_dtype(vocab).name:
+        raise RecipeError(f"the shards hold {dtype} ids but a vocabulary of {vocab:,} needs {token_dtype(vocab).name} "
+                          "(re-tokenize them)")
     for side in SIDES:
         share = recipe.domain_share if side == "domain" else 1.0 - recipe.domain_share
         if share > 0 and not any(s.domain == side for s in specs):
@@ -184,7 +189,8 @@ def open_corpus(recipe: Recipe) -> Corpus:
             warnings.append(f"tokenized sources of {root} not in the recipe (not mixed): {unused}")
     return Corpus(specs, warnings, shards, offsets, ids, np.concatenate(source), np.concatenate(shard_col),
                   np.concatenate(doc_col), np.concatenate(length), np.concatenate(n_bytes), tok_path, vocab,
-                  dtypes.pop(), eos_id(tok), tok.token_to_id(PAD))
+                  dtypes.pop(), eos_id(tok), tok.token_to_id(PAD), tok.id_to_token(eos_id(tok)),
+                  bos[0] if (bos := bos_ids(tok)) else None)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -439,8 +445,10 @@ def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False
         "domain_share_actual": domain_tokens / train_tokens if train_tokens else 0.0,
         "domain_tokens": domain_tokens, "general_tokens": train_tokens - domain_tokens,
         "seed": recipe.seed, "tokenizer": str(out / TOKENIZER_FILE), "tokenizer_sha256": file_sha256(corpus.tokenizer),
-        "vocab_size": corpus.vocab_size, "eos_id": corpus.eos_id, "eos_token": EOS, "pad_id": corpus.pad_id,
-        "dtype": corpus.dtype,
+        "vocab_size": corpus.vocab_size, "eos_id": corpus.eos_id, "eos_token": corpus.eos_token,
+        "pad_id": corpus.pad_id,
+        **({"bos_id": corpus.bos_id} if corpus.bos_id is not None else {}),  # (absent for the project's tokenizers)
+        "dtype": corpus.dtype,  # shard token dtype (shards.token_dtype); a manifest without it is uint16
         "splits": splits,
         "val_bytes_per_token": {k: (splits[k]["bytes"] / splits[k]["tokens"] if splits[k]["tokens"] else None)
                                 for k in ("val_domain", "val_general")},

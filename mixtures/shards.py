@@ -32,6 +32,12 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
+def manifest_dtype(manifest: dict) -> np.dtype:
+    """Token dtype of a mix manifest's shards: its ``dtype`` (``token_dtype`` of its vocabulary);
+    manifests written before the field existed were all ``uint16``."""
+    return np.dtype(manifest.get("dtype") or "uint16")
+
+
 def write_shard(path_prefix: str | os.PathLike, docs: list[np.ndarray] | np.ndarray,
                 vocab_size: int, doc_lengths: np.ndarray | None = None) -> int:
     """Write one shard at ``path_prefix`` (+ the two suffixes); returns its token count.
@@ -105,12 +111,18 @@ class TokenStream:
     ``(batch, seq_len + 1)`` windows: both touch only the bytes they return.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, dtype: np.dtype | str | None = None):
+        """``dtype``: the token dtype the caller expects (a mix manifest's, ``manifest_dtype``);
+        every shard of the directory must have it (the ``.npy`` header says), or one dtype when None."""
         prefixes = list_shards(directory)
         if not prefixes:
             raise FileNotFoundError(f"no *{TOKENS_SUFFIX} shards in {directory}")
         self.directory = str(directory)
         self.shards = [Shard.open(p) for p in prefixes]
+        found = sorted({s.tokens.dtype.name for s in self.shards})
+        if len(found) != 1 or (dtype is not None and found != [np.dtype(dtype).name]):
+            raise ValueError(f"{directory}: shards hold {'/'.join(found)} token ids"
+                             + (f", expected {np.dtype(dtype).name}" if dtype is not None else " (mixed)"))
         sizes = np.array([s.tokens.size for s in self.shards], dtype=np.int64)
         self.starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.starts[1:])

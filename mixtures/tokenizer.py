@@ -147,15 +147,40 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, progress: Progre
     return tok
 
 
+# End-of-document tokens of pretrained tokenizers, tried in this order when ``<|endoftext|>`` (ours,
+# GPT-2, Qwen2, SmolLM) is absent: Llama 3 ``<|end_of_text|>``, Llama 2 / Mistral ``</s>`` (their
+# tokenizer_config.json ``eos_token``).
+PRETRAINED_EOS = (EOS, "<|end_of_text|>", "</s>")
+
+
 def eos_id(tok: Tokenizer) -> int:
-    i = tok.token_to_id(EOS)
-    if i is None:
-        raise ValueError(f"tokenizer has no {EOS} token")
-    return int(i)
+    """Id of the end-of-document token: ``<|endoftext|>``, else a pretrained base's (``PRETRAINED_EOS``)."""
+    for name in PRETRAINED_EOS:
+        i = tok.token_to_id(name)
+        if i is not None:
+            return int(i)
+    raise ValueError(f"tokenizer has no end-of-document token (one of {', '.join(PRETRAINED_EOS)})")
 
 
-def encode_documents(tok: Tokenizer, texts: list[str], eos: int, dtype: np.dtype | None = None) -> list[np.ndarray]:
-    """Token ids of each text followed by the end-of-document id, one array per text.
+def bos_ids(tok: Tokenizer) -> list[int]:
+    """The ids the tokenizer's own post-processor puts before a text (a pretrained base's BOS
+    convention: Llama 2/3 and Mistral ``[<s>]`` / ``[<|begin_of_text|>]``, Qwen2 none). Read from
+    ``tokenizer.json`` itself, so the tokenize stage and the mixer agree; the project's own
+    tokenizers have no post-processor, hence no BOS."""
+    if tok.post_processor is None:
+        return []
+    plain = tok.encode("a", add_special_tokens=False).ids
+    full = tok.encode("a", add_special_tokens=True).ids
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return [int(x) for x in full[:i]]
+    return []
+
+
+def encode_documents(tok: Tokenizer, texts: list[str], eos: int, dtype: np.dtype | None = None,
+                     bos: list[int] | None = None) -> list[np.ndarray]:
+    """Token ids of each text followed by the end-of-document id, one array per text; ``bos``
+    (a pretrained base's convention, ``bos_ids``) goes before each text.
 
     Uses ``encode_batch_fast`` (no character offsets) when the installed ``tokenizers`` has
     it. Literal special-token text inside a document (``"<|endoftext|>"``) is encoded as
@@ -164,11 +189,13 @@ def encode_documents(tok: Tokenizer, texts: list[str], eos: int, dtype: np.dtype
     tok.encode_special_tokens = True
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     dtype = dtype or np.dtype(np.int64)
+    head = list(bos or [])
     out = []
     for enc in encode(texts, add_special_tokens=False):
         ids = enc.ids
-        arr = np.empty(len(ids) + 1, dtype=dtype)
-        arr[:-1] = ids
+        arr = np.empty(len(head) + len(ids) + 1, dtype=dtype)
+        arr[:len(head)] = head
+        arr[len(head):-1] = ids
         arr[-1] = eos
         out.append(arr)
     return out

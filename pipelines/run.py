@@ -81,8 +81,9 @@ FLAGS = {
              "precision": "--precision", "mfu": "--mfu", "usd_per_gpu_hour": "--usd-per-gpu-hour"},
 }
 FILE_KEYS = {"filter": "config", "tokenizer": "config", "train": "config"}  # a config file the stage reads
-OTHER_KEYS = {"train": {"nproc_per_node", "overrides"}, "mix": {"domain_share", "target", "max_epochs", "val_fraction",
-                                                                "seed", "shard_tokens", "allow_shortfall"}}
+OTHER_KEYS = {"tokenizer": {"pretrained"},  # a base model's tokenizer directory instead of training one
+              "train": {"nproc_per_node", "overrides"}, "mix": {"domain_share", "target", "max_epochs", "val_fraction",
+                                                                    "seed", "shard_tokens", "allow_shortfall"}}
 SOURCE_KEYS = {"name", "domain", "inputs", "hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field",
                "text_field", "id_field", "format", "priority", "filter", "mix", "license", "url", "description"}
 MIX_SOURCE_KEYS = {"weight", "max_epochs", "optional"}  # a source's `mix:` (mixtures/recipe.py SOURCE_KEYS)
@@ -277,6 +278,7 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     from mixtures.tokenizer import TokenizerConfig
     from train.config import apply_overrides, load_config
     from train.export import EXPORT_DTYPES
+    from train.hf_import import resolve_model_section
     from train.model_config import ModelConfig
 
     problems: list[str] = []
@@ -310,10 +312,12 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
                 if s.get("filter"):
                     _checked(problems, f"sources[{i}] ({s['name']}) filter",
                              lambda s=s: FilterConfig.from_dict(_deep_merge(base_doc, s["filter"])))
-    # tokenizer
+    # tokenizer: trained (tokenizer.config) or a base model's (tokenizer.pretrained: DIR, nothing trained)
     settings = cfg.stage("tokenizer")
     tokenizer = None
-    if need_file("tokenizer.config", settings.get("config"), "a tokenizer YAML, e.g. configs/tokenizer/demo.yaml"):
+    if settings.get("pretrained") is not None:
+        tokenizer = _pretrained_tokenizer(problems, settings)
+    elif need_file("tokenizer.config", settings.get("config"), "a tokenizer YAML, e.g. configs/tokenizer/demo.yaml"):
         def read_tokenizer() -> TokenizerConfig:
             raw = asdict(TokenizerConfig.from_yaml(settings["config"]))
             return TokenizerConfig.from_dict({**raw, **{k: v for k, v in settings.items() if k != "config"}})
@@ -332,8 +336,8 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
         _checked(problems, config, lambda: load_config(config, overrides))
         problems[first:] = [f"train: {p}" for p in problems[first:]]
         model_overrides = [o for o in overrides if o.startswith("model.")]  # the model alone, for its vocabulary
-        model = _checked([], config, lambda: ModelConfig.from_dict(
-            apply_overrides(read_yaml(config), model_overrides).get("model") or {}))
+        model = _checked([], config, lambda: ModelConfig.from_dict(resolve_model_section(
+            apply_overrides(read_yaml(config), model_overrides).get("model") or {})))  # init_from: the base's
     # mix: the recipe the run writes, read by the mixer's reader
     settings = cfg.stage("mix")
     if not isinstance(settings.get("allow_shortfall", False), bool):
@@ -358,11 +362,49 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
         for where, m in (("train.config", model), ("mix.target.model_config", target_model)):
             if m is not None and 0 < m.vocab_size < tokenizer.vocab_size:
                 given = cfg.stage("tokenizer")
+                if given.get("pretrained") is not None:
+                    problems.append(f"the pretrained tokenizer's vocabulary of {tokenizer.vocab_size:,} "
+                                    f"({given['pretrained']}) > model.vocab_size {m.vocab_size:,} of {where}: set the "
+                                    f"model's to {tokenizer.vocab_size} or more (or 0: the mixture's)")
+                    continue
                 problems.append(f"the tokenizer's vocab_size {tokenizer.vocab_size:,} ({given['config']}"
                                 f"{' + tokenizer.vocab_size' if 'vocab_size' in given else ''}) "
                                 f"> model.vocab_size {m.vocab_size:,} of {where}: set tokenizer.vocab_size to "
                                 f"{m.vocab_size}, or the model's to {tokenizer.vocab_size} (or 0: the mixture's)")
     return problems
+
+
+# What a pretrained tokenizer directory may hold besides tokenizer.json: copied with it, so that the export
+# can hand the base's tokenizer files back (Hugging Face's names).
+PRETRAINED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _pretrained_tokenizer(problems: list[str], settings: dict[str, Any]) -> Any:
+    """``tokenizer.pretrained: DIR``: a directory with ``tokenizer.json`` and an end-of-document token, and
+    nothing to train beside it. Returns an object with its ``vocab_size``, or None (``problems`` says why)."""
+    from types import SimpleNamespace
+
+    from mixtures.tokenizer import eos_id
+
+    directory = settings["pretrained"]
+    others = sorted(k for k in settings if k != "pretrained")
+    if others:
+        problems.append(f"tokenizer.pretrained replaces tokenizer training: remove tokenizer {others}")
+    if not isinstance(directory, str) or not (Path(directory) / "tokenizer.json").is_file():
+        problems.append(f"tokenizer.pretrained: {directory!r} has no tokenizer.json (a Hugging Face model or "
+                        "tokenizer directory)")
+        return None
+
+    def read():
+        from tokenizers import Tokenizer
+
+        try:
+            tok = Tokenizer.from_file(str(Path(directory) / "tokenizer.json"))
+        except Exception as exc:  # (tokenizers raises a bare Exception on a bad file)
+            raise ValueError(f"tokenizer.json does not load: {exc}") from exc
+        eos_id(tok)
+        return SimpleNamespace(vocab_size=tok.get_vocab_size())
+    return _checked(problems, f"tokenizer.pretrained {directory}", read)
 
 
 def _input_problems(cfg: RunConfig, remote: bool) -> list[str]:
@@ -658,6 +700,8 @@ class Runner:
     def _tokenizer(self) -> Step:
         out = self.work / "tokenizer"
         settings = self.cfg.stage("tokenizer")
+        if settings.get("pretrained") is not None:
+            return self._pretrained_tokenizer(out, Path(settings["pretrained"]))
         config = settings.get("config")
         if not config:
             raise RunConfigError("tokenizer.config (a tokenizer YAML, e.g. configs/tokenizer/demo.yaml) is required")
@@ -670,6 +714,19 @@ class Runner:
 
         return Step("tokenizer", "tokenizer", out, {"argv": argv, "config": file_content(config),
                                                     "after": self.fingerprints["dedup"],
+                                                    "code": self.code["mixtures"]}, run)
+
+    def _pretrained_tokenizer(self, out: Path, directory: Path) -> Step:
+        """``tokenizer.pretrained``: the base's tokenizer files copied into ``tokenizer/`` (nothing trained),
+        so the tokenize step and everything after read them where a trained tokenizer would be."""
+        files = [name for name in PRETRAINED_TOKENIZER_FILES if (directory / name).is_file()]
+
+        def run():
+            out.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                shutil.copyfile(directory / name, out / name)
+
+        return Step("tokenizer", "tokenizer", out, {"pretrained": {n: file_content(directory / n) for n in files},
                                                     "code": self.code["mixtures"]}, run)
 
     def _tokenize(self, beam: list[str]) -> Step:

@@ -42,7 +42,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
-from mixtures.tokenizer import encode_documents, eos_id
+from mixtures.tokenizer import bos_ids, encode_documents, eos_id
 from pipelines.documents import stage_row_problem
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
@@ -143,6 +143,7 @@ class TokenizeSplit(beam.DoFn):
 
         self.tok = Tokenizer.from_str(self.tokenizer_json)
         self.eos = eos_id(self.tok)
+        self.bos = bos_ids(self.tok)  # a pretrained base's BOS convention ([] for the project's tokenizers)
         self.dtype = token_dtype(self.tok.get_vocab_size())
         self.part_tokens = max(1, int(self.part_mb * (1 << 20)) // self.dtype.itemsize)
         self.progress = Progress(STAGE)
@@ -155,17 +156,17 @@ class TokenizeSplit(beam.DoFn):
 
         def encode(batch):
             try:
-                arrays = encode_documents(self.tok, [d["text"] for d in batch], self.eos, self.dtype)
+                arrays = encode_documents(self.tok, [d["text"] for d in batch], self.eos, self.dtype, self.bos)
             except Exception:  # one bad document must not cost the batch: encode one by one
                 arrays = []
                 for d in batch:
                     try:
-                        arrays.append(encode_documents(self.tok, [d["text"]], self.eos, self.dtype)[0])
+                        arrays.append(encode_documents(self.tok, [d["text"]], self.eos, self.dtype, self.bos)[0])
                     except Exception as exc:
                         arrays.append(exc)
             for doc, ids in zip(batch, arrays):
                 reason = (f"record_error:{type(ids).__name__}" if isinstance(ids, Exception)
-                          else "empty_tokenization" if ids.size == 1 else None)  # nothing but the EOS
+                          else "empty_tokenization" if ids.size == 1 + len(self.bos) else None)  # nothing but BOS/EOS
                 if reason:
                     removed.write({"reason": reason, "source": doc["source"], "id": doc["id"],
                                    "raw": snippet(doc["text"])})
@@ -239,6 +240,8 @@ def tokenizer_info(path: str) -> tuple[str, dict[str, Any]]:
     vocab = tok.get_vocab_size()
     info = {"file": TOKENIZER_FILE, "from": path, "sha256": hashlib.sha256(raw).hexdigest(), "vocab_size": vocab,
             "eos_id": eos_id(tok), "dtype": token_dtype(vocab).name}
+    if bos_ids(tok):  # (only a pretrained base's tokenizer has one: the project's stats stay as they were)
+        info["bos_ids"] = bos_ids(tok)
     return raw.decode("utf-8"), info
 
 

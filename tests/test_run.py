@@ -141,3 +141,72 @@ def test_a_source_with_its_text_under_another_field_is_cleaned_through_text_fiel
     assert dict(run.main(["--config", str(config), "--until", "clean"]))["clean:wires"] == "ran"
     stats = json.loads((work / "clean" / "wires" / "stats.json").read_text(encoding="utf-8"))
     assert stats["input"] == len(docs) and stats["output"] > 0.8 * len(docs), stats
+
+
+def base_tokenizer_dir(tmp: Path) -> Path:
+    """A Llama-style "base model" tokenizer (``<s>`` BOS added by its post-processor, ``</s>`` EOS), BPE of
+    400 pieces learned on real text from data/, saved as a Hugging Face directory's tokenizer.json."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    from tests.conftest import read_jsonl_gz
+
+    texts = [d["text"] for d in read_jsonl_gz(DATA / "finance" / "reuters_finance.jsonl.gz")[:200]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    base = tmp / "base"
+    base.mkdir()
+    tok.save(str(base / "tokenizer.json"))
+    (base / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    return base
+
+
+def test_a_pretrained_tokenizer_is_copied_not_trained_and_tokenizes_with_its_bos_eos(tmp_path):
+    import json
+
+    from mixtures.tokenizer import file_sha256
+
+    base, work = base_tokenizer_dir(tmp_path), tmp_path / "work"
+    config = write_config(tmp_path, work, tokenizer={"pretrained": str(base)})
+    done = dict(run.main(["--config", str(config), "--until", "mix"]))
+    assert done["tokenizer"] == done["tokenize"] == done["mix"] == "ran"
+    assert filecmp.cmp(base / "tokenizer.json", work / "tokenizer" / "tokenizer.json", shallow=False)
+    assert (work / "tokenizer" / "tokenizer_config.json").is_file()
+    assert not (work / "tokenizer" / "training.json").exists()  # nothing was trained
+    manifest = json.loads((work / "mix" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["tokenizer_sha256"] == file_sha256(base / "tokenizer.json") and manifest["vocab_size"] == 400
+    assert manifest["eos_token"] == "</s>" and manifest["eos_id"] == 1 and manifest["bos_id"] == 0
+    from mixtures.shards import TokenStream
+    train = TokenStream(work / "mix" / "train")
+    doc = train.shards[0].doc(0)
+    assert doc[0] == 0 and doc[-1] == 1 and train.dtype.name == "uint16"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"pretrained": "nowhere"}, "tokenizer.pretrained: 'nowhere' has no tokenizer.json"),
+    ({"pretrained": "BASE", "config": "x.yaml"}, "tokenizer.pretrained replaces tokenizer training"),
+])
+def test_bad_pretrained_tokenizers_exit_2_with_one_line(tmp_path, capsys, setting, message):
+    base = base_tokenizer_dir(tmp_path)
+    setting = {k: str(base) if v == "BASE" else v for k, v in setting.items()}
+    config = write_config(tmp_path, tmp_path / "work", tokenizer=setting)
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and not (tmp_path / "work" / "tokenizer").exists()
+
+
+def test_a_model_smaller_than_the_pretrained_vocabulary_is_refused_before_any_work(tmp_path, capsys):
+    base = base_tokenizer_dir(tmp_path)
+    config = write_config(tmp_path, tmp_path / "work", tokenizer={"pretrained": str(base)},
+                          train={"config": str(ROOT / "configs" / "train" / "tiny.yaml"),
+                                 "overrides": {"model.vocab_size": 300}})
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "vocabulary of 400" in err and "model.vocab_size 300" in err
+    assert not (tmp_path / "work" / "clean").exists()

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pipelines import ConfigError, check_keys, read_yaml
+from train.hf_import import resolve_model_section
 from train.model_config import ModelConfig
 
 # The accepted values of the keys whose value picks code, checked when the config is read (validate_config)
@@ -194,6 +195,8 @@ def config_problems(cfg: Config) -> list[str]:
 def config_from_dict(doc: dict[str, Any]) -> Config:
     """Build and validate a ``Config``; every unusable value is a :class:`ConfigError` (all of them, "; ")."""
     check_keys(doc, SECTIONS, "config section")
+    if isinstance(doc.get("model"), dict) and doc["model"].get("init_from"):  # a Hugging Face base decides the shape
+        doc = {**doc, "model": resolve_model_section(doc["model"])}
     cfg = Config(**{name: _coerce(cls, doc.get(name) or {}, name) for name, cls in SECTIONS.items()})
     problems = config_problems(cfg)
     if problems:

@@ -14,7 +14,8 @@ different world size; and each rank reads only the windows it trains on, straigh
 the memory map.
 
 Reading (``StepBatches.tokens``) gathers all windows of a step with one fancy index per shard, in
-int32 (half the bytes of int64; token ids are uint16/uint32 on disk); ``StepPrefetcher`` reads
+int32 (half the bytes of int64; token ids are uint16, or uint32 for vocabularies over 65,536, on disk: any
+vocabulary below 2**31 ids fits, tests/test_wide_vocab.py reads 131,072); ``StepPrefetcher`` reads
 step ``s + 1`` in a background thread, into pinned memory on CUDA, while step ``s`` trains, copies
 it without blocking and widens it to int64 on the device. Batches are the same values as a plain
 ``stream.window`` loop (tests/test_train_data.py).

@@ -74,9 +74,27 @@ class RMSNorm(nn.Module):
         return xf.type_as(x) * self.weight
 
 
-def rope_cos_sin(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(seq_len, head_dim)`` cos and sin tables in the HF "rotate half" layout (fp32)."""
+def llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """Llama 3's frequency scaling (Meta's ``apply_scaling``; HF ``_compute_llama3_parameters``): wavelengths
+    longer than ``original_max_position_embeddings / low_freq_factor`` tokens are divided by ``factor``,
+    shorter than ``... / high_freq_factor`` kept, and those between interpolated smoothly."""
+    factor, low, high = float(scaling["factor"]), float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    old_len = float(scaling["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return torch.where(medium, smoothed, scaled)
+
+
+def rope_cos_sin(head_dim: int, seq_len: int, theta: float,
+                 scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(seq_len, head_dim)`` cos and sin tables in the HF "rotate half" layout (fp32); ``scaling``: a
+    ``rope_type: llama3`` mapping (the only scaling ModelConfig accepts) or ``None``."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    if scaling is not None:
+        inv_freq = llama3_inv_freq(inv_freq, scaling)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().float(), angles.sin().float()
@@ -130,12 +148,13 @@ class Attention(nn.Module):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         self.sizes = [cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim]
+        bias = cfg.qkv_bias  # Qwen2's q/k/v biases; o_proj never has one
         if cfg.fused_qkv:
-            self.wqkv = nn.Linear(cfg.d_model, sum(self.sizes), bias=False)
+            self.wqkv = nn.Linear(cfg.d_model, sum(self.sizes), bias=bias)
         else:
-            self.wq = nn.Linear(cfg.d_model, self.sizes[0], bias=False)
-            self.wk = nn.Linear(cfg.d_model, self.sizes[1], bias=False)
-            self.wv = nn.Linear(cfg.d_model, self.sizes[2], bias=False)
+            self.wq = nn.Linear(cfg.d_model, self.sizes[0], bias=bias)
+            self.wk = nn.Linear(cfg.d_model, self.sizes[1], bias=bias)
+            self.wv = nn.Linear(cfg.d_model, self.sizes[2], bias=bias)
         self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
         if cfg.pos == "alibi":  # for FlexAttention's score_mod (the sdpa path gets a ready-made bias)
             self.register_buffer("alibi", alibi_slopes(cfg.n_head), persistent=False)
@@ -224,7 +243,7 @@ class Transformer(nn.Module):
             self.output.weight = self.tok_embeddings.weight
         # Position tables are recomputed from the config, never saved (persistent=False).
         if cfg.pos == "rope":
-            cos, sin = rope_cos_sin(cfg.head_dim, cfg.seq_len, cfg.rope_theta)
+            cos, sin = rope_cos_sin(cfg.head_dim, cfg.seq_len, cfg.rope_theta, cfg.rope_scaling)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         else:
@@ -239,7 +258,9 @@ class Transformer(nn.Module):
         parameters, so fused and unfused models of one seed hold the same numbers."""
         std = self.cfg.init_std
         for name, p in self.named_parameters():
-            if p.dim() == 1:
+            if name.endswith(".bias"):  # q/k/v biases start at zero (Qwen2 trains them from there)
+                nn.init.zeros_(p)
+            elif p.dim() == 1:
                 nn.init.ones_(p)
             elif name.endswith(("wo.weight", "w2.weight")):
                 nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.cfg.n_layer))
@@ -292,13 +313,14 @@ class Transformer(nn.Module):
 # Fused parameter -> (its unfused parts, in row order). The Hugging Face export and anything else
 # that wants the Llama layout goes through unfused_state_dict.
 FUSED = {"attention.wqkv.weight": ("attention.wq.weight", "attention.wk.weight", "attention.wv.weight"),
+         "attention.wqkv.bias": ("attention.wq.bias", "attention.wk.bias", "attention.wv.bias"),
          "feed_forward.w13.weight": ("feed_forward.w1.weight", "feed_forward.w3.weight")}
 
 
 def fused_rows(cfg: ModelConfig, name: str) -> list[int] | None:
     """Rows of each unfused part of the fused parameter ``name`` (``None`` if it is not fused)."""
     kv = cfg.n_kv_head * cfg.head_dim
-    if name.endswith("attention.wqkv.weight"):
+    if name.endswith(("attention.wqkv.weight", "attention.wqkv.bias")):
         return [cfg.n_head * cfg.head_dim, kv, kv]
     if name.endswith("feed_forward.w13.weight"):
         return [cfg.ffn_hidden, cfg.ffn_hidden]

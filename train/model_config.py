@@ -39,6 +39,9 @@ class ModelConfig:
     pos: str = "rope"                 # "rope" | "alibi"
     rope_theta: float = 10000.0       # Llama 1/2 base frequency
     norm_eps: float = 1e-5            # Llama 2 RMSNorm epsilon
+    rope_scaling: dict[str, Any] | None = None  # Llama 3 frequency scaling {rope_type: llama3, factor, ...}
+    qkv_bias: bool = False            # biases on the q/k/v projections (Qwen2)
+    init_from: str | None = None      # a Hugging Face model directory the weights come from (train/hf_import.py)
     init_std: float = 0.02            # GPT-2 / nanoGPT initializer range
     # Kernels and layout: the same function (to fp32 rounding), different speed. Exports are unfused.
     attention: str = "auto"           # "auto" | "sdpa" | "cudnn" | "flex" (see train/model.py)
@@ -58,6 +61,8 @@ class ModelConfig:
             raise ValueError(f"pos must be 'rope' or 'alibi', got {self.pos!r}")
         if self.attention not in ATTENTION_KERNELS:
             raise ValueError(f"attention must be one of {ATTENTION_KERNELS}, got {self.attention!r}")
+        if self.rope_scaling is not None and (self.pos != "rope" or self.rope_scaling.get("rope_type") != "llama3"):
+            raise ValueError(f"rope_scaling supports rope_type llama3 with pos=rope only, got {self.rope_scaling!r}")
         if self.pos == "rope" and self.head_dim % 2:
             raise ValueError(f"rotary embeddings need an even head_dim, got {self.head_dim}")
 
@@ -95,7 +100,8 @@ def param_counts(cfg: ModelConfig) -> dict[str, int]:
     shared weights counted once (Chinchilla's N, used by the mixer's 20x sizing).
     """
     d, h, kv = cfg.d_model, cfg.ffn_hidden, cfg.n_kv_head * cfg.head_dim
-    attn = d * d + 2 * d * kv + d * d          # wq, wk, wv, wo (no biases)
+    attn = d * d + 2 * d * kv + d * d          # wq, wk, wv, wo
+    attn += (d + 2 * kv) if cfg.qkv_bias else 0  # q/k/v biases (Qwen2)
     mlp = 3 * d * h                            # w1 (gate), w3 (up), w2 (down)
     norms = 2 * d                              # attention_norm, ffn_norm
     non_embedding = cfg.n_layer * (attn + mlp + norms) + d  # + final norm

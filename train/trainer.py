@@ -37,9 +37,9 @@ except ImportError:  # a bare GPU image may lack tqdm: train without a progress 
             def close(self) -> None: ...
         return _NoBar()
 
-from mixtures.shards import TokenStream
+from mixtures.shards import TokenStream, manifest_dtype
 from train import checkpoint as ckpt
-from train import precision
+from train import hf_import, precision
 from train.config import Config, ConfigError
 from train.data import StepBatches, StepPrefetcher
 from train.evaluate import evaluate_stream
@@ -133,8 +133,9 @@ def open_data(cfg: Config, rank: int, world: int) -> RunData:
     if tc.global_batch_tokens % mc.seq_len:
         raise ConfigError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
     try:  # a missing or too small mixture, a batch the ranks cannot split: the config's to fix
-        train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split)
-        val_streams = {s: TokenStream(Path(cfg.data.dir) / s) for s in cfg.data.val_splits
+        dtype = manifest_dtype(manifest)  # uint16 or uint32 shards: a 128k vocabulary needs the latter
+        train_stream = TokenStream(Path(cfg.data.dir) / cfg.data.train_split, dtype=dtype)
+        val_streams = {s: TokenStream(Path(cfg.data.dir) / s, dtype=dtype) for s in cfg.data.val_splits
                        if (Path(cfg.data.dir) / s).is_dir()}
         batches = StepBatches(train_stream, mc.seq_len, tc.global_batch_tokens // mc.seq_len, rank, world,
                               tc.micro_batch, cfg.data.seed)
@@ -178,6 +179,11 @@ def build_model(cfg: Config, device: torch.device, world: int, total_steps: int)
     torch.manual_seed(tc.seed)  # identical init on every rank (FSDP shards it, DDP checks it)
     with torch.device(device):
         model = Transformer(mc, fused_loss=tc.fused_loss)
+    # Continued pretraining: the base's weights streamed tensor by tensor (train/hf_import.py); under FSDP2 after
+    # sharding, so that each rank reads only its own rows of each tensor.
+    sharded = tc.strategy in ("fsdp", "hsdp", "cpu_offload")
+    if mc.init_from and not sharded:
+        hf_import.load_into(model, mc.init_from)
     if tc.dtype == "fp8":
         precision.apply_float8_training(model)
     qat_start = total_steps  # QAT phase: steps [qat_start, total_steps) with fake quantization
@@ -193,6 +199,8 @@ def build_model(cfg: Config, device: torch.device, world: int, total_steps: int)
         apply_compile(model)
     mesh = build_mesh(tc.strategy, world, device, tc.sharding_factor)
     model = apply_data_parallel(model, tc.strategy, mesh, device, param_dtype, tc.reshard_after_forward)
+    if mc.init_from and sharded:
+        hf_import.load_into(model, mc.init_from)
     optimizer = build_optimizer(model, cfg, device)
     scaler = precision.loss_scaler(tc.dtype, device.type, tc.loss_scale)  # fp16 only, else None
     # DDP (and no wrapper) keep fp32 weights, so bf16 there means autocast; FSDP2 casts through its
