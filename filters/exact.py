@@ -13,7 +13,8 @@ them and removed from the others. A line is a piece of ``text.split("\\n")``, as
 key is 8 bytes of BLAKE2b over the scope and the 64-bit hashes of its normalized words, so
 two lines match when their normalized texts are equal. The Beam side counts documents per
 key and asks :func:`remove_repeated_lines` per document, so the functions here see one
-document at a time.
+document at a time. Table lines (``filters/tables.py``) are never line-deduplicated: a table's header
+and rows belong to every filing that has them (:func:`prose_line_keys`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from collections.abc import Callable
 import numpy as np
 
 from filters.minhash import _codepoints, _word_bounds, _word_hashes, exact_hash, normalize_text
+from filters.tables import table_line_mask
 
-__all__ = ["exact_hash", "normalize_text", "line_keys", "line_hash", "document_lines", "remove_repeated_lines",
+__all__ = ["exact_hash", "normalize_text", "line_keys", "prose_line_keys", "line_hash", "document_lines",
+           "remove_repeated_lines",
            "has_dedup_line", "MIN_LINE_WORDS", "MIN_LINE_DOCS", "LINE_KEY_BYTES"]
 
 # Lines with fewer normalized words are never deduplicated: C4 drops lines of fewer than 5 words
@@ -70,23 +73,34 @@ def line_hash(line: str, scope: str = "") -> bytes:
     return key
 
 
+def prose_line_keys(text: str, min_words: int = MIN_LINE_WORDS, scope: str = "") -> list[bytes | None]:
+    """:func:`line_keys` with table lines left out (None): a table row, numeric line or table heading
+    (``filters/tables.py``: ``iPhone (1) | $51,982 | $61,104``, ``Three Months Ended``) is part of its
+    table in every filing that has it, not boilerplate to keep in one document only."""
+    keys = line_keys(text, min_words, scope)
+    if any(k is not None for k in keys):
+        keys = [None if table else k for k, table in zip(keys, table_line_mask(text))]
+    return keys
+
+
 def document_lines(text: str, min_words: int = MIN_LINE_WORDS, scope: str = "") -> list[bytes]:
-    """Distinct keys of the lines of a document that are long enough to be deduplicated, in order."""
-    return list(dict.fromkeys(k for k in line_keys(text, min_words, scope) if k is not None))
+    """Distinct keys of the lines of a document that line dedup may remove (long enough, not table
+    lines), in order."""
+    return list(dict.fromkeys(k for k in prose_line_keys(text, min_words, scope) if k is not None))
 
 
 def remove_repeated_lines(text: str, keep_line: Callable[[bytes], bool], min_words: int = MIN_LINE_WORDS,
                           scope: str = "") -> tuple[str, int]:
     """Drop every line whose key ``keep_line`` rejects (it is kept in another document).
 
-    Returns ``(new text, number of lines removed)``. Short lines are always kept. Unlike C4, a
+    Returns ``(new text, number of lines removed)``. Short lines and table lines are always kept. Unlike C4, a
     line repeated inside this one document is left alone when ``keep_line`` accepts it: in-document
     repetition is the Gopher repetition rules' job (filter stage), and line dedup only removes
     what another document keeps.
     """
     lines = text.split("\n")
     out, removed = [], 0
-    for line, key in zip(lines, line_keys(text, min_words, scope)):
+    for line, key in zip(lines, prose_line_keys(text, min_words, scope)):
         if key is not None and not keep_line(key):
             removed += 1
         else:

@@ -131,7 +131,8 @@ def _ipv6_ok(text: str, m: re.Match) -> bool:
 # number's country to read a national format, and every country validates some digit strings
 # ("0490 39 07 81" is valid in 18 regions, "2021 2022" in 26), so it cannot judge a number in text whose
 # country is unknown; with region US it found 9 of 30 phones of the third-party set, these rules 29.
-_EXT = r"(?:[ ]?(?:[xX]|[Ee]xt\.?|[Ee]xtn\.?|[Ee]xtension|#)[ ]?\d{1,6}(?!\w)|[xX](?!\w))?"
+_EXT_MARK = r"(?:[xX]|[Ee]xt\.?|[Ee]xtn\.?|[Ee]xtension|#)"
+_EXT = r"(?:[ ]?" + _EXT_MARK + r"[ ]?\d{1,6}(?!\w)|[xX](?!\w))?"
 # The candidate is a whole number: not glued to a word, not the tail or head of a longer run of digits
 # split by the same separators ("12 0490 39 07 81", "212-555-0123-99").
 _PHONE_END = r"(?!\w)(?![ .,:/-]\d)"
@@ -198,9 +199,12 @@ def _digits(s: str) -> int:
     return sum(map(str.isdigit, s))
 
 
+_EXT_TAIL_RE = re.compile(r"[ ]?" + _EXT_MARK + r"[ ]?\d{0,6}$")
+
+
 def _strip_ext(s: str) -> str:
     """The number without its extension suffix (for digit counts)."""
-    m = re.search(r"(?:[ ]?(?:[xX]|[Ee]xt\.?|[Ee]xtn\.?|[Ee]xtension|#)[ ]?\d{0,6})$", s)
+    m = _EXT_TAIL_RE.search(s)
     return s[:m.start()] if m else s
 
 

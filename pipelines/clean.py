@@ -67,6 +67,16 @@ FORMATS = ("auto", "html", "text", "edgar")
 FILING_RAW_LIMIT = 64  # an EDGAR document may be this many times --max-text-bytes of raw HTML (a 10-K: 2-10 MB)
 
 
+def _meta(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document's ``meta`` as a dict (on disk it is a JSON object string: pipelines/documents.py)."""
+    return json.loads(doc["meta"]) if doc.get("meta") else {}
+
+
+def _redacted(text: str, pii_kinds: tuple[str, ...]) -> tuple[str, dict[str, int]]:
+    """``text`` with the PII of ``pii_kinds`` replaced, and the spans replaced per kind."""
+    return redact(text, pii_kinds) if pii_kinds else (text, {})
+
+
 def clean_document(doc: dict[str, Any], text_format: str = "auto", extractor: str = DEFAULT_EXTRACTOR,
                    pii_kinds: tuple[str, ...] = PII_KINDS) -> dict[str, Any] | str:
     """Clean one document's text and redact its PII (``filters/pii.py``, the kinds in ``pii_kinds``);
@@ -81,14 +91,11 @@ def clean_document(doc: dict[str, Any], text_format: str = "auto", extractor: st
             return "html_extraction_failed"
         if not text.strip():
             return "empty_after_html_extraction"
-        meta = json.loads(doc["meta"]) if doc.get("meta") else {}
-        doc = {**doc, "meta": meta_json({**meta, "format": "html"})}  # a web page (document_type)
+        doc = {**doc, "meta": meta_json({**_meta(doc), "format": "html"})}  # a web page (document_type)
     text = clean_text(text)
     if not text:
         return "empty_after_clean"
-    replaced: dict[str, int] = {}
-    if pii_kinds:
-        text, replaced = redact(text, pii_kinds)
+    text, replaced = _redacted(text, pii_kinds)
     return {**doc, "text": text, **({PII_COUNTS: replaced} if replaced else {}),
             **({FALLBACK: True} if fell_back else {})}
 
@@ -120,15 +127,13 @@ def clean_filing(doc: dict[str, Any], max_text_bytes: int,
     except Exception:  # a page lxml cannot parse is removed, not a crash
         log.warning("EDGAR extraction failed for %s/%s", doc["source"], doc["id"], exc_info=True)
         return "html_extraction_failed"
-    meta = json.loads(doc["meta"]) if doc["meta"] else {}
+    meta = _meta(doc)
     found = filing_meta(doc["text"], text, str(meta.get("file", "")) + " " + doc["id"]) if was_html else {}
     meta = {**found, **{k: v for k, v in meta.items() if v not in (None, "")}, "format": "edgar"}
     text = clean_text(text)
     if not text:
         return "empty_after_html_extraction" if was_html else "empty_after_clean"
-    replaced: dict[str, int] = {}
-    if pii_kinds:
-        text, replaced = redact(text, pii_kinds)
+    text, replaced = _redacted(text, pii_kinds)
     parts = split_parts(text, max_text_bytes)
     out = []
     for k, part in enumerate(parts, start=1):

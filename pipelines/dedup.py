@@ -60,8 +60,8 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from filters.exact import MIN_LINE_DOCS, MIN_LINE_WORDS, has_dedup_line, line_keys
-from filters.tables import table_line_mask
+from filters.exact import (MIN_LINE_DOCS, MIN_LINE_WORDS, document_lines, has_dedup_line, line_keys,
+                           remove_repeated_lines)
 from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig,
                              analyze, jaccard, permutations, word_char_table)
 from pipelines.components import ConnectedComponents
@@ -490,35 +490,12 @@ class LineKeys(beam.DoFn):
         for row, doc in read_split(split, as_dedup_row, STAGE, columns=list(COLUMNS)):
             if isinstance(doc, Rejected) or row in removed:
                 continue
-            keys = list(dict.fromkeys(k for k in prose_line_keys(doc["text"], self.lines.min_words,
-                                                                 self.lines.scope(doc["source"])) if k is not None))
+            keys = document_lines(doc["text"], self.lines.min_words, self.lines.scope(doc["source"]))
             if keys:
                 value = line_doc_value(source_rank(doc["source"], doc["domain"], self.priority), doc["source"],
                                        doc["id"], handle(split, row))
                 for key in keys:
                     yield key, value
-
-
-def prose_line_keys(text: str, min_words: int, scope: str) -> list[bytes | None]:
-    """``filters.exact.line_keys`` with table lines left out (None): a table row, numeric line or table
-    heading (``filters/tables.py``: ``iPhone (1) | $51,982 | $61,104``, ``Three Months Ended``) is part of
-    its table in every filing that has it, not boilerplate to keep in one document only."""
-    keys = line_keys(text, min_words, scope)
-    if any(k is not None for k in keys):
-        keys = [None if table else k for k, table in zip(keys, table_line_mask(text))]
-    return keys
-
-
-def remove_repeated_lines(text: str, drop: set[bytes], min_words: int, scope: str) -> tuple[str, int]:
-    """``(text without its prose lines whose key is in drop, lines removed)``; table lines always stay
-    (``filters.exact.remove_repeated_lines`` semantics otherwise)."""
-    out, removed = [], 0
-    for line, key in zip(text.split("\n"), prose_line_keys(text, min_words, scope)):
-        if key is not None and key in drop:
-            removed += 1
-        else:
-            out.append(line)
-    return "\n".join(out), removed
 
 
 def repeated_lines(min_docs: int):
@@ -611,7 +588,7 @@ class ApplyLabelsAndWrite(beam.DoFn):
         scope = lines.scope(source)
         text = doc["text"]
         if drop:
-            text, n = remove_repeated_lines(text, drop, lines.min_words, scope)
+            text, n = remove_repeated_lines(text, lambda key: key not in drop, lines.min_words, scope)
             counts.add("lines_removed", n)
             counts.add_source(source, "lines_removed", n)
             if not has_dedup_line(text, lines.min_words):

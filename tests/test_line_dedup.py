@@ -224,7 +224,7 @@ def test_table_rows_are_never_line_deduplicated(finance_docs, tmp_path):
     texts = [d["text"] for d in finance_docs if len(d["text"].split()) >= 80][:2]
     docs = [{"id": f"note-{i}", "text": f"{text}\n{table}\n{SAFE_HARBOR}", "source": "sec", "domain": "domain",
              "meta": "{}", "lang": "en"} for i, text in enumerate(texts)]
-    keys = dedup.prose_line_keys(docs[0]["text"], MIN_WORDS, "")
+    keys = exact.prose_line_keys(docs[0]["text"], MIN_WORDS, "")
     rows = docs[0]["text"].split("\n")
     assert keys[rows.index("iPhone (1) | $51,982 | $61,104")] is None  # 5 words, but a table row
     assert keys[rows.index(SAFE_HARBOR)] is not None
