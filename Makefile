@@ -16,7 +16,7 @@ DTVENV ?= $(PEER_DIR)/dtvenv
 need = @test -e $(1) || { echo "make $@: $(1) does not exist: $(2)" >&2; exit 2; }
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-edgar bench-plan bench-precision bench-tokenize bench-tokenizer bench-tokenizer-scale bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-filter-finance bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment
+.PHONY: help setup test lint all demo clean-data plan tokenizer tokenize mix filter filter-report train-classifier dedup train export-model bench bench-clean bench-html bench-edgar bench-plan bench-precision bench-tokenize bench-tokenizer bench-tokenizer-scale bench-train bench-train-gpu bench-throughput-cpu bench-dedup bench-neardup bench-filter bench-filter-finance bench-langid bench-pii bench-route bench-scale peer-venv report report-screenshot clean experiment experiment-continue continue-demo sweep
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "} \
@@ -122,31 +122,31 @@ report-screenshot: report ## headless chromium PNG of the report -> WORK/report.
 bench: bench-clean bench-html bench-edgar bench-filter bench-filter-finance bench-langid bench-pii bench-route bench-neardup bench-dedup bench-tokenizer bench-tokenize bench-scale bench-train bench-plan bench-precision ## every benchmark, ~1 h on 2 cores (benchmarks/RESULTS.md)
 
 bench-clean: setup ## clean stage docs/s and MB/s per core vs the plain Python loop
-	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA)
+	$(PY) benchmarks/bench_clean.py --corpora $(CORPORA) --results benchmarks/RESULTS.md
 
 bench-html: setup ## HTML extractors: quality vs hand-checked text, pages/s
-	$(PY) benchmarks/bench_html.py --input $(CORPORA)/html/news_pages.jsonl.gz
+	$(PY) benchmarks/bench_html.py --input $(CORPORA)/html/news_pages.jsonl.gz --results benchmarks/RESULTS.md
 
 bench-edgar: setup ## EDGAR filings -> text: text/number recall per filing vs visible text, MB/s, candidate extractors (~1 min)
-	$(PY) benchmarks/bench_edgar.py --input $(REALWORLD)/edgar_html
+	$(PY) benchmarks/bench_edgar.py --input $(REALWORLD)/edgar_html --results benchmarks/RESULTS.md
 
 $(TOKENIZER_DIR)/tokenizer.json:
 	$(MAKE) demo
 
 bench-tokenize: setup $(TOKENIZER_DIR)/tokenizer.json ## tokenize stage tokens/s and MB/s per core vs a plain encode_batch loop
-	$(PY) benchmarks/bench_tokenize.py --tokenizer $(TOKENIZER_DIR)/tokenizer.json
+	$(PY) benchmarks/bench_tokenize.py --tokenizer $(TOKENIZER_DIR)/tokenizer.json --results benchmarks/RESULTS.md
 
 bench-tokenizer: setup ## bytes/token of Unigram, BPE and GPT-2 BPE on held-out domain and general text (~3 min)
-	$(PY) benchmarks/bench_tokenizer.py
+	$(PY) benchmarks/bench_tokenizer.py --results benchmarks/RESULTS.md
 
 bench-tokenizer-scale: setup ## Unigram training at 8/32/128 MB: split-and-merge vs today's trainer, wall/CPU/RSS/bytes per token (~1.5 h; TOKENIZER_SCALE_ARGS='--runs new:8 today:8')
-	$(PY) benchmarks/bench_tokenizer_scale.py --corpora $(CORPORA) $(TOKENIZER_SCALE_ARGS)
+	$(PY) benchmarks/bench_tokenizer_scale.py --corpora $(CORPORA) --results benchmarks/RESULTS.md $(TOKENIZER_SCALE_ARGS)
 
 bench-train: setup ## trainer tokens/s + memory per rank: ddp/fsdp/hsdp (2 ranks) vs a plain PyTorch loop (~7 min)
 	$(PY) benchmarks/bench_train.py --results benchmarks/RESULTS.md
 
 bench-train-gpu: setup ## tokens/s/GPU, MFU (head counted), peak memory for ~1B and ~125M + a row per throughput fix (CUDA machine, ~7 min)
-	PYTHON=$(PY) bash benchmarks/gpu_train.sh
+	PYTHON=$(PY) RESULTS=benchmarks/RESULTS.md bash benchmarks/gpu_train.sh
 
 bench-throughput-cpu: setup ## the CPU-side throughput checks: loader seq/s, head+loss memory, fused step time (~3 min)
 	$(PY) benchmarks/bench_throughput_cpu.py --results benchmarks/RESULTS.md
@@ -159,13 +159,14 @@ peer-venv: ## datatrove 0.10.1 in its own venv (work/peers/dtvenv), offline, for
 	test -x $(DTVENV)/bin/python || bash $(PEERS)/setup_datatrove_venv.sh $(DTVENV) $(PEER_DIR)/dtmodel
 
 bench-filter: setup ## filter stage vs datatrove 0.10.1: documents/s per core + decision agreement (~5-10 min)
-	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir work/bench_filter --dt-venv $(DTVENV)
+	$(PY) benchmarks/bench_filter.py --corpus $(CORPORA)/general --workdir work/bench_filter --dt-venv $(DTVENV) --results benchmarks/RESULTS.md
 
 bench-filter-finance: setup ## clean + filter defaults on ../shared/realworld finance files: kept per type, built junk set removed (~1 min)
 	$(PY) benchmarks/bench_filter_finance.py --realworld $(REALWORLD) --results benchmarks/RESULTS.md
 
 bench-langid: setup ## language-ID accuracy per language on a labelled multilingual set
-	$(PY) benchmarks/build_langid_set.py && $(PY) benchmarks/bench_langid.py
+	$(PY) benchmarks/build_langid_set.py
+	$(PY) benchmarks/bench_langid.py --results benchmarks/RESULTS.md
 
 bench-pii: setup ## PII P/R per kind: third-party PII set + finance files (../shared/realworld), injected set vs datatrove if work/peers/dtvenv exists
 	$(PY) benchmarks/bench_pii.py --corpora $(CORPORA) --realworld $(REALWORLD) --dt-venv $(DTVENV) --results benchmarks/RESULTS.md
@@ -175,27 +176,40 @@ bench-route: setup ## domain harvesting: `--route finance` on ../shared/realworl
 
 bench-neardup: setup ## near-dup quality: P/R/F1 vs labels at t=0.7/0.8/0.9, + datatrove 0.10.1 if work/peers/dtvenv exists
 	test -f $(NEARDUP)/labels.jsonl || $(PY) benchmarks/neardup/build.py --output $(NEARDUP)
-	$(PY) benchmarks/neardup/evaluate.py --data $(NEARDUP) \
+	$(PY) benchmarks/neardup/evaluate.py --data $(NEARDUP) --results benchmarks/RESULTS.md \
 		$$(test -x $(DTVENV)/bin/python && echo --datatrove-python $(DTVENV)/bin/python)
 
 bench-dedup: setup ## dedup docs/s per core + peak RSS: signatures 10k/100k/1M, whole stage 10k/100k (~12 min)
-	$(PY) benchmarks/bench_dedup.py --work $(WORK)/bench_dedup
+	$(PY) benchmarks/bench_dedup.py --work $(WORK)/bench_dedup --results benchmarks/RESULTS.md
 
 SCALE_ARGS ?=
 bench-scale: setup ## clean/filter/dedup/tokenize peak RSS + docs per CPU-s at 10k/100k/1M docs (SCALE_ARGS='--sizes 10000')
-	$(PY) benchmarks/bench_scale.py --corpora $(CORPORA) $(SCALE_ARGS)
+	$(PY) benchmarks/bench_scale.py --corpora $(CORPORA) --results benchmarks/RESULTS.md $(SCALE_ARGS)
 
 bench-plan: setup ## planner: trainer activation bytes measured vs formulas (CPU, ~15 s)
-	$(PY) benchmarks/plan_activations.py
+	$(PY) benchmarks/plan_activations.py --results benchmarks/RESULTS.md
 
 bench-precision: setup $(MIX_DIR)/manifest.json ## fp32/bf16/fp16/int8/int4/8da4w + QAT: held-out ppl, bpb, size, CPU tok/s (~4 min)
-	$(PY) benchmarks/bench_precision.py --mix $(MIX_DIR)
+	$(PY) benchmarks/bench_precision.py --mix $(MIX_DIR) --results benchmarks/RESULTS.md
 
 $(MIX_DIR)/manifest.json:
 	$(MAKE) demo
 
 experiment: setup ## BloombergGPT's claim: 51/49 blend vs general-only, same budget, 3 seeds -> docs/experiment.md (~15 min)
 	$(PY) benchmarks/experiment.py
+
+SWEEP_ARGS ?=
+sweep: setup ## mixture search: proxies on a grid of blends, a fitted mixing law, the recommended recipe confirmed vs 51/49: make sweep CONFIG=configs/runs/experiment.yaml (~15 min) -> docs/experiment.md (SWEEP_ARGS='--general-tolerance 0.05 --no-confirm')
+	$(PY) -m mixtures.sweep --config $(CONFIG) $(SWEEP_ARGS)
+
+CONTINUE_ARGS ?=
+experiment-continue: setup ## continued pretraining: the experiment's general-only model continued with 0/5/25/49% general replay vs from scratch, 3 seeds -> docs/experiment.md (~15 min after make experiment; CONTINUE_ARGS='--seeds 1 --steps 20')
+	$(PY) benchmarks/experiment_continue.py $(CONTINUE_ARGS)
+
+continue-demo: setup ## continued pretraining of the demo's exported model on the demo mixture (configs/runs/continue_demo.yaml, ~1 min) -> work/continue_demo
+	$(call need,work/demo/mix/manifest.json,run make demo first (it writes the mixture and the exported model that the continue demo starts from))
+	$(call need,work/demo/hf/config.json,run make demo first (it writes the exported model work/demo/hf that the continue demo continues))
+	$(MAKE) all CONFIG=configs/runs/continue_demo.yaml
 
 clean: ## remove work/ outputs (keeps .venv)
 	rm -rf work

@@ -7,7 +7,7 @@ Reports documents/s and MB/s (UTF-8 input text) per core and the ratio Beam / lo
 rates divide by the process's CPU seconds (the in-memory DirectRunner runs its worker threads in
 this process), so other load on a shared machine does not distort them; wall times are printed too.
 
-    python benchmarks/bench_clean.py [--corpora ../shared/corpora] [--repeat 1]
+    python benchmarks/bench_clean.py [--corpora ../shared/corpora] [--results benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+TITLE = "## Clean stage throughput"  # this script's section of benchmarks/RESULTS.md
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
 from filters.html import DEFAULT_EXTRACTOR  # noqa: E402
 from pipelines import clean  # noqa: E402
 from pipelines.io import DEFAULT_MAX_TEXT_BYTES, Rejected, iter_file_records, write_parquet_file  # noqa: E402
@@ -66,17 +69,24 @@ def bench(name: str, files: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the table is only printed")
     args = parser.parse_args()
+    provenance.check_results(args.results)
     rows = [bench("embedded sample (data/, incl. 18 HTML pages)", sorted(glob.glob(str(ROOT / "data/*/*.jsonl.gz"))))]
     general = sorted(glob.glob(f"{args.corpora}/general/*.jsonl.gz"))
     if general:
         rows.append(bench("shared corpora general/ (7 files)", general))
     else:
         print(f"note: {args.corpora}/general not found: only the embedded sample was measured", file=sys.stderr)
-    print("\nPer core (CPU seconds):\n")
-    print("| input | docs | MB | loop docs/s | loop MB/s | Beam docs/s | Beam MB/s | Beam / loop |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
+    table = "\n".join(["Per core (CPU seconds):", "",
+                       "| input | docs | MB | loop docs/s | loop MB/s | Beam docs/s | Beam MB/s | Beam / loop |",
+                       "|---|---:|---:|---:|---:|---:|---:|---:|", *rows])
+    print("\n" + table)
+    if args.results:
+        replace_section(args.results, TITLE, provenance.body("bench-clean", provenance.method(__doc__), table),
+                        header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Dedup throughput and memory: signatures and the whole stage, at growing corpus sizes.
 
     python benchmarks/bench_dedup.py [--signature-sizes 10000 100000 1000000]
-        [--stage-sizes 10000 100000] [--work work/bench_dedup] [--append-results]
+        [--stage-sizes 10000 100000] [--work work/bench_dedup] [--results benchmarks/RESULTS.md]
 
 Documents are synthetic but made of real text: each is 8-20 sentences drawn at random from
 the English corpora in ../shared/corpora (news, Wikipedia, speeches, novels, docs), and 5%
@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+TITLE = "## Dedup throughput and memory (`make bench-dedup`)"  # this script's section of benchmarks/RESULTS.md
 CORPORA = ROOT.parent / "shared" / "corpora"
 SOURCES = ["finance/bbc_business", "finance/reuters_finance", "general/bbc_nonbusiness", "general/lee_news",
            "general/speeches", "general/wikipedia_en", "general/austen", "general/python_docs"]
@@ -192,9 +193,13 @@ def main() -> None:
     parser.add_argument("--signature-sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--stage-sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--work", default=str(ROOT / "work" / "bench_dedup"))
-    parser.add_argument("--append-results", action="store_true")
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the tables are only printed (and written to WORK/results.md)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from benchmarks import provenance
+
+    provenance.check_results(args.results)
     if args.child:
         mode, n = args.child[0], int(args.child[1])
         if mode == "signatures":
@@ -248,9 +253,12 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     (work / "results.md").write_text(table + "\n")
-    if args.append_results:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write("\n### Dedup throughput (benchmarks/bench_dedup.py)\n\n" + table + "\n")
+    if args.results:
+        from core.sections import replace_section
+
+        replace_section(args.results, TITLE, provenance.body("bench-dedup", provenance.method(__doc__), table),
+                        header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ to drop them. The reference leaves them out by its own reader's rule (:func:`con
 the target applies to ``filters/edgar.py`` as the clean stage runs it. The same extractor with the
 page-furniture step off is scored against all visible text too: does the renderer lose anything?
 
-    python benchmarks/bench_edgar.py [--input ../shared/realworld/edgar_html] [--no-write]
+    python benchmarks/bench_edgar.py [--input ../shared/realworld/edgar_html] [--results benchmarks/RESULTS.md]
+        [--no-write]
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_train import replace_section  # noqa: E402
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
 from filters.edgar import (document_text, filing_meta, html_to_text, iter_submission,  # noqa: E402
                            looks_like_filing)
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-TITLE = "## EDGAR filings: text and number recall per filing (`make bench-edgar`)"
+TITLE = "## EDGAR filings: text and number recall per filing (`make bench-edgar`)"  # this script's RESULTS.md section
 TARGET = 0.95  # issue 20: text recall and number recall >= 0.95 on every filing
 
 _WORDS = re.compile(r"[^\W_]+")
@@ -253,8 +255,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default="../shared/realworld/edgar_html", help="folder of filing HTML files")
     parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
-    parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS.md alone")
+    parser.add_argument("--results", default=str(RESULTS),
+                        help=f"replace the '{TITLE}' section of this file (default benchmarks/RESULTS.md)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the --results file alone")
     args = parser.parse_args()
+    if not args.no_write:
+        provenance.check_results(args.results)
     folder = Path(args.input)
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".htm", ".html")) if folder.is_dir() else []
     if not files:
@@ -287,22 +293,20 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        section = (f"{TITLE}\n\nDate: {time.strftime('%Y-%m-%d', time.gmtime())}. Machine: 2-core x86_64 sandbox, "
-                   f"no GPU. Command: `make bench-edgar` (`python benchmarks/bench_edgar.py --input "
-                   f"{args.input}`), {len(files)} filings.\n\nReference: the visible text nodes of each page "
-                   f"(Python's `html.parser`; script, style, head, `ix:header`, `display:none` excluded; a table "
-                   f"row is one line), less page furniture as a reader sees it: lines that are only a page number "
-                   f"and the repeats of a running header/footer that opens or closes >= 3 pages and half of them "
-                   f"(`content_reference`, written apart from `filters/edgar.py`). Recall = bag-of-tokens share of "
-                   f"the reference's words / numbers found in the output; precision = share of the output's words "
-                   f"found in the reference. Target: both recalls >= {TARGET} on every filing, as shipped (the "
-                   f"clean stage's extraction). The last column is `filters/edgar.py` with its page-furniture step "
-                   f"off against all visible text: does the renderer lose anything at all? Choice: resiliparse's "
-                   f"full text also reaches full recall and is faster, but it emits the hidden iXBRL facts "
-                   f"(lower precision) and puts each table cell on a line of its own, away from its label; "
-                   f"trafilatura finds no main content in 3 of 7 filings; ours keeps one line per table row.\n\n"
-                   f"{table}\n\n")
-        replace_section(RESULTS, TITLE, section)
+        method = (f"{len(files)} filings. Reference: the visible text nodes of each page "
+                  f"(Python's `html.parser`; script, style, head, `ix:header`, `display:none` excluded; a table "
+                  f"row is one line), less page furniture as a reader sees it: lines that are only a page number "
+                  f"and the repeats of a running header/footer that opens or closes >= 3 pages and half of them "
+                  f"(`content_reference`, written apart from `filters/edgar.py`). Recall = bag-of-tokens share of "
+                  f"the reference's words / numbers found in the output; precision = share of the output's words "
+                  f"found in the reference. Target: both recalls >= {TARGET} on every filing, as shipped (the "
+                  f"clean stage's extraction). The last column is `filters/edgar.py` with its page-furniture step "
+                  f"off against all visible text: does the renderer lose anything at all? Choice: resiliparse's "
+                  f"full text also reaches full recall and is faster, but it emits the hidden iXBRL facts "
+                  f"(lower precision) and puts each table cell on a line of its own, away from its label; "
+                  f"trafilatura finds no main content in 3 of 7 filings; ours keeps one line per table row.")
+        replace_section(args.results, TITLE, provenance.body("bench-edgar", method, table), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
     ok = summary[ours].get("pass") == len(files) and summary[ours].get("empty") == 0
     sys.exit(0 if ok else 1)
 

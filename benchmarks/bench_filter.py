@@ -19,7 +19,6 @@ Without the datatrove venv (make it with ``make peer-venv``) or the corpus, it s
 from __future__ import annotations
 
 import argparse
-import datetime
 import glob
 import gzip
 import json
@@ -33,6 +32,13 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+# this script's section of benchmarks/RESULTS.md
+TITLE = "## Filter stage throughput and agreement vs datatrove 0.10.1 (`make bench-filter`)"
 PEERS = os.path.join(os.path.dirname(ROOT), "shared", "peers")
 LID_MODEL = os.path.join(ROOT, "filters", "models", "lid.176.ftz")
 
@@ -105,8 +111,10 @@ def main() -> None:
     ap.add_argument("--dt-venv", default=os.path.join(ROOT, "work", "peers", "dtvenv"),
                     help="datatrove venv (make peer-venv)")
     ap.add_argument("--limit", type=int, help="benchmark on this many documents (evenly sampled)")
-    ap.add_argument("--results", help="append a markdown section to this file (e.g. benchmarks/RESULTS.md)")
+    ap.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the numbers are only printed (and written to WORKDIR/result.json)")
     args = ap.parse_args()
+    provenance.check_results(args.results)
 
     if not glob.glob(os.path.join(args.corpus, "*.jsonl.gz")):
         raise SystemExit(
@@ -214,14 +222,16 @@ def main() -> None:
     with open(os.path.join(args.workdir, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
     if args.results:
-        append_results(args.results, result)
+        replace_section(args.results, TITLE, provenance.body("bench-filter", provenance.method(__doc__),
+                                                             section(result, args.corpus)), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
-def append_results(path: str, r: dict) -> None:
+def section(r: dict, corpus: str) -> str:
+    """The measured part of this script's RESULTS.md section."""
     o, p = r["ours"], r["datatrove"]
     lines = [
-        f"\n### Filter stage vs datatrove ({datetime.date.today().isoformat()}, `make bench-filter`)\n",
-        f"{r['docs']} cleaned documents of ../shared/corpora/general ({r['chars'] / 1e6:.1f} M characters), "
+        f"{r['docs']} cleaned documents of {os.path.relpath(corpus, ROOT)} ({r['chars'] / 1e6:.1f} M characters), "
         "one worker each (DirectRunner / LocalPipelineExecutor workers=1).\n",
         "| | wall s | documents/s per core | kept |",
         "|---|---:|---:|---:|",
@@ -242,8 +252,7 @@ def append_results(path: str, r: dict) -> None:
         )
     else:
         lines.append("\n(datatrove venv absent: peer not run.)\n")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

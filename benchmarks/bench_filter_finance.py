@@ -25,7 +25,6 @@ import glob
 import gzip
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -37,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_train import replace_section  # noqa: E402
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
 from filters.tables import Layout  # noqa: E402
 
 FINANCE_FILES = {  # file stem -> (what it is, kept fraction the issue asks for)
@@ -158,8 +158,10 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(ROOT / "work" / "bench_filter_finance"))
     ap.add_argument("--config", default=str(ROOT / "configs" / "filter" / "default.yaml"))
     ap.add_argument("--per-kind", type=int, default=20, help="junk documents of each kind")
-    ap.add_argument("--results", help="write the section into this file (e.g. benchmarks/RESULTS.md)")
+    ap.add_argument("--results", help=f"replace the '{SECTION}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the table is only printed")
     args = ap.parse_args()
+    provenance.check_results(args.results)
 
     inputs = {stem: os.path.join(args.realworld, f"{stem}.jsonl.gz") for stem in FINANCE_FILES}
     missing = [p for p in inputs.values() if not os.path.exists(p)]
@@ -232,17 +234,15 @@ def main() -> None:
     print(f"clean {clean_s:.1f} s, filter {filter_s:.1f} s; stats balanced: clean {clean_stats.get('balanced')}, "
           f"filter {stats.get('balanced')}; all targets met: {ok}")
     if args.results:
-        section = (
-            f"{SECTION}\n\nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: 2-core "
-            f"{platform.machine()} sandbox, no GPU. Command: `make bench-filter-finance` "
-            "(`python benchmarks/bench_filter_finance.py`).\n\n"
-            "The finance files of `../shared/realworld` (development half) and a junk set built by a seeded "
-            "script from the real text of `data/finance` go through `pipelines.clean --domain domain` and "
-            "`pipelines.filter` with `configs/filter/default.yaml`: domain documents get the finance profile "
-            "(`filters/rules.py` `FINANCE_PROFILE`, table-aware rules of `filters/tables.py`).\n\n"
-            f"{table}\n\nJunk removed by kind: {per_kind}. Clean {clean_s:.1f} s, filter {filter_s:.1f} s "
-            f"(DirectRunner, one worker); stats.json balanced: {stats.get('balanced')}.\n\n")
-        replace_section(Path(args.results), SECTION, section)
+        method = (f"The finance files of `{os.path.relpath(args.realworld, ROOT)}` (development half) and a junk set "
+                  "built by a seeded script from the real text of `data/finance` go through `pipelines.clean --domain "
+                  "domain` and `pipelines.filter` with `configs/filter/default.yaml`: domain documents get the finance "
+                  "profile (`filters/rules.py` `FINANCE_PROFILE`, table-aware rules of `filters/tables.py`).")
+        notes = (f"Junk removed by kind: {per_kind}. Clean {clean_s:.1f} s, filter {filter_s:.1f} s "
+                 f"(DirectRunner, one worker); stats.json balanced: {stats.get('balanced')}.")
+        replace_section(args.results, SECTION, provenance.body("bench-filter-finance", method, table, notes),
+                        header=provenance.HEADER)
+        print(f"wrote the '{SECTION}' section of {args.results}")
     if not ok:
         raise SystemExit("some targets are not met")
 

@@ -5,6 +5,7 @@ Quality: bag-of-tokens precision/recall/F1 of each extractor's text against
 which write without spaces). Speed: pages/s and MB/s of HTML over all 30 pages.
 
     python benchmarks/bench_html.py [--input ../shared/corpora/html/news_pages.jsonl.gz]
+        [--results benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
 from filters.html import EXTRACTORS, extract_text  # noqa: E402
+
+TITLE = "## HTML extraction (clean stage)"  # this script's section of benchmarks/RESULTS.md
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared/corpora/html/news_pages.jsonl.gz"
 _UNSPACED = "\u0e00-\u0e7f\u1000-\u109f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
@@ -42,7 +47,10 @@ def prf(predicted: str, expected: str) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=str(DEFAULT_INPUT))
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the table is only printed")
     args = parser.parse_args()
+    provenance.check_results(args.results)
     if not Path(args.input).exists():
         sys.exit(f"{args.input} not found: this benchmark needs ../shared/corpora (absent here)")
     pages = [json.loads(line) for line in gzip.open(args.input, "rt", encoding="utf-8")]
@@ -59,11 +67,14 @@ def main() -> None:
         n = len(scores)
         mean = [sum(s[i] for s in scores) / n for i in range(3)]
         rows.append((name, n, *mean, len(pages) / seconds, total_mb / seconds))
-    print(f"{len(pages)} pages, {total_mb:.1f} MB of HTML; quality on the {rows[0][1]} with expected text\n")
-    print("| extractor | precision | recall | F1 | pages/s | MB/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, _, p, r, f, pps, mbs in rows:
-        print(f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {pps:.1f} | {mbs:.2f} |")
+    out = [f"{len(pages)} pages, {total_mb:.1f} MB of HTML; quality on the {rows[0][1]} with expected text", "",
+           "| extractor | precision | recall | F1 | pages/s | MB/s |", "|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {pps:.1f} | {mbs:.2f} |" for name, _, p, r, f, pps, mbs in rows]
+    print("\n".join(out))
+    if args.results:
+        replace_section(args.results, TITLE, provenance.body("bench-html", provenance.method(__doc__), "\n".join(out)),
+                        header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ import gzip
 import ipaddress
 import json
 import os
-import platform
 import random
 import re
 import string
@@ -68,11 +67,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
 KINDS = ("email", "ip", "phone", "card", "iban", "ssn")
 DT_KINDS = ("email", "ip")  # what datatrove's PIIFormatter redacts
 TARGET_P, TARGET_R = 0.99, 0.95
-MACHINE = "2-core x86_64 sandbox, no GPU"
-SECTION = "## PII detection"  # RESULTS.md sections whose title starts so are this script's (one is written)
+# this script's section of benchmarks/RESULTS.md; every section whose heading starts with SECTION is replaced by it
+SECTION = "## PII detection"
+TITLE = f"{SECTION}: filters/pii.py vs the rules before, phonenumbers and datatrove 0.10.1 (`make bench-pii`)"
 # filters/pii.py before issue 20 (national phone formats, extensions, every card issuer, ...): the baseline.
 BASELINE_REV = "45eee1cb3f2abab31427d99a1ebda333687c0eba"
 PRESIDIO_KINDS = {"CREDIT_CARD": "card", "PHONE_NUMBER": "phone", "EMAIL_ADDRESS": "email", "IBAN_CODE": "iban",
@@ -773,25 +776,6 @@ def _pn_version() -> str:
     return phonenumbers.__version__
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace every ``SECTION...`` section of ``path`` by ``section``, at the first one's place (or append):
-    other sections are other scripts'."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    at = None
-    while True:
-        start = text.find("\n" + SECTION)
-        if start < 0:
-            break
-        end = text.find("\n## ", start + 1)
-        text = text[:start + 1] + (text[end + 1:] if end >= 0 else "")
-        at = start + 1 if at is None else at
-    if at is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = text[:at] + section + text[at:]
-    path.write_text(text, encoding="utf-8")
-
-
 # ------------------------------------------------------------------------------------- report
 
 def table(name: str, sc: dict, kinds: tuple) -> list[str]:
@@ -832,8 +816,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dt-venv", default=str(ROOT / "work" / "peers" / "dtvenv"),
                     help="datatrove venv (make peer-venv)")
-    ap.add_argument("--results", help="write (replace) this script's section of this file (benchmarks/RESULTS.md)")
+    ap.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the tables are only printed")
     args = ap.parse_args()
+    provenance.check_results(args.results)
 
     t_start = time.perf_counter()
     part_a_lines = part_a(Path(args.realworld))
@@ -846,7 +832,7 @@ def main() -> None:
     n_neg = Counter(n["type"] for d in bench for n in d["negatives"])
     by_src = Counter(f"{d['domain']}/{d['source']}" for d in bench)
     chars = sum(len(d["text"]) for d in bench)
-    out = [f"{SECTION}: filters/pii.py vs the rules before, phonenumbers and datatrove 0.10.1 (`make bench-pii`)",
+    out = [TITLE,
            "", "### B. Injected PII and look-alikes in real text", "",
            f"Set: {len(bench)} documents of real text from {corpus_note} ({chars / 1e6:.2f} M characters after "
            f"injection; base cut to <= {args.max_chars} chars at a sentence boundary), seed {args.seed}.",
@@ -899,12 +885,9 @@ def main() -> None:
     print("\n".join(report), flush=True)
 
     if args.results:
-        cmd = "python benchmarks/bench_pii.py " + " ".join(sys.argv[1:])
-        header = [out[0], "",
-                  f"Script `benchmarks/bench_pii.py`, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {MACHINE}, "
-                  f"Python {platform.python_version()}. Command: `make bench-pii` (`{cmd}`).", ""]
-        write_section(Path(args.results), "\n".join(header + part_a_lines + out[2:] + report) + "\n\n")
-        print(f"wrote its section of {args.results}")
+        replace_section(args.results, TITLE, provenance.body("bench-pii", "\n".join(part_a_lines + out[2:] + report)),
+                        header=provenance.HEADER, key=SECTION)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 domain and general text, size on disk and CPU inference speed, per number format (``make bench-precision``).
 
     python benchmarks/bench_precision.py [--mix work/demo/mix] [--steps 300] [--work work/bench_precision]
+        [--results benchmarks/RESULTS.md]
 
 1. Train the demo's model (configs/train/tiny.yaml, 2 ranks, FSDP2 over gloo) twice on the demo mixture
    with the same seeds, data and steps: a baseline, and a run whose last ``--qat-fraction`` of steps is
@@ -14,8 +15,9 @@ domain and general text, size on disk and CPU inference speed, per number format
    the format (train/plan.py ``inference_bytes``); CPU tokens/s on ``--threads`` threads for scoring
    (batches of 8 full windows) and greedy generation (batch 1, KV cache).
 
-Prints a Markdown table and writes ``WORK/results.json``. Cross-checks printed with it: the fp32 export's
-perplexity equals the trainer's own final evaluation, and the QAT run's evaluation (fake quantization on)
+Prints a Markdown table and writes ``WORK/results.json`` (with ``--results``, also this script's section of
+benchmarks/RESULTS.md). Cross-checks printed with it: the fp32 export's perplexity equals the trainer's own
+final evaluation, and the QAT run's evaluation (fake quantization on)
 sits next to its 8da4w export's. ~4 min on 2 cores.
 """
 
@@ -40,17 +42,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
 from mixtures.shards import TokenStream  # noqa: E402
 from train.data import eval_windows  # noqa: E402
 from train.export import export  # noqa: E402
 from train.metrics import bits_per_byte  # noqa: E402
 from train.model_config import ModelConfig, param_counts  # noqa: E402
 from train.plan import ModelShape, inference_bytes  # noqa: E402
+from train.precision import FORMATS  # noqa: E402
+
+# this script's section of benchmarks/RESULTS.md
+TITLE = "## Precision and quantization: what each number format costs the demo model (`make bench-precision`, issue 14)"
 
 SPLITS = ("val_domain", "val_general")
-BASELINE_FORMATS = ("fp32", "bf16", "fp16", "int8", "int4", "8da4w")
+# every export format of train/precision.py FORMATS: fp32, bf16, fp16, int8, int4, 8da4w
+BASELINE_FORMATS = tuple(f.name for f in FORMATS.values() if f.used_by("export"))
 QAT_FORMATS = ("fp32", "8da4w")
-PLANNED = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "int8": "int8", "int4": "int4", "8da4w": "int4"}
 SCORE_BATCH = 8     # sequences per scoring forward
 PROMPT = 8          # tokens of the generation prompt; the rest of seq_len is generated
 
@@ -133,7 +141,7 @@ def planned_bytes(model_cfg: dict, fmt: str) -> float:
     counts = param_counts(cfg)
     shape = ModelShape(float(counts["total"]), cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.vocab_size,
                        cfg.seq_len, float(counts["non_embedding"]), "bench", cfg.ffn_hidden)
-    b = inference_bytes(shape, PLANNED[fmt])
+    b = inference_bytes(shape, fmt)  # 8da4w is priced as int4 (FORMATS["8da4w"].priced_as)
     return b["weights"] + b["scales"]
 
 
@@ -172,7 +180,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and speed")
     ap.add_argument("--seed", type=int, help="train.seed (model init) and data.seed (order) of both runs; "
                                              "default: the config's")
+    ap.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the table is only printed")
     a = ap.parse_args()
+    provenance.check_results(a.results)
     if not (a.mix / "manifest.json").is_file():
         sys.exit(f"error: no mixture at {a.mix}: run `make demo` first")
     torch.set_num_threads(a.threads)
@@ -218,16 +229,22 @@ def main() -> None:
               "checks": checks, "same_losses_before_qat": same_before_qat, "qat_start_step": qat_start,
               "8da4w_gap_vs_own_fp32": gaps}
     (a.work / "results.json").write_text(json.dumps(result, indent=1))
-    print(markdown(rows, ref))
-    print()
-    for split, c in checks.items():
-        print(f"{split}: trainer ppl {c['trainer_ppl']:.4f} vs fp32 export {c['fp32_export_ppl']:.4f}; QAT trainer "
-              f"(fake quantization on) {c['qat_trainer_ppl']:.4f} vs its 8da4w export {c['qat_8da4w_export_ppl']:.4f}")
-    for model, gap in gaps.items():
-        print(f"{model}: 8da4w vs its own fp32 export: domain {gap['val_domain']:+.2%}, "
-              f"general {gap['val_general']:+.2%}")
-    print(f"baseline and QAT runs identical (train loss) through step {qat_start}, where QAT starts: {same_before_qat}")
-    print(f"params {result['params']}, {a.steps} steps, wall {result['wall_s']:.0f} s, load {result['load_average']}")
+    notes = [f"- {split}: trainer ppl {c['trainer_ppl']:.4f} vs fp32 export {c['fp32_export_ppl']:.4f}; QAT trainer "
+             f"(fake quantization on) {c['qat_trainer_ppl']:.4f} vs its 8da4w export {c['qat_8da4w_export_ppl']:.4f}"
+             for split, c in checks.items()]
+    notes += [f"- {model}: 8da4w vs its own fp32 export: domain {gap['val_domain']:+.2%}, "
+              f"general {gap['val_general']:+.2%}" for model, gap in gaps.items()]
+    notes += [f"- baseline and QAT runs identical (train loss) through step {qat_start}, where QAT starts: "
+              f"{same_before_qat}",
+              f"- params {result['params']}, {a.steps} steps, wall {result['wall_s']:.0f} s, "
+              f"load {', '.join(f'{x:.1f}' for x in result['load_average'])}"]
+    table = markdown(rows, ref)
+    print(table + "\n\n" + "\n".join(notes))
+    if a.results:
+        replace_section(a.results, TITLE, provenance.body("bench-precision", provenance.method(__doc__), table,
+                                                          "\n".join(notes), device=f"torch {torch.__version__}"),
+                        header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {a.results}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import gzip
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -43,8 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_train import replace_section  # noqa: E402
+from benchmarks import provenance  # noqa: E402
 from benchmarks.build_finance_train import LEAK_BOILERPLATE_GROUPS  # noqa: E402
+from core.sections import replace_section  # noqa: E402
 from filters.quality import (  # noqa: E402
     BUNDLED,
     FastTextScorer,
@@ -56,13 +56,11 @@ from filters.quality import (  # noqa: E402
     train,
 )
 
-MACHINE = "2-core x86_64 sandbox, no GPU"
 HOLDOUT = 0.2
 SEED = 0
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MODEL_NAME = "finance.ftz"
 TITLE = "## Domain harvesting: what `--route finance` moves to the domain side (`make bench-route`)"
-OLD_TITLE = "## Domain harvesting: what the filter stage routes to the domain side (`make bench-route`)"
 RULES_OFF = ("langid: {enabled: false}\ngopher_repetition: {enabled: false}\ngopher_quality: {enabled: false}\n"
              "c4: {enabled: false}\nfineweb: {enabled: false}\n")
 # realworld file -> document type (the five types; web_news_aeb's finance pages are "finance news")
@@ -279,8 +277,10 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "work" / "bench_route"))
     ap.add_argument("--retrain", action="store_true", help="train the model on --train-dir first")
     ap.add_argument("--install", action="store_true", help="copy the retrained model to filters/models/")
-    ap.add_argument("--results", help="replace this benchmark's section of this file (e.g. benchmarks/RESULTS.md)")
+    ap.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the tables are only printed")
     args = ap.parse_args()
+    provenance.check_results(args.results)
     realworld, corpora, train_dir, work = (Path(args.realworld), Path(args.corpora), Path(args.train_dir),
                                            Path(args.work))
     if not (realworld / "fin_earnings_call.jsonl.gz").exists():
@@ -292,9 +292,7 @@ def main() -> None:
     exclude = demo_ids()
     bundled = BUNDLED["finance"]
     model, threshold = ROOT / bundled.path, bundled.threshold
-    out = [TITLE, "", f"`benchmarks/bench_route.py`, {time.strftime('%Y-%m-%d', time.gmtime())}, {MACHINE}, Python "
-           f"{platform.python_version()}. Command: `python benchmarks/bench_route.py "
-           f"{' '.join(a for a in sys.argv[1:])}`.", ""]
+    out = []
     has_train = (train_dir / "pos").is_dir() and (train_dir / "neg").is_dir()
     if args.retrain:
         if not has_train:
@@ -343,11 +341,8 @@ def main() -> None:
             f"Whole benchmark: {time.perf_counter() - t_start:.0f} s.", ""]
     print("\n".join(out), flush=True)
     if args.results:
-        results = Path(args.results)
-        text = results.read_text(encoding="utf-8") if results.exists() else ""
-        title = next((t for t in (TITLE, OLD_TITLE) if t + "\n" in text), TITLE)  # replace the old section in place
-        replace_section(results, title, "\n".join(out) + "\n")
-        print(f"wrote its section of {args.results}")
+        replace_section(args.results, TITLE, provenance.body("bench-route", "\n".join(out)), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/bench_scale.py [--corpora ../shared/corpora] [--sizes 10000,100000,1000000]
         [--stages clean,filter,dedup,tokenize] [--workers 1,2] [--work work/bench_scale]
         [--beam-args "--direct_running_mode multi_processing --direct_num_workers 2"]
-        [--json OUT] [--keep] [--generate-only]
+        [--json OUT] [--keep] [--generate-only] [--results benchmarks/RESULTS.md]
 
 Corpus: deterministic (seeded) documents of ~2 KB made of real English sentences: the text of
 ``CORPORA/general/*.jsonl.gz`` and ``CORPORA/finance/*.jsonl.gz`` is split into sentences
@@ -34,8 +34,8 @@ check, from psutil samples of every process of the tree (the larger is reported,
 are never waited for still count); peak RSS of the tree: the RSS of the stage process and all its
 descendants summed every 0.2 s, the maximum reported (shared pages of forked processes count once
 per process, so this is an upper bound of the tree's real footprint); documents in (``input`` of
-the stage's ``stats.json``) and whether it balanced. Prints a markdown table for
-benchmarks/RESULTS.md and the RSS ratio 1M / 100k per stage when both sizes ran.
+the stage's ``stats.json``) and whether it balanced. Prints a markdown table (with ``--results``: this
+script's section of benchmarks/RESULTS.md) and the RSS ratio 1M / 100k per stage when both sizes ran.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+# this script's section of benchmarks/RESULTS.md
+TITLE = "## Scale: memory flat in corpus size, no text through a shuffle (`make bench-scale`, issue 10)"
 CORPORA = ROOT.parent / "shared" / "corpora"
 STAGES = ("clean", "filter", "dedup", "tokenize")
 MP_STAGES = ("clean", "filter")  # stages also run under multi_processing with --workers N
@@ -368,7 +375,10 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here (machine-readable)")
     parser.add_argument("--keep", action="store_true", help="keep stage outputs (default: deleted once measured)")
     parser.add_argument("--generate-only", action="store_true", help="build (or check) the cached corpora and stop")
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the table is only printed")
     args = parser.parse_args()
+    provenance.check_results(args.results)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     if unknown := [s for s in stages if s not in STAGES]:
         parser.error(f"unknown stage(s) {unknown}: choose from {','.join(STAGES)}")
@@ -464,6 +474,11 @@ def main() -> None:
              "args": vars(args) | {"sizes": args.sizes, "workers": args.workers},
              "generation": {str(k): v for k, v in generation.items()}, "runs": rows, "other_runs": extra_runs,
              "markdown": "\n".join(md)}, indent=2) + "\n")
+    if args.results:
+        replace_section(args.results, TITLE, provenance.body("bench-scale", provenance.method(__doc__), header,
+                                                          table(rows), "\n".join(notes(rows, args.sizes))),
+                        header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+TITLE = "## Trainer throughput, CPU-side checks"  # this script's section of benchmarks/RESULTS.md
+
 
 def loop_batches(sb, step: int):  # noqa: ANN001 - the loader as it was (the reference of tests/test_train_data.py)
     import numpy as np
@@ -117,8 +122,10 @@ def bench_step(rounds: int = 5, steps: int = 6) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", help="write/replace the '## Trainer throughput, CPU-side checks' section")
+    ap.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the table is only printed")
     args = ap.parse_args()
+    provenance.check_results(args.results)
     load0, t0 = os.getloadavg()[0], time.time()
     loader, head, step = bench_loader(), bench_head_memory(), bench_step()
     load1 = os.getloadavg()[0]
@@ -140,16 +147,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.results:
-        write_section(Path(args.results), table)
-
-
-def write_section(path: Path, table: str) -> None:
-    from bench_train import replace_section  # this script's folder is on sys.path
-
-    title = "## Trainer throughput, CPU-side checks"
-    replace_section(path, title, f"{title}\n\nDate: {time.strftime('%Y-%m-%d')}. Machine: 2-core x86_64 sandbox, "
-                    "no GPU. Command: `make bench-throughput-cpu` (`python benchmarks/bench_throughput_cpu.py`).\n\n"
-                    + table + "\n\n")
+        replace_section(args.results, TITLE, provenance.body("bench-throughput-cpu", table), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

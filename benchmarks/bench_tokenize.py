@@ -1,6 +1,7 @@
 """Throughput of the tokenize stage against its limit, a plain ``encode_batch`` loop, per core.
 
     python benchmarks/bench_tokenize.py [--tokenizer work/demo/tokenizer/tokenizer.json] [--mb 12]
+        [--results benchmarks/RESULTS.md]
 
 Both sides tokenize the same curated documents (real text from ../shared/corpora, or the
 embedded sample when that is absent) with one core: ``TOKENIZERS_PARALLELISM=false`` makes
@@ -36,6 +37,11 @@ from mixtures.tokenizer import (TokenizerConfig, encode_documents, eos_id, save_
                                 train_tokenizer)
 from pipelines.documents import DOC_SCHEMA  # noqa: E402
 from pipelines.io import write_parquet_file  # noqa: E402
+
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+TITLE = "## Tokenize stage throughput (`make bench-tokenize`)"  # this script's section of benchmarks/RESULTS.md
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 FILES = [("finance", "domain", n) for n in ("bbc_business", "reuters_finance", "sec_10q_aapl")] + \
@@ -77,7 +83,10 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=12.0, help="MB of UTF-8 text to tokenize")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2, help="best of N for each side")
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the table is only printed")
     args = parser.parse_args()
+    provenance.check_results(args.results)
     docs = load_documents(int(args.mb * 1e6))
     texts = [d["text"] for d in docs]
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -120,18 +129,24 @@ def main() -> None:
     for name, fn in (("encode_batch loop (limit)", limit), ("tokenize stage", stage), ("stage start-up", fixed)):
         runs = [timed(fn) for _ in range(args.repeats)]
         results[name] = min(runs, key=lambda r: r[2])
-    print(f"\n{len(texts):,} documents, {n_bytes / 1e6:.2f} MB UTF-8, tokenizer {kind} "
-          f"vocab {tok.get_vocab_size():,}, batch {args.batch_size}, 1 core")
-    print("| run | tokens | wall s | CPU s | tokens/s per core | MB/s per core | vs limit |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out = [f"{len(texts):,} documents, {n_bytes / 1e6:.2f} MB UTF-8, tokenizer {kind} "
+           f"vocab {tok.get_vocab_size():,}, batch {args.batch_size}, 1 core, best of {args.repeats}", "",
+           "| run | tokens | wall s | CPU s | tokens/s per core | MB/s per core | vs limit |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     limit_tokens, _, limit_cpu = results["encode_batch loop (limit)"]
     for name in ("encode_batch loop (limit)", "tokenize stage"):
         tokens, wall, cpu = results[name]
-        print(f"| {name} | {tokens:,} | {wall:.1f} | {cpu:.1f} | {tokens / cpu:,.0f} | {n_bytes / 1e6 / cpu:.2f} | "
-              f"{limit_cpu / cpu:.2f} |")
+        out.append(f"| {name} | {tokens:,} | {wall:.1f} | {cpu:.1f} | {tokens / cpu:,.0f} | "
+                   f"{n_bytes / 1e6 / cpu:.2f} | {limit_cpu / cpu:.2f} |")
     _, fwall, fcpu = results["stage start-up"]
-    print(f"\nstage start-up (same stage on 8 documents): {fcpu:.1f} s CPU, {fwall:.1f} s wall; "
-          f"the rest of the gap to the limit is per document (Parquet read, shuffle, shard writes)")
+    out += ["", f"Stage start-up (same stage on 8 documents): {fcpu:.1f} s CPU, {fwall:.1f} s wall; "
+            "the rest of the gap to the limit is per document (Parquet read, shuffle, shard writes)."]
+    print("\n" + "\n".join(out))
+    if args.results:
+        replace_section(args.results, TITLE, provenance.body("bench-tokenize", provenance.method(__doc__),
+                                                             "\n".join(out)), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
+
 
 if __name__ == "__main__":
     main()

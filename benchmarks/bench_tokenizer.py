@@ -1,6 +1,6 @@
 """Bytes per token of the three tokenizer recipes on held-out domain and general text.
 
-    python benchmarks/bench_tokenizer.py [--vocab 8192 16384] [--sample-mb 1.0]
+    python benchmarks/bench_tokenizer.py [--vocab 8192 16384] [--sample-mb 1.0] [--results benchmarks/RESULTS.md]
 
 Each tokenizer (BloombergGPT-style Unigram, byte-level BPE with split digits, GPT-2's
 byte-level BPE) is trained like ``make tokenizer`` (the settings of
@@ -32,6 +32,12 @@ from mixtures.tokenizer import (TYPES, TokenizerConfig, bytes_per_token, draw_sa
 from pipelines.documents import DOC_SCHEMA  # noqa: E402
 from pipelines.io import write_parquet_file  # noqa: E402
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+# this script's section of benchmarks/RESULTS.md
+TITLE = "## Tokenizers: bytes per token on held-out text (`make bench-tokenizer`)"
+
 CORPORA = ROOT.parent / "shared" / "corpora"
 HELD_OUT_BYTES = 1_000_000  # per side
 
@@ -61,7 +67,10 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, nargs="+", default=[8192, 16384])
     parser.add_argument("--sample-mb", type=float, default=1.0, help="training sample (MB), as configs/tokenizer/demo")
     parser.add_argument("--types", nargs="+", default=list(TYPES), choices=TYPES)
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the table is only printed")
     args = parser.parse_args()
+    provenance.check_results(args.results)
 
     work = Path(tempfile.mkdtemp(prefix="bench_tokenizer_"))
     seen: set[str] = set()
@@ -83,11 +92,12 @@ def main() -> None:
              "general": held_out("general", seen, HELD_OUT_BYTES),
              "multilingual": held_out("multilingual", seen, HELD_OUT_BYTES // 4)}
     drawn = sum(s["sample_bytes"] for s in summary.values())
-    print(f"training sample: {drawn / 1e6:.2f} MB ({len(texts)} documents, "
-          f"{summary['domain']['sample_bytes'] / drawn:.0%} domain); held out: "
-          + ", ".join(f"{k} {sum(len(t.encode()) for t in v) / 1e6:.2f} MB" for k, v in evals.items()))
-    print("| tokenizer | vocab | train s | " + " | ".join(f"{k} bytes/token" for k in evals) + " |")
-    print("| --- | ---: | ---: | " + " | ".join("---:" for _ in evals) + " |")
+    out = [f"Training sample: {drawn / 1e6:.2f} MB ({len(texts)} documents, "
+           f"{summary['domain']['sample_bytes'] / drawn:.0%} domain); held out: "
+           + ", ".join(f"{k} {sum(len(t.encode()) for t in v) / 1e6:.2f} MB" for k, v in evals.items()) + ".", "",
+           "| tokenizer | vocab | train s | " + " | ".join(f"{k} bytes/token" for k in evals) + " |",
+           "| --- | ---: | ---: | " + " | ".join("---:" for _ in evals) + " |"]
+    print("\n".join(out), flush=True)
     for vocab in args.vocab:
         for kind in args.types:
             cfg = TokenizerConfig(type=kind, vocab_size=vocab)
@@ -97,8 +107,13 @@ def main() -> None:
             scores = [bytes_per_token(tok, v) for v in evals.values()]
             label = {"unigram": "Unigram (BloombergGPT-style)", "bpe": "byte-level BPE, split digits",
                      "gpt2": "GPT-2 byte-level BPE (baseline)"}[kind]
-            print(f"| {label} | {tok.get_vocab_size():,} | {seconds:.0f} | "
-                  + " | ".join(f"{s:.2f}" for s in scores) + " |", flush=True)
+            out.append(f"| {label} | {tok.get_vocab_size():,} | {seconds:.0f} | "
+                       + " | ".join(f"{s:.2f}" for s in scores) + " |")
+            print(out[-1], flush=True)
+    if args.results:
+        replace_section(args.results, TITLE, provenance.body("bench-tokenizer", provenance.method(__doc__),
+                                                             "\n".join(out)), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

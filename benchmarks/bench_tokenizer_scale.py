@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tokenizer_scale.py [--runs new:8 today:8 new:32 new:128 new:32:1 today:32]
         [--vocab 16384] [--chunk-mb MB] [--work work/bench_tokenizer_scale] [--corpora DIR] [--table-only]
+        [--results benchmarks/RESULTS.md]
 
 Corpus: ``../shared/corpora`` finance (domain) and general (general) documents. Held out first, by
 a hash of the document id: ~20% of the finance documents and 1 MB of general ones, never trained
@@ -31,7 +32,8 @@ and every worker it waited for), peak RSS of the tree (RSS of all its processes 
 0.5 s), bytes per token on the held-out domain and general text, and the 1-minute load average
 before and after (the machine is shared: a load above the core count means the run got less than
 its cores). Results are appended to ``WORK/results.jsonl`` (one line per run) and printed as a
-markdown table for benchmarks/RESULTS.md, with the 1 -> 2 worker speed-up where both ran.
+markdown table, with the 1 -> 2 worker speed-up where both ran; ``--results`` writes that table as this
+script's section of benchmarks/RESULTS.md (with ``--table-only``: the table of every run in WORK/results.jsonl).
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ sys.path.insert(0, str(ROOT))
 from mixtures.tokenizer import TokenizerConfig, bytes_per_token  # noqa: E402
 from pipelines.documents import DOC_SCHEMA  # noqa: E402
 from pipelines.io import write_parquet_file  # noqa: E402
+
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+# this script's section of benchmarks/RESULTS.md
+TITLE = ("## Unigram tokenizer training at scale: split-and-merge vs the trainer before "
+         "(`make bench-tokenizer-scale`, issue 16)")
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 CONFIG = ROOT / "configs" / "tokenizer" / "unigram.yaml"
@@ -253,10 +262,15 @@ def main() -> None:
     parser.add_argument("--corpora", type=Path, default=CORPORA)
     parser.add_argument("--chunk-mb", type=float, help="chunk_bytes of the new trainer in MB (default: the config's)")
     parser.add_argument("--table-only", action="store_true", help="print the table of WORK/results.jsonl and stop")
+    parser.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                        "without it the table is only printed")
     args = parser.parse_args()
+    provenance.check_results(args.results)
     results_path = args.work / "results.jsonl"
     if args.table_only:
-        print(table([json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]))
+        done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()]
+        report(done, args.results, f"Every run recorded in {os.path.relpath(results_path, ROOT)} (each with its "
+               "corpus and load there).")
         return
     runs = []
     for spec in args.runs:
@@ -278,7 +292,16 @@ def main() -> None:
             f.write(json.dumps(r) + "\n")
         done.append(r)
         print(json.dumps(r), flush=True)
+    report(done, args.results, f"Machine details: {machine()}; corpus: {info}.")
+
+
+def report(done: list[dict], results: str | None, about: str) -> None:
+    """Print the table of ``done`` and, given ``results``, write it as this script's section of that file."""
     print(table(done))
+    if results:
+        replace_section(results, TITLE, provenance.body("bench-tokenizer-scale", provenance.method(__doc__), about,
+                                                        table(done)), header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {results}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+TITLE = "## Trainer"  # this script's section of benchmarks/RESULTS.md
 CORPORA = str(ROOT.parent / "shared" / "corpora")
 # Small enough for a 2-core CPU, big enough that compute (not Python) dominates a step.
 MODEL = dict(vocab_size=257, seq_len=128, n_layer=4, n_head=4, d_model=128)
@@ -114,11 +118,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="rounds over all configurations; the best is kept")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="auto: cuda when this node has >= 2 GPUs, else cpu")
-    ap.add_argument("--results", help="write/replace the '## Trainer' section of this markdown file")
+    ap.add_argument("--results", help=f"replace the '{TITLE}' section of this file (e.g. benchmarks/RESULTS.md); "
+                    "without it the table is only printed")
     ap.add_argument("--seq-len", type=int, default=MODEL["seq_len"],
                     help="tokens per sequence: compute per step grows with it, communication does not")
     ap.add_argument("--micro-batch", type=int, default=MICRO_BATCH, help="sequences per rank per step")
     args = ap.parse_args()
+    provenance.check_results(args.results)
     MODEL["seq_len"], MICRO_BATCH = args.seq_len, args.micro_batch
     import torch
 
@@ -175,25 +181,10 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.results:
-        write_section(Path(args.results), table, device)
-
-
-def replace_section(path: Path, title: str, section: str) -> None:
-    """Replace (or append) only the section headed ``title`` (``## ...``); other sections are other people's."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    start = text.find(title + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text, encoding="utf-8")
-
-
-def write_section(path: Path, table: str, device: str) -> None:
-    machine = "2-core x86_64 sandbox, no GPU" if device == "cpu" else "CUDA machine"
-    replace_section(path, "## Trainer", f"## Trainer\n\nDate: {time.strftime('%Y-%m-%d')}. Machine: {machine}. "
-                    f"Command: `make bench-train` (`python benchmarks/bench_train.py`).\n\n{table}\n\n")
+        gpus = f"{RANKS} x {torch.cuda.get_device_name(0)}" if device == "cuda" else "CPU only"
+        replace_section(args.results, TITLE, provenance.body("bench-train", table, device=gpus),
+                        header=provenance.HEADER)
+        print(f"wrote the '{TITLE}' section of {args.results}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ general text?
       -> mixtures.mix twice, one recipe, domain_share 0.51 (blend) and 0.0 (general_only), same target
          and seed; checked: byte-identical held-out sets, none of their documents in either stream
       -> python -m train.run per arm and seed: configs/train/experiment.yaml, train.seed = data.seed
-      -> work/experiment/experiment.json, docs/experiment_loss.png, docs/experiment.md
+      -> work/experiment/experiment.json, docs/experiment_loss.png, docs/experiment.md (its "## Continued
+         pretraining" and "## Mixture search" sections, written by other scripts, are kept as found)
+
+general_only's runs keep their final checkpoint and a fingerprint.json: benchmarks/experiment_continue.py
+(make experiment-continue) exports them as its "open base" when the fingerprint matches its own.
 
 Both arms of a seed train side by side, one single-threaded process per core (--jobs). Curation is
 cached by the run orchestrator (an unchanged step is skipped); mixtures and runs are rebuilt each time.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -28,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +139,15 @@ def doc_keys(split_dir: Path) -> list[tuple[str, str]]:
     return out
 
 
-def check_held_out(manifests: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
-    """The arms must be scored on the same documents and neither may train on them. The mixer picks
+def check_held_out(manifests: dict[str, dict[str, Any]], dirs: dict[str, Path] | None = None,
+                   shares: dict[str, float] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """The arms must be scored on the same documents and none may train on them. The mixer picks
     them per side from a permutation seeded by the recipe's seed until val_fraction of the side's tokens
-    (not from domain_share), so the two val sets must be byte-identical: checked, with the doc indexes."""
-    dirs = {arm: WORK / "mix" / arm for arm in ARMS}
+    (not from domain_share), so the val sets of every arm must be byte-identical: checked, with the doc
+    indexes. ``dirs``/``shares``: each arm's mixture and domain_share (default: this experiment's two arms);
+    an arm of share 0.0 must hold no domain document, one of share 1.0 no general document."""
+    shares = shares if shares is not None else ARMS
+    dirs = dirs if dirs is not None else {arm: WORK / "mix" / arm for arm in shares}
     first, *others = dirs.values()
     for split in SPLITS:
         names = sorted(p.name for p in (first / split).iterdir())
@@ -147,50 +157,125 @@ def check_held_out(manifests: dict[str, dict[str, Any]]) -> dict[str, list[tuple
                   f"{split} differs between {first} and {other}: the arms would be scored on different text")
     held = {split: doc_keys(first / split) for split in SPLITS}
     held_set = {key for keys in held.values() for key in keys}
-    domain_sources = {name for name, s in manifests["blend"]["sources"].items() if s["domain"] == "domain"}
+    domain_sources = {name for m in manifests.values() for name, s in m["sources"].items() if s["domain"] == "domain"}
     for arm, d in dirs.items():
         train = doc_keys(d / "train")
         leaked = held_set.intersection(train)
         check(not leaked, f"{arm}: {len(leaked)} held-out documents in the training stream, e.g. {sorted(leaked)[:3]}")
         check(len(train) == manifests[arm]["splits"]["train"]["docs"], f"{arm}: doc index and manifest disagree")
-        if ARMS[arm] == 0.0:
+        if shares[arm] == 0.0:
             domain = [k for k in train if k[0] in domain_sources]
             check(not domain and manifests[arm]["domain_tokens"] == 0,
                   f"{arm}: {len(domain)} domain documents in a general-only stream")
-    print(f"experiment: held-out sets identical in both arms ({len(held['val_domain'])} + "
-          f"{len(held['val_general'])} documents) and absent from both training streams")
+        if shares[arm] == 1.0:
+            general = [k for k in train if k[0] not in domain_sources]
+            check(not general and manifests[arm]["general_tokens"] == 0,
+                  f"{arm}: {len(general)} general documents in a domain-only stream")
+    print(f"experiment: held-out sets identical in all {len(dirs)} arms ({len(held['val_domain'])} + "
+          f"{len(held['val_general'])} documents) and absent from every training stream")
     return held
 
 
 # ----------------------------------------------------------------------------- training
 
+def mix_content(mix_dir: Path) -> str:
+    """A hash of a mixture's bytes (token shards, doc indexes, tokenizer), not of its manifest, which names
+    paths: the same mixture built in two directories hashes the same."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in mix_dir.rglob("*") if p.is_file() and p.name != "manifest.json"):
+        h.update(path.relative_to(mix_dir).as_posix().encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def fingerprint_parts(config: Path, overrides: list[str], mix_dir: Path) -> dict[str, Any]:
+    """What a training run's result depends on: the train config's content, the overrides (less where it
+    writes and reads), the mixture's bytes and the trainer's code (pipelines.run.code_version)."""
+    from pipelines.run import code_version
+
+    kept = sorted(o for o in overrides if not o.startswith(("train.out_dir=", "data.dir=")))
+    return {"config": hashlib.sha256(Path(config).read_bytes()).hexdigest(), "overrides": kept,
+            "mix": mix_content(mix_dir), "code": code_version(("train",))}
+
+
+def run_fingerprint(config: Path, overrides: list[str], mix_dir: Path) -> str:
+    """A hash of :func:`fingerprint_parts`: two runs with the same fingerprint train the same model, so one
+    can stand for the other."""
+    parts = fingerprint_parts(config, overrides, mix_dir)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+FINGERPRINT = "fingerprint.json"  # in a run directory: run_fingerprint of a run that finished
+
+
+def train_jobs(jobs: list[tuple[str, Path, list[str], Path]], n: int, needs: dict[str, str] | None = None,
+               on_done: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Run ``(name, train config, overrides, out_dir)`` jobs with ``python -m train.run``, up to ``n`` at a time
+    (one single-threaded process per core; the next job starts as soon as a core is free), in list order except
+    that a job named in ``needs`` waits until the job it needs has finished (and ``on_done(name)``, called as
+    each finishes, has returned). Each logs to <out_dir's parent's parent>/logs/<name>.log; a finished run gets
+    its FINGERPRINT. Exits with the end of the log when one fails. Returns each job's wall seconds."""
+    needs = needs or {}
+    names = {job[0] for job in jobs}
+    pending, running, finished = list(jobs), [], set()
+    wall: dict[str, float] = {}
+    while pending or running:
+        while len(running) < n:
+            ready = next((job for job in pending if needs.get(job[0]) not in names - finished), None)
+            if ready is None:
+                break
+            pending.remove(ready)
+            name, config, overrides, out = ready
+            shutil.rmtree(out, ignore_errors=True)
+            log = out.parent.parent / "logs" / f"{name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "train.run", "--config", str(config), *overrides, f"train.out_dir={out}",
+                   "train.resume=none"]
+            print(f"experiment: train {name}  (log: {log})")
+            with open(log, "w", encoding="utf-8") as f:
+                running.append((ready, log, time.time(), subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)))
+        check(bool(running), f"jobs {[job[0] for job in pending]} wait for jobs that never finish")
+        done = next((r for r in running if r[3].poll() is not None), None)
+        if done is None:
+            time.sleep(0.5)
+            continue
+        running.remove(done)
+        (name, config, overrides, out), log, t0, proc = done
+        if proc.returncode != 0:
+            for *_, other in running:
+                other.terminate()
+            sys.exit(f"experiment: training {name} failed (exit {proc.returncode}); the end of {log}:\n"
+                     + "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:]))
+        wall[name] = time.time() - t0
+        data_dir = Path(next(o for o in overrides if o.startswith("data.dir=")).split("=", 1)[1])
+        parts = fingerprint_parts(config, overrides, data_dir)
+        (out / FINGERPRINT).write_text(json.dumps({"fingerprint": run_fingerprint(config, overrides, data_dir),
+                                                   "parts": parts}, indent=1) + "\n", encoding="utf-8")
+        if on_done is not None:
+            on_done(name)
+        finished.add(name)
+    return wall
+
+
+def arm_overrides(arm: str, seed: int, steps: int) -> list[str]:
+    """The trainer overrides of one (arm, seed) run. general_only keeps its final checkpoint: it is the
+    "open base" that benchmarks/experiment_continue.py continues (and reuses when its fingerprint matches)."""
+    return [f"data.dir={WORK / 'mix' / arm}", f"train.steps={steps}", f"train.seed={seed}", f"data.seed={seed}",
+            *(["train.ckpt_every=0"] if ARMS[arm] == 0.0 else [])]
+
+
 def train_all(seeds: list[int], jobs: int, steps: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Every (seed, arm) run, ``jobs`` at a time (both arms of a seed together: the same load on the
     machine). Returns experiment.json's runs and each run's wall seconds."""
     todo = [(arm, seed) for seed in seeds for arm in ARMS]
-    runs, wall = [], {}
-    for i in range(0, len(todo), jobs):
-        procs = []
-        for arm, seed in todo[i:i + jobs]:
-            out = WORK / "runs" / f"{arm}-seed{seed}"
-            shutil.rmtree(out, ignore_errors=True)
-            log = WORK / "logs" / f"{arm}-seed{seed}.log"
-            cmd = [sys.executable, "-m", "train.run", "--config", str(TRAIN_CONFIG), f"data.dir={WORK / 'mix' / arm}",
-                   f"train.out_dir={out}", f"train.steps={steps}", f"train.seed={seed}", f"data.seed={seed}",
-                   "train.resume=none"]
-            print(f"experiment: train {arm} seed {seed}  (log: {log})")
-            with open(log, "w", encoding="utf-8") as f:
-                proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
-            procs.append((arm, seed, out, log, time.time(), proc))
-        for arm, seed, out, log, t0, proc in procs:
-            if proc.wait() != 0:
-                sys.exit(f"experiment: training {arm} seed {seed} failed (exit {proc.returncode}); the end of {log}:\n"
-                         + "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:]))
-            wall[f"{arm}-seed{seed}"] = time.time() - t0
-            runs.append({"arm": arm, "seed": seed, **collect(out / "metrics.jsonl")})
-            final = runs[-1]["final"]
-            print(f"experiment: {arm} seed {seed}: val_domain ppl {final['val_domain']['ppl']:.1f}, "
-                  f"val_general ppl {final['val_general']['ppl']:.1f} ({wall[f'{arm}-seed{seed}']:.0f} s)")
+    wall = train_jobs([(f"{arm}-seed{seed}", TRAIN_CONFIG, arm_overrides(arm, seed, steps),
+                        WORK / "runs" / f"{arm}-seed{seed}") for arm, seed in todo], jobs)
+    runs = []
+    for arm, seed in todo:
+        runs.append({"arm": arm, "seed": seed, **collect(WORK / "runs" / f"{arm}-seed{seed}" / "metrics.jsonl")})
+        final = runs[-1]["final"]
+        print(f"experiment: {arm} seed {seed}: val_domain ppl {final['val_domain']['ppl']:.1f}, "
+              f"val_general ppl {final['val_general']['ppl']:.1f} ({wall[f'{arm}-seed{seed}']:.0f} s)")
     return runs, wall
 
 
@@ -393,7 +478,8 @@ decay to {oc.min_lr_ratio:g}x, weight decay {oc.weight_decay:g}, fp32. **{steps}
 tokens = {budget:,} training tokens per run**, validation every {tc.eval_every} steps. Seeds \
 {', '.join(map(str, seeds))}: `train.seed` (initialization) = `data.seed` (order of the windows) = the seed; the
 mixtures and held-out sets are the same for every seed. Each run is one process with one thread; the two arms
-of a seed ran side by side, median {steps_s:.0f} s per run. Runs: `{WORK}/runs/<arm>-seed<seed>/`; results:
+of a seed ran side by side, median {steps_s:.0f} s per run. Runs: `{WORK}/runs/<arm>-seed<seed>/` (general_only
+keeps its final checkpoint: `make experiment-continue` continues it, "Continued pretraining" below); results:
 `{WORK}/experiment.json` (also read by `python -m pipelines.report --work {WORK}`).
 
 ## Results
@@ -425,7 +511,21 @@ the general held-out set is mostly news, speeches and novels. The seed spread co
 order only, not the choice of held-out documents. Nothing here says how the gap moves with model size or
 budget: BloombergGPT's claim is about a 50B model; this is its smallest rehearsal, on this pipeline.
 """
-    DOC.write_text(text, encoding="utf-8")
+    DOC.write_text(text + kept_sections(), encoding="utf-8")
+
+
+# Sections of docs/experiment.md that other scripts write (core/sections.py replace_section): kept as found
+# when this script rewrites the rest of the file.
+OTHER_SECTIONS = ("## Continued pretraining", "## Mixture search")
+
+
+def kept_sections() -> str:
+    """The OTHER_SECTIONS the current docs/experiment.md has, in that order, each ending in a blank line."""
+    from core.sections import get_section
+
+    old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    found = [get_section(old, title) for title in OTHER_SECTIONS]
+    return "".join("\n" + body.strip("\n") + "\n" for body in found if body)
 
 
 # ----------------------------------------------------------------------------- main

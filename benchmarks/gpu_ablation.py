@@ -20,6 +20,7 @@ every row, so a cut-off run still leaves what it measured. Before the rows, a mi
 attention kernels alone on the 1.1B shape.
 
     python benchmarks/gpu_ablation.py [--models gpt125m llama1b] [--rows all|headline] [--budget-s 420]
+        [--results benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import provenance  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+# this script's section of benchmarks/RESULTS.md: its title says the GPUs and the "all on" MFU after this key
+KEY = "## Trainer throughput on GPUs (issue 15)"
 OFF = {"attention": "model.attention=sdpa", "fused_proj": ["model.fused_qkv=false", "model.fused_mlp=false"],
        "fused_loss": "train.fused_loss=false", "gathered": "train.reshard_after_forward=true",
        "loader": "train.prefetch=false"}
@@ -215,7 +221,13 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=420.0, help="wall time for all rows; the rest is not run")
     ap.add_argument("--extra", nargs="*", default=[], help="key=value overrides for every row")
     ap.add_argument("--out", default=os.environ.get("OUT") or None, help="directory for gpu_train.md / .json")
+    ap.add_argument("--results", help=f"replace the '{KEY}...' section of this file (e.g. benchmarks/RESULTS.md) "
+                    "after every row; CUDA only (a CPU smoke test is no GPU figure)")
     args = ap.parse_args()
+    provenance.check_results(args.results)
+    if args.results and args.device != "cuda":
+        print("error: --results needs --device cuda: a CPU smoke test is no GPU figure", file=sys.stderr)
+        sys.exit(2)
     t_start = time.time()
     import torch
 
@@ -239,8 +251,7 @@ def main() -> None:
         name, sizes = item.split("=")
         small, _, big = sizes.partition(":")
         mbs[name] = (int(small), int(big or small))
-    header = [f"Machine: {machine}. Date: {time.strftime('%Y-%m-%d')}. Command: `bash benchmarks/gpu_train.sh` "
-              f"(`python benchmarks/gpu_ablation.py {' '.join(sys.argv[1:])}`).",
+    header = [provenance.line("bench-train-gpu", device=machine),
               f"Each row: `torchrun -m train.run`, sequence {args.seq}, {args.grad_accum} micro-batches per optimizer "
               f"step, {args.measured} measured steps after a {args.log_every}-step warm-up window, "
               f"{'bf16, torch.compile' if args.device == 'cuda' else 'as --extra sets (smoke test)'}, synthetic "
@@ -287,6 +298,12 @@ def main() -> None:
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 (Path(args.out) / "gpu_train.md").write_text(text + "\n")
                 (Path(args.out) / "gpu_train.json").write_text(json.dumps(results, indent=1))
+            if args.results:
+                gpu = f"{args.ngpu} x {torch.cuda.get_device_name(0)}"
+                mfu = ", ".join(f"{r['model']} {pct(r['mfu'])} MFU" for r in results
+                                if r["label"] == "all on" and r.get("mfu") is not None)
+                replace_section(args.results, f"{KEY}: {gpu}" + (f", {mfu}" if mfu else ""), text,
+                                header=provenance.HEADER, key=KEY)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n" + table(header, results, args))

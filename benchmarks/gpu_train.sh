@@ -21,6 +21,8 @@ MEASURED=${MEASURED:-50}
 ACCUM=${ACCUM:-4}
 OUT_ARGS=()
 if [ -n "${OUT:-}" ]; then OUT_ARGS=(--out "$OUT"); fi
+RESULTS_ARGS=()  # RESULTS=benchmarks/RESULTS.md (make bench-train-gpu): the GPU section is written (replaced) there
+if [ -n "${RESULTS:-}" ]; then RESULTS_ARGS=(--results "$RESULTS"); fi
 
 if [ "$DEVICE" = cuda ]; then
   $PY -c "import sys, torch, yaml, numpy; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null || {
@@ -29,7 +31,7 @@ if [ "$DEVICE" = cuda ]; then
   NGPU=${NGPU:-$($PY -c "import torch; print(torch.cuda.device_count())")}
   MODELS=${MODELS:-"llama1b gpt125m"}
   exec $PY benchmarks/gpu_ablation.py --device cuda --ngpu "$NGPU" --models $MODELS --rows "$ROWS" \
-    --measured "$MEASURED" --grad-accum "$ACCUM" --budget-s "$BUDGET_S" "${OUT_ARGS[@]}" ${EXTRA:+--extra $EXTRA}
+    --measured "$MEASURED" --grad-accum "$ACCUM" --budget-s "$BUDGET_S" "${OUT_ARGS[@]}" "${RESULTS_ARGS[@]}" ${EXTRA:+--extra $EXTRA}
 else
   # CPU: the tiny config, fp32, no compile, a few steps: checks that every row runs and the table is written
   exec $PY benchmarks/gpu_ablation.py --device cpu --ngpu 1 --models tiny --rows "$ROWS" --measured "${MEASURED_CPU:-4}" \

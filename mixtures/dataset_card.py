@@ -547,6 +547,44 @@ def _gaps(rec: RunRecords, sources: list[dict[str, Any]], per_stage: dict[str, d
 
 # ----------------------------------------------------------------------------- the card
 
+def _recipe_origin(work: Path, manifest: dict[str, Any] | None) -> list[str]:
+    """Which recipe the mixture used and why: the mixture search's recommendation (``WORK/sweep/sweep.json``,
+    ``python -m mixtures.sweep``) when the manifest's domain share and source weights are the recommended ones,
+    else the run config's recipe (and a word on a search that recommends something else)."""
+    if manifest is None:
+        return []
+    share = manifest.get("domain_share_target")
+    L = ["## Recipe", ""]
+    try:
+        sweep = json.loads((work / "sweep" / "sweep.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        sweep = None
+    rec = (sweep or {}).get("recommendation") if isinstance(sweep, dict) else None
+    srcs = manifest.get("sources") or {}
+    same = bool(rec) and share is not None and abs(share - rec["domain_share"]) < 1e-6 and all(
+        abs((srcs.get(n) or {}).get("weight", -1.0) - w) < 1e-4 for n, w in rec["weights"].items() if w > 0)
+    if same:
+        fit, conf = sweep.get("fit") or {}, (sweep.get("confirmation") or {}).get("verdict")
+        L.append(f"- **From the mixture search** (`python -m mixtures.sweep --config {sweep.get('run_config')}`, "
+                 f"`sweep/sweep.json`): domain share {share:g} and the sources' weights were chosen by the "
+                 f"`{fit.get('chosen')}` mixing law fitted on {len(sweep.get('proxies') or [])} proxy models, as "
+                 f"the lowest predicted domain loss with predicted general loss within "
+                 f"{100 * sweep.get('general_tolerance', 0):.0f}% of general-only proxies'.")
+        if conf:
+            L.append(f"- Confirmed at the target's size against 51/49: the recommendation "
+                     f"{'beats' if conf.get('beats') else 'does not beat'} it (domain loss "
+                     f"{conf['val_domain']['recommended']:.4f} vs {conf['val_domain']['51_49']:.4f}, seed spread "
+                     f"{conf['val_domain']['spread']:.4f}; general loss {conf['val_general']['recommended']:.4f} vs "
+                     f"{conf['val_general']['51_49']:.4f}).")
+    else:
+        L.append(f"- The run config's recipe (`mix:`): domain share {_pct(share)}"
+                 + (" (BloombergGPT's 51/49 split of FinPile and general text)." if share == 0.51 else "."))
+        if rec:
+            L.append(f"- A mixture search in `sweep/` recommends domain share {rec['domain_share']:g} "
+                     f"(`sweep/recommended_recipe.yaml`); this mixture does not use it.")
+    return L + [""]
+
+
 def dataset_card(work_dir: str | os.PathLike, sources: list[dict[str, Any]], *, pretty_name: str | None = None,
                  language: list[str] | None = None) -> str:
     """``DATASET_CARD.md`` text for the run in ``work_dir`` whose config lists ``sources`` (dicts with
@@ -592,6 +630,7 @@ def dataset_card(work_dir: str | os.PathLike, sources: list[dict[str, Any]], *, 
          *curation,
          *_tokens_section(rec, names),
          *_mixture_section(m, names),
+         *_recipe_origin(work, m),
          *_gaps(rec, sources, per_stage, work),
          "## Provenance", "",
          "Written by `mixtures/dataset_card.py` from the run's `stats.json` files and `mix/manifest.json`; "

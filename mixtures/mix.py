@@ -6,7 +6,8 @@ Steps (all on one machine: only document lengths and ids are held in memory; tok
 memory-mapped in and written out in bounded shards):
 
 1. Open every source's shards (``mixtures/shards.py``) and its tokenize ``stats.json``
-   (tokenizer, vocabulary; all sources must share one tokenizer).
+   (tokenizer, vocabulary; all sources must share one tokenizer, and a recipe's ``tokenizer:`` must be
+   that one, byte for byte: sha256).
 2. Hold out validation documents per side: a seeded permutation of the side's documents,
    taken until ``val_fraction`` of the side's tokens. They never enter the training stream.
 3. Size the run: ``target = tokens`` or ``params x tokens_per_param`` (Chinchilla), split
@@ -25,9 +26,14 @@ memory-mapped in and written out in bounded shards):
 Output::
 
     DIR/train/part-00000.tokens.npy|.docs.npy|.index.parquet   the training stream
+    DIR/train_phase1_NAME/ ... DIR/train_phaseK_NAME/          instead of train/: one stream per phase
     DIR/val_domain/...  DIR/val_general/...                    held-out documents, one pass
     DIR/tokenizer.json                                         copy of the tokenizer
     DIR/manifest.json                                          sizes, shares, epochs, bytes per token
+
+With ``phases:`` (mixtures/recipe.py) steps 3-5 run once per phase, in order, on the same held-out
+split: each phase has its own target, domain share and weights, is sampled with generators seeded by
+``(seed, "sample", phase name, source)``, and spends what is left of each source's ``max_epochs``.
 
 The same recipe and inputs give the same bytes.
 """
@@ -159,7 +165,14 @@ def open_corpus(recipe: Recipe) -> Corpus:
 
         if not path.is_file():
             raise RecipeError(f"tokenizer {path} does not exist")
-        tokenizers = {file_sha256(path): (path, Tokenizer.from_file(str(path)).get_vocab_size())}
+        sha = file_sha256(path)
+        if tokenizers and sha not in tokenizers:  # the ids in the shards mean the tokens of the sources' tokenizer
+            (used, _), = list(tokenizers.values())[:1]
+            raise RecipeError(f"tokenizer {path} (sha256 {sha[:12]}) is not the tokenizer the sources were "
+                              f"tokenized with ({used}, sha256 {next(iter(tokenizers))[:12]}): remove `tokenizer:` "
+                              "from the recipe or re-tokenize the sources with it")
+        if not tokenizers:  # sources without tokenize stats: the recipe names their tokenizer
+            tokenizers = {sha: (path, Tokenizer.from_file(str(path)).get_vocab_size())}
     if len(tokenizers) != 1:
         raise RecipeError("the sources were tokenized with different tokenizers (re-tokenize them with one)"
                           if tokenizers else "no tokenizer: the sources have no tokenize stats.json; "
@@ -278,6 +291,8 @@ def sample_source(lengths: np.ndarray, target: float, rng: np.random.Generator) 
         chosen = perm[fill_to(lengths[perm], remainder)]
         positions.append(chosen)
         keys.append((full + rng.random(chosen.size) * (remainder / available)) / epochs)
+    if not positions:  # a target under half a token: nothing to sample
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     return np.concatenate(positions), np.concatenate(keys)
 
 
@@ -316,13 +331,16 @@ def write_split(directory: Path, corpus: Corpus, rows: np.ndarray, shard_tokens:
 
 
 def clear_output(output: Path) -> None:
-    """Remove a previous mix's shards and manifest (only files this module writes)."""
-    for split in SPLITS:
+    """Remove a previous mix's shards and manifest (only files this module writes), phases' streams included."""
+    phase_dirs = sorted(p.name for p in output.glob("train_phase*") if p.is_dir())
+    for split in (*SPLITS, *phase_dirs):
         d = output / split
         if d.is_dir():
             for suffix in (TOKENS_SUFFIX, DOCS_SUFFIX, INDEX_SUFFIX):
                 for f in d.glob("part-*" + suffix):
                     f.unlink()
+            if split in phase_dirs and not any(d.iterdir()):
+                d.rmdir()
     for name in (MANIFEST, TOKENIZER_FILE):
         if (output / name).exists():
             (output / name).unlink()
@@ -345,32 +363,30 @@ def shortfall_message(missing: dict[str, float], need: dict[str, float], cap: di
     return "\n".join(lines)
 
 
-def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False) -> dict[str, Any]:
-    """Build the mixture described by ``recipe`` into ``output``; returns the manifest."""
-    out = Path(output)
-    corpus = open_corpus(recipe)
-    sizing = target_tokens(recipe, corpus.vocab_size)
+def phase_dir(index: int, name: str) -> str:
+    """The training stream of phase ``index`` (0-based) of a phased mixture: ``train_phase<index + 1>_<name>``."""
+    return f"train_phase{index + 1}_{name}"
+
+
+@dataclass
+class Stream:
+    """One training stream planned and sampled: rows in stream order, allocation, weights, shortfall."""
+
+    rows: np.ndarray
+    alloc: np.ndarray
+    weights: np.ndarray
+    max_epochs: np.ndarray  # the epochs each source could still take when this stream was planned
+    shortfall: dict[str, Any] | None
+
+
+def plan_stream(recipe: Recipe, corpus: Corpus, is_val: np.ndarray, avail: np.ndarray, target: int,
+                domain_share: float, weights: np.ndarray, max_ep: np.ndarray, allow_shortfall: bool,
+                rng_names: tuple[str, ...] = ()) -> Stream:
+    """Steps 3-5 for one training stream of ``target`` tokens (the whole mixture, or one phase)."""
     specs = corpus.specs
     n_src = len(specs)
     side_of = np.array([SIDES.index(s.domain) for s in specs], dtype=np.int32)
-    doc_side = side_of[corpus.source]
-
-    # 2. validation documents per side
-    is_val = np.zeros(corpus.length.size, dtype=bool)
-    val_rows = {}
-    for si, side in enumerate(SIDES):
-        rows = np.flatnonzero(doc_side == si)
-        held = rows[split_validation(corpus.length[rows], recipe.val_fraction[side], rng_for(recipe.seed, "val", side))]
-        is_val[held] = True
-        val_rows[side] = held
-    total_tok = np.bincount(corpus.source, weights=corpus.length, minlength=n_src)
-    avail = np.bincount(corpus.source, weights=np.where(is_val, 0, corpus.length), minlength=n_src)
-
-    # 3. allocation
-    target = sizing["target_tokens"]
-    share = {"domain": recipe.domain_share, "general": 1.0 - recipe.domain_share}
-    max_ep = np.array([recipe.max_epochs_of(s) for s in specs])
-    weights = np.array([s.weight if s.weight is not None else a for s, a in zip(specs, avail)], dtype=np.float64)
+    share = {"domain": domain_share, "general": 1.0 - domain_share}
 
     def plan(total: float) -> tuple[np.ndarray, dict[str, float], dict[str, float]]:
         alloc = np.zeros(n_src)
@@ -386,6 +402,8 @@ def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False
     shortfall = None
     if any(m > 0.5 for m in missing.values()):
         message = shortfall_message(missing, need, cap, recipe)
+        if rng_names:
+            message = f"phase {rng_names[0]}: {message}"
         if not allow_shortfall:
             raise ShortfallError(message)
         feasible = min(cap[side] / share[side] for side in SIDES if share[side] > 0)
@@ -399,38 +417,106 @@ def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False
     rows_all, keys_all = [], []
     for si, spec in enumerate(specs):
         rows = np.flatnonzero((corpus.source == si) & ~is_val)
-        pos, keys = sample_source(corpus.length[rows], float(alloc[si]), rng_for(recipe.seed, "sample", spec.name))
+        pos, keys = sample_source(corpus.length[rows], float(alloc[si]),
+                                  rng_for(recipe.seed, "sample", *rng_names, spec.name))
         rows_all.append(rows[pos])
         keys_all.append(keys)
     rows = np.concatenate(rows_all)
     keys = np.concatenate(keys_all)
-    train_rows = rows[np.lexsort((rows, keys))]
+    return Stream(rows[np.lexsort((rows, keys))], alloc, weights, max_ep, shortfall)
+
+
+def stream_sources(corpus: Corpus, stream: Stream, avail: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per source accounting of one training stream: planned and sampled tokens, epochs, documents."""
+    specs, rows, n_src = corpus.specs, stream.rows, len(corpus.specs)
+    train_tok = np.bincount(corpus.source[rows], weights=corpus.length[rows], minlength=n_src)
+    train_docs = np.bincount(corpus.source[rows], minlength=n_src)
+    unique_docs = np.bincount(corpus.source[np.unique(rows)], minlength=n_src)
+    side_weight = {side: stream.weights[[s.domain == side for s in specs]].sum() for side in SIDES}
+    return {spec.name: {
+        "weight": float(stream.weights[si] / side_weight[spec.domain]) if side_weight[spec.domain] else 0.0,
+        "planned_tokens": int(round(stream.alloc[si])), "sampled_tokens": int(train_tok[si]),
+        "epochs": float(train_tok[si] / avail[si]) if avail[si] else 0.0,
+        "train_docs": int(train_docs[si]), "train_unique_docs": int(unique_docs[si]),
+    } for si, spec in enumerate(specs)}
+
+
+def phase_weights(recipe: Recipe, corpus: Corpus, own: np.ndarray, given: dict[str, float] | None) -> np.ndarray:
+    """A phase's source weights: a side the phase names any recipe source of takes the named weights (0 for
+    the others), a side it names none of keeps ``own`` (the recipe's)."""
+    if not given:
+        return own
+    side_of = {s.name: s.domain for s in recipe.sources}
+    named_sides = {side_of[name] for name in given}
+    return np.array([given.get(s.name, 0.0) if s.domain in named_sides else w
+                     for s, w in zip(corpus.specs, own)], dtype=np.float64)
+
+
+def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False) -> dict[str, Any]:
+    """Build the mixture described by ``recipe`` into ``output``; returns the manifest."""
+    out = Path(output)
+    corpus = open_corpus(recipe)
+    sizing = target_tokens(recipe, corpus.vocab_size)
+    specs = corpus.specs
+    n_src = len(specs)
+    side_of = np.array([SIDES.index(s.domain) for s in specs], dtype=np.int32)
+    doc_side = side_of[corpus.source]
+
+    # 2. validation documents per side (once: every phase trains on what is left)
+    is_val = np.zeros(corpus.length.size, dtype=bool)
+    val_rows = {}
+    for si, side in enumerate(SIDES):
+        rows = np.flatnonzero(doc_side == si)
+        held = rows[split_validation(corpus.length[rows], recipe.val_fraction[side], rng_for(recipe.seed, "val", side))]
+        is_val[held] = True
+        val_rows[side] = held
+    total_tok = np.bincount(corpus.source, weights=corpus.length, minlength=n_src)
+    avail = np.bincount(corpus.source, weights=np.where(is_val, 0, corpus.length), minlength=n_src)
+
+    # 3.-5. one training stream, or one per phase
+    target = sizing["target_tokens"]
+    max_ep = np.array([recipe.max_epochs_of(s) for s in specs])
+    weights = np.array([s.weight if s.weight is not None else a for s, a in zip(specs, avail)], dtype=np.float64)
+    if not recipe.phases:
+        streams = [plan_stream(recipe, corpus, is_val, avail, target, recipe.domain_share, weights, max_ep,
+                               allow_shortfall)]
+        dirs = ["train"]
+    else:
+        streams, left = [], max_ep.copy()
+        for phase in recipe.phases:  # max_epochs is the run's budget, spent phase by phase
+            st = plan_stream(recipe, corpus, is_val, avail, phase.tokens, phase.domain_share,
+                             phase_weights(recipe, corpus, weights, phase.weights), left, allow_shortfall,
+                             (phase.name,))
+            used = np.bincount(corpus.source[st.rows], weights=corpus.length[st.rows], minlength=n_src)
+            left = np.maximum(0.0, left - np.divide(used, avail, out=np.zeros(n_src), where=avail > 0))
+            streams.append(st)
+        dirs = [phase_dir(i, p.name) for i, p in enumerate(recipe.phases)]
 
     # write
     out.mkdir(parents=True, exist_ok=True)
     clear_output(out)
     shutil.copyfile(corpus.tokenizer, out / TOKENIZER_FILE)
-    splits = {"train": write_split(out / "train", corpus, train_rows, recipe.shard_tokens)}
+    written = [write_split(out / d, corpus, st.rows, recipe.shard_tokens) for d, st in zip(dirs, streams)]
+    splits = {"train": written[0] if len(written) == 1 else
+              {k: sum(w[k] for w in written) for k in ("tokens", "docs", "shards", "bytes")}}
     for side in SIDES:
         splits[f"val_{side}"] = write_split(out / f"val_{side}", corpus, val_rows[side], recipe.shard_tokens)
 
+    train_rows = np.concatenate([st.rows for st in streams])
     train_tok = np.bincount(corpus.source[train_rows], weights=corpus.length[train_rows], minlength=n_src)
-    train_docs = np.bincount(corpus.source[train_rows], minlength=n_src)
-    unique_docs = np.bincount(corpus.source[np.unique(train_rows)], minlength=n_src)
     val_all = np.concatenate([val_rows[s] for s in SIDES])
     val_tok = np.bincount(corpus.source[val_all], weights=corpus.length[val_all], minlength=n_src)
     val_docs = np.bincount(corpus.source[val_all], minlength=n_src)
-    side_weight = {side: weights[side_of == si].sum() for si, side in enumerate(SIDES)}
+    whole = Stream(train_rows, np.sum([st.alloc for st in streams], axis=0), weights, max_ep, None)
     sources = {}
-    for si, spec in enumerate(specs):
+    for si, (spec, acc) in enumerate(zip(specs, stream_sources(corpus, whole, avail).values())):
         sources[spec.name] = {
             "domain": spec.domain, "path": spec.path,
             "total_tokens": int(total_tok[si]), "val_tokens": int(val_tok[si]), "val_docs": int(val_docs[si]),
-            "available_tokens": int(avail[si]),
-            "weight": float(weights[si] / side_weight[spec.domain]) if side_weight[spec.domain] else 0.0,
-            "max_epochs": float(max_ep[si]), "planned_tokens": int(round(alloc[si])),
-            "sampled_tokens": int(train_tok[si]), "epochs": float(train_tok[si] / avail[si]) if avail[si] else 0.0,
-            "train_docs": int(train_docs[si]), "train_unique_docs": int(unique_docs[si]),
+            "available_tokens": int(avail[si]), "weight": acc["weight"],
+            "max_epochs": float(max_ep[si]), "planned_tokens": acc["planned_tokens"],
+            "sampled_tokens": acc["sampled_tokens"], "epochs": acc["epochs"],
+            "train_docs": acc["train_docs"], "train_unique_docs": acc["train_unique_docs"],
         }
     train_tokens = splits["train"]["tokens"]
     domain_tokens = int(sum(train_tok[si] for si in range(n_src) if side_of[si] == 0))
@@ -438,10 +524,25 @@ def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False
     if sizing["model_vocab_size"] is not None and sizing["model_vocab_size"] != corpus.vocab_size:
         warnings.append(f"model config vocab_size {sizing['model_vocab_size']} != tokenizer vocab_size "
                         f"{corpus.vocab_size}: params were counted with the model config's")
+    shortfall = streams[0].shortfall
+    domain_share_target = recipe.domain_share
+    phases = None
+    if recipe.phases:
+        phases = [phase_manifest(i, p, dirs[i], written[i], st, corpus, avail)
+                  for i, (p, st) in enumerate(zip(recipe.phases, streams))]
+        domain_share_target = sum(p.tokens * p.domain_share for p in recipe.phases) / target
+        short = {p["name"]: p["shortfall"] for p in phases if p["shortfall"]}
+        shortfall = None if not short else {
+            "missing_tokens": {side: sum(s["missing_tokens"][side] for s in short.values()) for side in SIDES},
+            "target_tokens": target,
+            "reduced_target_tokens": sum(p["shortfall"]["reduced_target_tokens"] if p["shortfall"] else
+                                         p["target_tokens"] for p in phases),
+            "policy": next(iter(short.values()))["policy"], "phases": sorted(short),
+            "message": "\n".join(s["message"] for s in short.values())}
     manifest = {
         "params": sizing["params"], "tokens_per_param": sizing["tokens_per_param"],
         "model_config": recipe.model_config, "target_tokens": target, "train_tokens": train_tokens,
-        "domain_share_target": recipe.domain_share,
+        "domain_share_target": domain_share_target,
         "domain_share_actual": domain_tokens / train_tokens if train_tokens else 0.0,
         "domain_tokens": domain_tokens, "general_tokens": train_tokens - domain_tokens,
         "seed": recipe.seed, "tokenizer": str(out / TOKENIZER_FILE), "tokenizer_sha256": file_sha256(corpus.tokenizer),
@@ -454,10 +555,27 @@ def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False
                                 for k in ("val_domain", "val_general")},
         "shortfall": shortfall, "warnings": warnings,
         "sources": sources,
+        **({"phases": phases} if phases else {}),  # (a mixture without phases: exactly the manifest it always had)
         "recipe": recipe.to_dict(),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def phase_manifest(index: int, phase: Any, directory: str, split: dict[str, int], stream: Stream,
+                   corpus: Corpus, avail: np.ndarray) -> dict[str, Any]:
+    """A phase's entry in ``manifest.json``: its stream directory, sizes, shares and per-source accounting."""
+    sources = stream_sources(corpus, stream, avail)
+    domain = sum(s["sampled_tokens"] for name, s in sources.items()
+                 if corpus.specs[list(sources).index(name)].domain == "domain")
+    for spec, epochs_left in zip(corpus.specs, stream.max_epochs):
+        sources[spec.name]["epochs_left_before"] = float(epochs_left)  # of the run's max_epochs, at the phase start
+        sources[spec.name]["upsampled"] = sources[spec.name]["epochs"] > 1.0
+    return {"index": index, "name": phase.name, "dir": directory, "target_tokens": phase.tokens,
+            "train_tokens": split["tokens"], "domain_share_target": phase.domain_share,
+            "domain_share_actual": domain / split["tokens"] if split["tokens"] else 0.0,
+            "domain_tokens": domain, "general_tokens": split["tokens"] - domain,
+            "weights": phase.weights, "split": split, "shortfall": stream.shortfall, "sources": sources}
 
 
 def summary(manifest: dict[str, Any]) -> str:

@@ -18,15 +18,25 @@ of training tokens that must come from the domain side, and the size of the run:
       - {name: bbc_business, domain: domain, dir: domain/bbc_news}   # dir: relative to tokens_dir
       - {name: wiki, domain: general, path: /data/tokens/general/wikipedia_en}
       - {name: forum, domain: general, optional: true}   # skipped (warning) if curation left nothing
+    phases:                           # optional, instead of target: one training stream per phase, in order
+      - {name: blend, tokens: 80_000_000, domain_share: 0.51}
+      - {name: anneal, tokens: 20_000_000, domain_share: 0.75, weights: {filings: 3, news: 1}}
 
 Weights are relative inside one side. Either every source of a side gives one, or none
 does and each source weighs its available tokens (so every source of the side is seen
 the same number of epochs). Relative paths are relative to the working directory.
+
+``phases`` (docs/mixing.md, "Phases"): each phase has a ``name`` (letters, digits, ``_``, ``-``), its own
+``tokens`` and ``domain_share`` (default: the recipe's) and optional ``weights: {source: w}``. A side
+the phase names any source of takes only the named sources, with those weights (0 leaves a source out);
+a side it names none of keeps the sources' own weights. ``max_epochs`` bounds a source's epochs over the
+whole run, spent phase by phase. A recipe with phases has no ``target``: the phases' tokens are it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,6 +67,16 @@ class SourceSpec:
 
 
 @dataclass
+class PhaseSpec:
+    """One phase of a phased mixture: its own size, domain share and (optionally) source weights."""
+
+    name: str
+    tokens: int
+    domain_share: float
+    weights: dict[str, float] | None = None  # source name -> weight; None = the recipe's
+
+
+@dataclass
 class Recipe:
     sources: list[SourceSpec]
     domain_share: float = DEFAULT_DOMAIN_SHARE
@@ -69,17 +89,23 @@ class Recipe:
     seed: int = 1234
     shard_tokens: int = DEFAULT_SHARD_TOKENS
     tokens_dir: str | None = None
-    tokenizer: str | None = None     # only for sources not written by the tokenize stage
+    tokenizer: str | None = None     # only for sources not written by the tokenize stage (else it must match)
+    phases: list[PhaseSpec] | None = None  # one training stream per phase (None: one stream, DIR/train/)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.phases:  # (a recipe without phases records exactly what it did before phases existed)
+            d.pop("phases")
+        return d
 
     def max_epochs_of(self, source: SourceSpec) -> float:
         return self.max_epochs if source.max_epochs is None else source.max_epochs
 
 
 TOP_KEYS = {"sources", "domain_share", "target", "max_epochs", "val_fraction", "seed", "shard_tokens",
-            "tokens_dir", "tokenizer"}
+            "tokens_dir", "tokenizer", "phases"}
+PHASE_KEYS = {"name", "tokens", "domain_share", "weights"}
+PHASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a directory name: DIR/train_phase<i>_<name>/
 TARGET_KEYS = {"tokens", "params", "model_config", "tokens_per_param"}
 SOURCE_KEYS = {"name", "domain", "dir", "path", "weight", "max_epochs", "optional"}
 
@@ -140,12 +166,19 @@ def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
         if any(given) and not all(given):
             raise RecipeError(f"{side} sources: give a weight to every source of the side or to none")
 
+    default_share = _number(doc.get("domain_share", DEFAULT_DOMAIN_SHARE), "domain_share")
+    phases = None if doc.get("phases") is None else _phases(doc["phases"], sources, default_share)
     target = doc.get("target") or {}
     if not isinstance(target, dict):
         raise RecipeError("target must be a mapping with tokens, params or model_config")
     _unknown(target, TARGET_KEYS, "target")
     chosen = [k for k in ("tokens", "params", "model_config") if target.get(k) is not None]
-    if len(chosen) != 1:
+    if phases is not None:
+        if chosen:
+            raise RecipeError(f"target.{chosen[0]}: a recipe with phases is sized by its phases' tokens; "
+                              "remove target")
+        target = {"tokens": sum(p.tokens for p in phases)}
+    elif len(chosen) != 1:
         raise RecipeError(f"target: give exactly one of tokens, params, model_config (got {chosen or 'none'})")
     val = doc.get("val_fraction", DEFAULT_VAL_FRACTION)
     val = dict.fromkeys(SIDES, val) if not isinstance(val, dict) else {**dict.fromkeys(SIDES, DEFAULT_VAL_FRACTION),
@@ -156,7 +189,7 @@ def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
             raise RecipeError(f"val_fraction.{side} must be < 1, got {v}")
     recipe = Recipe(
         sources=sources,
-        domain_share=_number(doc.get("domain_share", DEFAULT_DOMAIN_SHARE), "domain_share"),
+        domain_share=default_share,
         tokens=None if target.get("tokens") is None else _number(target["tokens"], "target.tokens", 1, True),
         params=None if target.get("params") is None else _number(target["params"], "target.params", 1, True),
         model_config=None if target.get("model_config") is None else str(target["model_config"]),
@@ -168,13 +201,60 @@ def recipe_from_dict(doc: dict[str, Any]) -> Recipe:
         shard_tokens=_number(doc.get("shard_tokens", DEFAULT_SHARD_TOKENS), "shard_tokens", 1, True),
         tokens_dir=tokens_dir,
         tokenizer=doc.get("tokenizer"),
+        phases=phases,
     )
     if not 0.0 <= recipe.domain_share <= 1.0:
         raise RecipeError(f"domain_share must be in [0, 1], got {recipe.domain_share}")
-    for side, share in (("domain", recipe.domain_share), ("general", 1.0 - recipe.domain_share)):
-        if share > 0 and not any(s.domain == side for s in sources):
-            raise RecipeError(f"the {side} side must supply {share:.0%} of the tokens but no source is labeled {side}")
+    shares = [(None, recipe.domain_share)] if phases is None else [(p.name, p.domain_share) for p in phases]
+    for phase, domain_share in shares:
+        where = "" if phase is None else f"phase {phase}: "
+        for side, share in (("domain", domain_share), ("general", 1.0 - domain_share)):
+            if share > 0 and not any(s.domain == side for s in sources):
+                raise RecipeError(f"{where}the {side} side must supply {share:.0%} of the tokens but no source is "
+                                  f"labeled {side}")
     return recipe
+
+
+def _phases(raw: Any, sources: list[SourceSpec], default_share: float) -> list[PhaseSpec]:
+    """Validate ``phases:``; a side a phase gives weights for must keep a source of weight > 0."""
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError("phases: give a non-empty list of {name, tokens[, domain_share, weights]}")
+    side_of = {s.name: s.domain for s in sources}
+    phases: list[PhaseSpec] = []
+    for i, p in enumerate(raw):
+        if not isinstance(p, dict):
+            raise RecipeError(f"phases[{i}] must be a mapping with a name and tokens, got {p!r}")
+        _unknown(p, PHASE_KEYS, f"phases[{i}]")
+        missing = [k for k in ("name", "tokens") if p.get(k) is None]
+        if missing:
+            raise RecipeError(f"phases[{i}] needs {' and '.join(missing)}, got {p!r}")
+        name = str(p["name"])
+        if not PHASE_NAME.match(name):
+            raise RecipeError(f"phases[{i}].name must be 1-64 letters, digits, _ or - (it names a directory), "
+                              f"got {name!r}")
+        share = _number(p.get("domain_share", default_share), f"phases[{i}].domain_share")
+        if not 0.0 <= share <= 1.0:
+            raise RecipeError(f"phases[{i}].domain_share must be in [0, 1], got {share}")
+        weights = p.get("weights")
+        if weights is not None:
+            if not isinstance(weights, dict) or not weights:
+                raise RecipeError(f"phases[{i}].weights must be a mapping of source name to weight, got {weights!r}")
+            unknown = sorted(str(k) for k in weights if k not in side_of)
+            if unknown:
+                raise RecipeError(f"phases[{i}].weights: unknown sources {unknown}; the recipe's are "
+                                  f"{sorted(side_of)}")
+            weights = {str(k): _number(v, f"phases[{i}].weights.{k}") for k, v in weights.items()}
+            for side, side_share in (("domain", share), ("general", 1.0 - share)):
+                named = [w for k, w in weights.items() if side_of[k] == side]
+                if named and side_share > 0 and not any(w > 0 for w in named):
+                    raise RecipeError(f"phases[{i}] ({name}): the {side} side supplies {side_share:.0%} but every "
+                                      f"{side} source it names has weight 0")
+        phases.append(PhaseSpec(name, _number(p["tokens"], f"phases[{i}].tokens", 1, True), share, weights))
+    names = [p.name for p in phases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RecipeError(f"phase names must be unique, repeated: {dupes}")
+    return phases
 
 
 def load_recipe(path: str | os.PathLike, tokens_dir: str | None = None) -> Recipe:

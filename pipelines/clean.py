@@ -6,6 +6,7 @@
         --source sec_filings --domain domain            # EDGAR filings: auto-detected, or --format edgar
     python -m pipelines.clean --hf-dataset DIR_OR_HUB_NAME [--hf-split train] --output ... --domain general
     python -m pipelines.clean --input 'news/*.jsonl' --text-field article.body --id-field article.uid ...
+    python -m pipelines.clean --sources sources.yaml [Beam options]   # several sources, one Beam job
 
 ``--text-field``/``--id-field`` name the text and id fields of JSON Lines and Parquet records (and HF
 datasets), dotted paths for nested JSON. Before any work, the first records of the first such file are
@@ -28,6 +29,12 @@ so that stats.json balances. Outputs: ``OUTPUT/train-*.parquet``
 or are empty after cleaning, with ``reason``, file, line and up to 1 KB of the raw
 record), ``OUTPUT/stats.json``.
 
+``--sources FILE`` runs several sources as one Beam job: a YAML/JSON list of mappings whose keys are
+this command's options (``input``, ``output``, ``source``, ``domain``, ``format``, ``text_field``, ...),
+each checked as its own command line would be before any work; one branch per source (labels
+``clean[<name>]``, Beam counters in the namespace ``clean/<name>``) writes the same directory, byte for
+byte, as that source's own command.
+
 One fused map per input split (``pipelines/splits.py``): read, clean, write
 ``train-<split>-<roll>.parquet`` in input order. No document crosses a shuffle, so memory is
 flat in the corpus size and the bytes are the same on any runner or worker count.
@@ -40,9 +47,10 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from filters.edgar import document_text, filing_meta, looks_like_filing, split_parts
 from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text_info, looks_like_html
@@ -52,7 +60,9 @@ from filters.pii import redact
 from pipelines.documents import DOMAINS, document_type, meta_json
 from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, check_text_field, has_fields, map_fields,
                           prepare_output_dir, sample_hf_fields, snippet, to_document)
-from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
+from pipelines.options import (EntryError, SourceBranch, add_sources_flag, check_entries, entry_name, fail, parse,
+                               parse_entry, parse_sources, read_sources, run_sources_stage, run_stage,
+                               source_namespace, sources_argv, stage_inputs, stage_parser, writes_output)
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split, reject_bad_rows)
 from pipelines.stats import WriteStats
@@ -206,6 +216,7 @@ def build_parser():
                         help=f"PII redacted with typed placeholders, comma-separated (default: all of "
                              f"{','.join(PII_KINDS)}; filters/pii.py); '' or --no-pii: none")
     parser.add_argument("--no-pii", dest="pii_kinds", action="store_const", const="", help="redact no PII")
+    add_sources_flag(parser)
     return parser
 
 
@@ -213,14 +224,15 @@ class CleanSplit(beam.DoFn):
     """One input split -> its cleaned documents (``train-<split>-*.parquet``) and its rejections;
     yields the split's ``(count key, n)`` pairs."""
 
-    def __init__(self, output: str, convert, part_mb: float, source: str | None = None):
+    def __init__(self, output: str, convert, part_mb: float, source: str | None = None, namespace: str = STAGE):
         self.output, self.convert, self.part_mb, self.source = output, convert, part_mb, source
+        self.namespace = namespace  # of the Beam counters: the stage, or clean/<source> in a job of several
 
     def setup(self):
         self.progress = Progress(STAGE)
 
     def process(self, split):
-        counts = SplitCounts(STAGE)
+        counts = SplitCounts(self.namespace)
         rejected = JsonlPart(self.output, split, "rejected")
         docs = ParquetParts(self.output, split, part_mb=self.part_mb,
                             on_bad_row=reject_bad_rows(split, counts, rejected))
@@ -247,7 +259,9 @@ class CleanSplit(beam.DoFn):
         yield from counts.pairs()
 
 
-def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
+def build(pipeline: beam.Pipeline | beam.pvalue.PBegin, args, files: list[str],
+          namespace: str = STAGE) -> beam.PCollection:
+    """The stage's transforms from ``pipeline`` (or a branch's ``PBegin``); returns the written stats."""
     convert = functools.partial(read_and_clean, source=args.source, domain=args.domain, text_format=args.format,
                                 extractor=args.html_extractor, max_text_bytes=args.max_text_bytes,
                                 pii_kinds=args.pii_kinds, text_field=args.text_field, id_field=args.id_field)
@@ -255,23 +269,24 @@ def build(pipeline: beam.Pipeline, args, files: list[str]) -> None:
     if args.hf_dataset:
         hf = {"name": args.hf_dataset, "split": args.hf_split, "config": args.hf_config, "shards": args.hf_shards,
               "text_field": args.text_field, "id_field": args.id_field}
-    (pipeline
-     | "Splits" >> ReadSplits(files, args.split_mb, hf)
-     | "Clean splits" >> beam.ParDo(CleanSplit(args.output, convert, args.part_mb, args.source))
-     | "Stats" >> WriteStats(STAGE, args.output))
+    return (pipeline
+            | "Splits" >> ReadSplits(files, args.split_mb, hf)
+            | "Clean splits" >> beam.ParDo(CleanSplit(args.output, convert, args.part_mb, args.source, namespace))
+            | "Stats" >> WriteStats(STAGE, args.output))
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = build_parser()
-    args, options = parse(parser, argv)
+def check_args(args, options, error) -> list[str]:
+    """Everything the single-source command checks before any work (``error(message)`` exits): the inputs
+    match files and hold the text field, the PII kinds are known. Returns the input files. Writes nothing."""
     if not args.input and not args.hf_dataset:
-        parser.error("give at least one --input GLOB or --hf-dataset")
+        error("give at least one --input GLOB or --hf-dataset")
     if args.hf_dataset and not args.source:
-        parser.error("--hf-dataset needs --source NAME")
-    args.pii_kinds = tuple(k for k in args.pii_kinds.split(",") if k)
+        error("--hf-dataset needs --source NAME")
+    if isinstance(args.pii_kinds, str):
+        args.pii_kinds = tuple(k for k in args.pii_kinds.split(",") if k)
     unknown = sorted(set(args.pii_kinds) - set(PII_KINDS))
     if unknown:
-        parser.error(f"--pii-kinds: unknown {unknown}; known: {','.join(PII_KINDS)}")
+        error(f"--pii-kinds: unknown {unknown}; known: {','.join(PII_KINDS)}")
     # --text-field wins over its older spelling --hf-text-field (pipelines.run may pass both)
     args.text_field = args.text_field or args.hf_text_field or "text"
     args.id_field = args.id_field or args.hf_id_field or "id"
@@ -282,13 +297,69 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                                    args.text_field))
         if files and writes_output(options):
             check_text_field(files, args.text_field)
-            total = describe_inputs(STAGE, files)
-            args.split_mb = auto_split_mb(args.split_mb, total)
-        if writes_output(options):
-            prepare_output_dir(args.output, ["rejected"])
+    except InputError as exc:
+        error(str(exc))
+    return files
+
+
+def prepare(args, options, files: list[str]) -> None:
+    """After every check: the input size (and from it the split size), and a cleared output directory."""
+    if not writes_output(options):
+        return
+    try:
+        if files:
+            args.split_mb = auto_split_mb(args.split_mb, describe_inputs(STAGE, files))
+        prepare_output_dir(args.output, ["rejected"])
     except InputError as exc:
         fail(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    if sources_argv(argv):
+        return main_sources(argv)
+    parser = build_parser()
+    args, options = parse(parser, argv)
+    files = check_args(args, options, parser.error)
+    prepare(args, options, files)
     return run_stage(STAGE, lambda p: build(p, args, files), options, args.output)
+
+
+def main_sources(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``--sources FILE`` [Beam options]: one job for every source of the file (docs/runs.md)."""
+    path, options = parse_sources(build_parser(), argv)
+    return run_sources(read_sources(path), options, where=path)
+
+
+def run_sources(entries: list[dict[str, Any]], options: PipelineOptions, where: str = "--sources") -> dict[str, Any]:
+    """One Beam job over several sources: each entry (a mapping of this stage's options: input, output,
+    source, domain, format, text_field, ...) is checked exactly as its own command line would be, all of
+    them before any work (``error:`` naming the entry, exit 2); then one pipeline with a branch per source
+    (labels ``clean[<name>]``, counters ``clean/<name>``) writes each source's directory as its own command
+    would, byte for byte. Returns ``{"stage", "sources": {name: stats}}``; exit 3 names unbalanced sources."""
+    checked = []
+    for i, entry in enumerate(entries):
+        label = f"{where}: sources[{i}]" + (f" ({entry.get('name') or entry.get('source')})"
+                                            if entry.get("name") or entry.get("source") else "")
+        try:
+            args = parse_entry(build_parser(), entry, label)
+        except EntryError as exc:
+            fail(str(exc))
+
+        def error(message: str, label=label) -> NoReturn:
+            fail(f"{label}: {message}")
+
+        checked.append((entry_name(entry, args), args, check_args(args, options, error)))
+    check_entries([name for name, _, _ in checked], [args.output for _, args, _ in checked])
+    for _, args, files in checked:
+        prepare(args, options, files)
+
+    def build_all(pipeline: beam.Pipeline) -> None:
+        for name, args, files in checked:
+            pipeline | f"{STAGE}[{name}]" >> SourceBranch(
+                lambda p, args=args, files=files, name=name: build(p, args, files, source_namespace(STAGE, name)))
+
+    stats = run_sources_stage(STAGE, build_all, options, {name: args.output for name, args, _ in checked})
+    return {"stage": STAGE, "sources": stats, **({"dry_run": True} if not writes_output(options) else {})}
 
 
 if __name__ == "__main__":

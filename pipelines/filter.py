@@ -2,6 +2,7 @@
 
     python -m pipelines.filter --input work/clean/general --output work/filter/general \
         [--config configs/filter/default.yaml] [--annotate-only] [Beam options]
+    python -m pipelines.filter --sources sources.yaml [Beam options]   # several sources, one Beam job
 
 Per document (``filters/rules.py``, Beam-free): language ID with fastText lid.176 (keep list
 per source), Gopher repetition, Gopher quality, C4 (line modifier + document rules), FineWeb,
@@ -28,7 +29,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -46,7 +47,9 @@ from pipelines.io import (
     snippet,
     write_json,
 )
-from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
+from pipelines.options import (EntryError, SourceBranch, add_sources_flag, check_entries, entry_name, fail, parse,
+                               parse_entry, parse_sources, read_sources, run_sources_stage, run_stage,
+                               source_namespace, sources_argv, stage_inputs, stage_parser, stage_schema, writes_output)
 from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
                               describe_inputs, read_split, reject_bad_rows)
 from pipelines.stats import LANG_KEY, WriteStats
@@ -80,9 +83,10 @@ class FilterSplit(beam.DoFn):
     """
 
     def __init__(self, config: dict[str, Any], annotate: bool, output: str, schema: pa.Schema, part_mb: float,
-                 snippet_chars: int = SNIPPET_CHARS):
+                 snippet_chars: int = SNIPPET_CHARS, namespace: str = STAGE):
         self.config, self.annotate, self.output, self.schema = config, annotate, output, schema
         self.part_mb, self.snippet_chars = part_mb, snippet_chars
+        self.namespace = namespace  # of the Beam counters: the stage, or filter/<source> in a job of several
         self.filter: DocumentFilter | None = None
 
     def setup(self):
@@ -110,7 +114,7 @@ class FilterSplit(beam.DoFn):
     def process(self, split, contamination=None):
         if contamination is not None and self.filter.contamination is None:
             self.filter.contamination = contamination  # the side input: the same index for every split
-        counts = SplitCounts(STAGE)
+        counts = SplitCounts(self.namespace)
         removed = JsonlPart(self.output, split, REMOVED)
         rejected = JsonlPart(self.output, split, "rejected")
         kept = ParquetParts(self.output, split, self.schema, self.part_mb, folder=SCORED if self.top else "",
@@ -170,13 +174,13 @@ class CutSplit(beam.DoFn):
     the same ``ParquetParts`` / ``JsonlPart`` as every stage (removals: ``removed/part-<split>-000-cut.jsonl``)."""
 
     def __init__(self, classifiers: list[dict[str, Any]], annotate: bool, output: str, schema: pa.Schema,
-                 part_mb: float, snippet_chars: int = SNIPPET_CHARS):
+                 part_mb: float, snippet_chars: int = SNIPPET_CHARS, namespace: str = STAGE):
         self.classifiers, self.annotate, self.output, self.schema = classifiers, annotate, output, schema
-        self.part_mb, self.snippet_chars = part_mb, snippet_chars
+        self.part_mb, self.snippet_chars, self.namespace = part_mb, snippet_chars, namespace
 
     def process(self, item, thresholds: dict[str, float]):
         split, scored = item
-        counts = SplitCounts(STAGE)
+        counts = SplitCounts(self.namespace)
         kept = ParquetParts(self.output, split, self.schema, self.part_mb)
         removed = JsonlPart(self.output, split, REMOVED, suffix="-cut")
         for path in scored:
@@ -329,6 +333,7 @@ def build_parser():
         default=SNIPPET_CHARS,
         help="characters of each removed document kept in removed/",
     )
+    add_sources_flag(parser)
     return parser
 
 
@@ -337,8 +342,9 @@ def failure_keys(reasons: list[str]) -> list[str]:
     return ([f"would_remove/{reasons[0]}"] if reasons else []) + [f"fails/{r}" for r in reasons]
 
 
-def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig, schema: pa.Schema,
-          contamination=None) -> None:
+def build(pipeline: beam.Pipeline | beam.pvalue.PBegin, args, files: list[str], config: FilterConfig,
+          schema: pa.Schema, contamination=None, namespace: str = STAGE) -> beam.PCollection:
+    """The stage's transforms from ``pipeline`` (or a branch's ``PBegin``); returns the written stats."""
     annotate = args.annotate_only
     side = {}
     if contamination is not None:  # built once by the launcher; every worker gets the same arrays
@@ -346,7 +352,7 @@ def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig,
     judged = (pipeline
               | "Splits" >> ReadSplits(files, args.split_mb)
               | "Filter splits" >> beam.ParDo(FilterSplit(config.to_dict(), annotate, args.output, schema,
-                                                          args.part_mb, args.snippet_chars), **side)
+                                                          args.part_mb, args.snippet_chars, namespace), **side)
               .with_outputs("scores", "parts", main="counts"))
     pairs = [judged.counts]
     extra = {}
@@ -365,15 +371,30 @@ def build(pipeline: beam.Pipeline, args, files: list[str], config: FilterConfig,
         pairs.append(judged.parts
                      | "Spread parts" >> beam.Reshuffle()
                      | "Cut top fractions" >> beam.ParDo(
-                         CutSplit(cut, annotate, args.output, schema, args.part_mb, args.snippet_chars),
+                         CutSplit(cut, annotate, args.output, schema, args.part_mb, args.snippet_chars, namespace),
                          beam.pvalue.AsSingleton(thresholds)))
-    pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
+    return pairs | "Merge counts" >> beam.Flatten() | "Stats" >> WriteStats(STAGE, args.output, extra=extra)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args, options = parse(build_parser(), argv)
+class Checked(NamedTuple):
+    """What the stage knows about its run after every check, before any work."""
+
+    files: list[str]
+    config: FilterConfig
+    schema: pa.Schema
+    contamination: Any
+    about: dict[str, Any]
+
+
+def check_args(args, options, error) -> Checked:
+    """Everything the single-source command checks before any work (``error(message)`` exits): the filter
+    config (a file, or in a ``--sources`` entry also a mapping) and its models, the inputs and their schema,
+    the decontamination index. Writes nothing."""
     try:
-        config = FilterConfig.from_yaml(args.config) if args.config else FilterConfig()
+        if isinstance(args.config, dict):
+            config = FilterConfig.from_dict(args.config)
+        else:
+            config = FilterConfig.from_yaml(args.config) if args.config else FilterConfig()
         if args.route:  # --route NAME: the config's routes plus the bundled ones
             raw = config.to_dict()
             have = {r["name"] for r in raw.get("route") or []}  # the config's own route of that name wins
@@ -383,23 +404,84 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         schema = output_schema(stage_schema(files, options), config, args.annotate_only)
         DocumentFilter(config)  # fail fast on a missing model, before the pipeline starts
         contamination = build_contamination_index(config.decontaminate)
-        about = {"annotate_only": args.annotate_only, "config": config.to_dict()}
-        if contamination is not None:
-            about["decontamination"] = {"ngrams": contamination.n_ngrams, "index_bytes": contamination.nbytes,
-                                        "sets": contamination.summary}
-            print(f"{STAGE}: decontamination against {len(contamination.names)} evaluation set(s): "
-                  f"{contamination.n_ngrams:,} n-grams, {contamination.nbytes / 1e6:.1f} MB per worker", flush=True)
-        if writes_output(options):
-            total = describe_inputs(STAGE, files)
-            args.split_mb = auto_split_mb(args.split_mb, total)
-            prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
-            write_json(f"{args.output.rstrip('/')}/filter_config.json", about)
     except (InputError, ValueError, TypeError, OSError) as exc:
+        error(str(exc))
+    about = {"annotate_only": args.annotate_only, "config": config.to_dict()}
+    if contamination is not None:
+        about["decontamination"] = {"ngrams": contamination.n_ngrams, "index_bytes": contamination.nbytes,
+                                    "sets": contamination.summary}
+        print(f"{STAGE}: decontamination against {len(contamination.names)} evaluation set(s): "
+              f"{contamination.n_ngrams:,} n-grams, {contamination.nbytes / 1e6:.1f} MB per worker", flush=True)
+    return Checked(files, config, schema, contamination, about)
+
+
+def prepare(args, options, checked: Checked) -> None:
+    """After every check: the input size (and from it the split size), a cleared output directory and
+    its ``filter_config.json``."""
+    if not writes_output(options):
+        return
+    try:
+        total = describe_inputs(STAGE, checked.files)
+        args.split_mb = auto_split_mb(args.split_mb, total)
+        prepare_output_dir(args.output, [REMOVED, "rejected", SCORED])
+        write_json(f"{args.output.rstrip('/')}/filter_config.json", checked.about)
+    except (InputError, OSError) as exc:
         fail(str(exc))
-    stats = run_stage(STAGE, lambda p: build(p, args, files, config, schema, contamination), options, args.output)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    if sources_argv(argv):
+        return main_sources(argv)
+    parser = build_parser()
+    args, options = parse(parser, argv)
+    checked = check_args(args, options, fail)
+    prepare(args, options, checked)
+    stats = run_stage(STAGE, lambda p: build(p, args, checked.files, checked.config, checked.schema,
+                                             checked.contamination), options, args.output)
     if writes_output(options):
         remove_scored(args.output)
     return stats
+
+
+def main_sources(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``--sources FILE`` [Beam options]: one job for every source of the file (docs/runs.md)."""
+    path, options = parse_sources(build_parser(), argv)
+    return run_sources(read_sources(path), options, where=path)
+
+
+def run_sources(entries: list[dict[str, Any]], options, where: str = "--sources") -> dict[str, Any]:
+    """One Beam job over several sources: each entry (a mapping of this stage's options: input, output,
+    config (a file or the config itself, as a mapping), annotate_only, route, ...; ``name``: default the
+    output's last component) is checked exactly as its own command line would be, all of them before any
+    work (``error:`` naming the entry, exit 2); then one pipeline with a branch per source (labels
+    ``filter[<name>]``, counters ``filter/<name>``) writes each directory as its own command would.
+    Returns ``{"stage", "sources": {name: stats}}``; exit 3 names the sources whose stats do not balance."""
+    checked = []
+    for i, entry in enumerate(entries):
+        label = f"{where}: sources[{i}]" + (f" ({entry['name']})" if entry.get("name") else "")
+        keep = ("config",) if isinstance(entry.get("config"), dict) else ()
+        try:
+            args = parse_entry(build_parser(), entry, label, keep=keep)
+        except EntryError as exc:
+            fail(str(exc))
+        name = entry_name(entry, args)
+        label = f"{where}: sources[{i}] ({name})"
+        checked.append((name, args, check_args(args, options, lambda m, label=label: fail(f"{label}: {m}"))))
+    check_entries([name for name, _, _ in checked], [args.output for _, args, _ in checked])
+    for _, args, c in checked:
+        prepare(args, options, c)
+
+    def build_all(pipeline: beam.Pipeline) -> None:
+        for name, args, c in checked:
+            pipeline | f"{STAGE}[{name}]" >> SourceBranch(
+                lambda p, args=args, c=c, name=name: build(p, args, c.files, c.config, c.schema, c.contamination,
+                                                           source_namespace(STAGE, name)))
+
+    stats = run_sources_stage(STAGE, build_all, options, {name: args.output for name, args, _ in checked})
+    if writes_output(options):
+        for _, args, _ in checked:
+            remove_scored(args.output)
+    return {"stage": STAGE, "sources": stats, **({"dry_run": True} if not writes_output(options) else {})}
 
 
 def remove_scored(output: str) -> None:

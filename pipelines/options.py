@@ -15,6 +15,7 @@ used to go unnoticed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import functools
 import logging
@@ -158,21 +159,54 @@ def _remote(pattern: str) -> bool:
     return FileSystems.get_scheme(pattern) not in (None, "file")
 
 
+# Planned inputs of a whole-run dry run (``pipelines.run --dry-run``): the outputs of earlier stages that do not
+# exist yet, path -> the Parquet schema their documents will have. Under a dry run a stage translates with these
+# paths and schemas instead of listing or reading them (outside a dry run they are ignored).
+_PLANNED: dict[str, Any] = {}
+_SAID = "\x00said"  # (a key no path has: the planned-inputs line was printed in this block)
+
+
+@contextlib.contextmanager
+def planned_inputs(paths: dict[str, Any]):
+    """Within the block, dry-run stages take ``paths`` (directories an earlier stage will write, mapped to
+    the schema of their documents) as their inputs without listing or reading them."""
+    saved = dict(_PLANNED)
+    _PLANNED.update({p.rstrip("/"): schema for p, schema in paths.items()})
+    try:
+        yield
+    finally:
+        _PLANNED.clear()
+        _PLANNED.update(saved)
+
+
+def _planned(pattern: str) -> bool:
+    return pattern.rstrip("/") in _PLANNED
+
+
 def stage_inputs(patterns: Sequence[str], options: PipelineOptions) -> list[str]:
     """The input files of a stage (``expand_inputs``). Under a dry run, remote patterns (``gs://``)
-    are not listed (that needs credentials and the network): the job is translated with the
-    patterns themselves as its file list."""
-    if is_dry_run(options) and any(_remote(p) for p in patterns):
-        print("dry run: remote inputs are not listed; translating with the patterns as given", flush=True)
+    are not listed (that needs credentials and the network), nor are planned inputs (``planned_inputs``):
+    the job is translated with the patterns themselves as its file list."""
+    if is_dry_run(options) and any(_remote(p) or _planned(p) for p in patterns):
+        if any(_remote(p) for p in patterns):
+            print("dry run: remote inputs are not listed; translating with the patterns as given", flush=True)
+        elif not _PLANNED.get(_SAID):  # (once per planned job, not once per source)
+            _PLANNED[_SAID] = True
+            print("dry run: planned inputs (earlier stages' outputs) are not read; translating with the paths as "
+                  "given", flush=True)
         return sorted(set(patterns))
     return expand_inputs(patterns)
 
 
 def stage_schema(files: Sequence[str], options: PipelineOptions):
     """The Parquet schema of a stage's input (``read_parquet_schema``); under a dry run with remote
-    inputs, the document schema (the inputs are not read)."""
-    if is_dry_run(options) and any(_remote(f) for f in files):
-        return DOC_SCHEMA
+    inputs, the document schema (the inputs are not read), with planned inputs their planned schema."""
+    if is_dry_run(options):
+        planned = [_PLANNED[f.rstrip("/")] for f in files if _planned(f)]
+        if planned:
+            return planned[0] if planned[0] is not None else DOC_SCHEMA
+        if any(_remote(f) for f in files):
+            return DOC_SCHEMA
     return read_parquet_schema(list(files))
 
 
@@ -182,10 +216,11 @@ def writes_output(options: PipelineOptions) -> bool:
     return not is_dry_run(options)
 
 
-def stage_counters(result: Any, stage: str) -> dict[str, int] | None:
-    """The stage's Beam Metrics counters (committed values), or None where the runner has none."""
+def stage_counters(result: Any, namespace: str) -> dict[str, int] | None:
+    """The Beam Metrics counters of one namespace (committed values: ``clean``, or ``clean/<source>`` in a
+    job of several sources), or None where the runner has none."""
     try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(stage))["counters"]
+        counters = result.metrics().query(MetricsFilter().with_namespace(namespace))["counters"]
     except Exception:  # some runners do not support querying metrics
         return None
     totals: dict[str, int] = {}
@@ -201,19 +236,22 @@ def counters_match(stats: dict[str, Any], counters: dict[str, int]) -> bool:
     return all(counters.get(k, 0) == v for k, v in expected.items())
 
 
-def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: PipelineOptions,
-              output_dir: str) -> dict[str, Any]:
-    """Build and run a stage's pipeline, wait, then print and return its ``stats.json``.
+def source_namespace(stage: str, name: str) -> str:
+    """The Beam counter namespace of one source in a job of several (``clean/<name>``)."""
+    return f"{stage}/{name}"
 
-    The returned dict also holds ``"metrics"``: the Beam counters, checked against the file.
-    Under a dry run (``is_dry_run``) nothing runs: returns ``{"stage": stage, "dry_run": True}``.
-    Exits with status 2 on user errors (bad paths, options) and 3 when the stats do not balance.
-    """
+
+def _quiet_logs() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apache_beam", "absl", "trafilatura", "htmldate", "courlan"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for ours in ("pipelines", "filters", "mixtures"):  # progress lines, whatever a library does to the root level
         logging.getLogger(ours).setLevel(logging.INFO)
+
+
+def _run_pipeline(stage: str, build: Callable[[beam.Pipeline], None], options: PipelineOptions) -> Any:
+    """Build, run and wait: the result, or None under a dry run (translated and packaged, nothing ran)."""
+    _quiet_logs()
     t0 = time.perf_counter()
     try:
         pipeline = beam.Pipeline(options=options)
@@ -225,19 +263,214 @@ def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: Pipel
     if is_dry_run(options):
         print(f"{stage}: dry run: the pipeline was translated and packaged, nothing ran "
               f"({time.perf_counter() - t0:.1f} s)")
-        return {"stage": stage, "dry_run": True}
+        return None
     if options.view_as(TestOptions).dry_run:
         print(f"warning: --dry_run is honoured only by DataflowRunner; {stage} ran on "
               f"{_runner_name(options)}", file=sys.stderr)
+    return result
+
+
+def _report(stage: str, result: Any, output_dir: str, namespace: str, t0: float) -> dict[str, Any]:
+    """One output directory after the job: its ``stats.json`` read, printed and checked against the
+    counters of ``namespace``; its dataset card written."""
     stats = load_stats(output_dir)
     write_dataset_card(output_dir, stats)
     print(format_stats(stats))
-    counters = stage_counters(result, stage)
+    counters = stage_counters(result, namespace)
     if counters is not None and not counters_match(stats, counters):
-        print(f"warning: {stage} Beam counters differ from stats.json: {counters}", file=sys.stderr)
+        print(f"warning: {namespace} Beam counters differ from stats.json: {counters}", file=sys.stderr)
     stats["metrics"] = counters
     print(f"{stage}: wrote {output_dir} in {time.perf_counter() - t0:.1f} s")
+    return stats
+
+
+def run_stage(stage: str, build: Callable[[beam.Pipeline], None], options: PipelineOptions,
+              output_dir: str) -> dict[str, Any]:
+    """Build and run a stage's pipeline, wait, then print and return its ``stats.json``.
+
+    The returned dict also holds ``"metrics"``: the Beam counters, checked against the file.
+    Under a dry run (``is_dry_run``) nothing runs: returns ``{"stage": stage, "dry_run": True}``.
+    Exits with status 2 on user errors (bad paths, options) and 3 when the stats do not balance.
+    """
+    t0 = time.perf_counter()
+    result = _run_pipeline(stage, build, options)
+    if result is None:
+        return {"stage": stage, "dry_run": True}
+    stats = _report(stage, result, output_dir, stage, t0)
     if not stats["balanced"]:
         print(f"error: {stage} stats do not balance", file=sys.stderr)
         sys.exit(EXIT_UNBALANCED)
     return stats
+
+
+def run_sources_stage(stage: str, build: Callable[[beam.Pipeline], None], options: PipelineOptions,
+                      outputs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """:func:`run_stage` for one job over several sources (``outputs``: source name -> its directory): one
+    pipeline; then each source's ``stats.json`` is printed, checked against the counters of its own
+    namespace (``<stage>/<name>``) and returned by name. Sources whose stats do not balance are named in one
+    ``error:`` line (exit 3), after every source was reported. Dry run: ``{name: {"stage", "dry_run"}}``."""
+    t0 = time.perf_counter()
+    result = _run_pipeline(stage, build, options)
+    if result is None:
+        return {name: {"stage": stage, "dry_run": True} for name in outputs}
+    out = {name: _report(stage, result, output, source_namespace(stage, name), t0)
+           for name, output in outputs.items()}
+    unbalanced = [name for name, stats in out.items() if not stats["balanced"]]
+    if unbalanced:
+        print(f"error: {stage} stats do not balance for {', '.join(unbalanced)}", file=sys.stderr)
+        sys.exit(EXIT_UNBALANCED)
+    return out
+
+
+# ------------------------------------------------------------------ several sources in one job
+
+SOURCES_FLAG = "--sources"
+NAME_KEY = "name"  # an entry's label: its transforms' prefix and counter namespace (default: source, else output)
+
+
+class SourceBranch(beam.PTransform):
+    """One source of a job of several: the stage's single-source transforms (``build_branch(pbegin)``) under
+    the branch's label (``clean[<name>]``), so every transform label is unique and stable."""
+
+    def __init__(self, build_branch: Callable[[Any], Any]):
+        super().__init__()
+        self.build_branch = build_branch
+
+    def expand(self, pbegin):
+        return self.build_branch(pbegin)
+
+
+class EntryError(Exception):
+    """A ``--sources`` entry that its single-source command line would refuse (the message names the entry)."""
+
+
+def add_sources_flag(parser: argparse.ArgumentParser) -> None:
+    """``--sources FILE`` in a stage's ``--help`` (the command line is then ``--sources FILE`` + Beam options)."""
+    parser.add_argument(SOURCES_FLAG, metavar="FILE",
+                        help="several sources in one Beam job: a YAML/JSON list of mappings whose keys are this "
+                             "command's options (input, output, ...; optional name: the source's label and counter "
+                             "namespace); each entry is checked as its own command line would be; only Beam "
+                             "options go beside it (docs/runs.md)")
+
+
+def sources_argv(argv: Sequence[str] | None) -> bool:
+    """Whether a stage command line uses ``--sources FILE`` (several sources in one job)."""
+    return any(a == SOURCES_FLAG or a.startswith(SOURCES_FLAG + "=") for a in (sys.argv[1:] if argv is None
+                                                                               else argv))
+
+
+def read_sources(path: str) -> list[dict[str, Any]]:
+    """A ``--sources`` file: a YAML (or JSON) list of mappings, one per source. Exit 2 otherwise."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        fail(f"--sources: cannot read {path}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        fail(f"--sources: {path}: not valid YAML: {exc}".replace("\n", " "))
+    if not isinstance(doc, list) or not doc or not all(isinstance(e, dict) for e in doc):
+        fail(f"--sources: {path} must be a non-empty list of mappings (one per source), got {type(doc).__name__}")
+    return doc
+
+
+def parse_sources(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[str, PipelineOptions]:
+    """``--sources FILE`` and Beam options, nothing else: a stage's own flags go in each entry."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = StageParser(description=parser.description, allow_abbrev=False)
+    top.add_argument(SOURCES_FLAG, required=True)
+    stage_flags = [f for f in parser._option_string_actions if f.startswith("--") and f not in ("--help",
+                                                                                               SOURCES_FLAG)]
+    given = sorted({a.split("=", 1)[0] for a in argv} & set(stage_flags))
+    if given:
+        fail(f"{SOURCES_FLAG}: give {', '.join(given)} in each entry of the file (key "
+             f"{given[0][2:].replace('-', '_')}), not on the command line; only Beam options go beside it")
+    args, options = parse(top, argv)
+    return args.sources, options
+
+
+def beam_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam's options from a list of Beam flags alone (``pipelines.run``'s ``beam:``), as strictly as a stage
+    parses them."""
+    return parse(StageParser(allow_abbrev=False), list(beam_args))[1]
+
+
+def argv_entry(argv: Sequence[str]) -> dict[str, Any]:
+    """A single-source command line (stage flags only) as a ``--sources`` entry, the inverse of
+    :func:`entry_argv`: ``--key value`` -> ``key: value`` (repeated flags: a list), a flag alone -> true."""
+    entry: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        key = argv[i][2:].replace("-", "_")
+        if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value: Any = argv[i + 1]
+            i += 2
+        else:
+            value, i = True, i + 1
+        if key in entry:
+            entry[key] = [*(entry[key] if isinstance(entry[key], list) else [entry[key]]), value]
+        else:
+            entry[key] = value
+    return entry
+
+
+def entry_argv(entry: dict[str, Any]) -> list[str]:
+    """A ``--sources`` entry as its single-source command line: ``key: value`` -> ``--key value`` (``_`` or
+    ``-``), a list -> the flag once per item, true -> the flag alone, false or null -> nothing."""
+    out: list[str] = []
+    for key, value in entry.items():
+        if key == NAME_KEY:
+            continue
+        flag = "--" + str(key).replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                out += [flag, str(item)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def parse_entry(parser: argparse.ArgumentParser, entry: dict[str, Any], where: str,
+                keep: Sequence[str] = ()) -> argparse.Namespace:
+    """One entry through the stage's own parser, exactly as its command line would be; a mistake raises
+    :class:`EntryError` naming the entry. ``keep``: keys whose value is passed through untouched (not as a
+    flag; e.g. the filter's ``config`` given as a mapping), set on the namespace afterwards."""
+
+    def error(message: str) -> NoReturn:
+        raise EntryError(f"{where}: {message}")
+
+    parser.error = error  # type: ignore[method-assign]
+    known = {f[2:].replace("-", "_") for f in parser._option_string_actions if f.startswith("--")} - {
+        "help", SOURCES_FLAG[2:]}
+    for key in entry:
+        if key != NAME_KEY and str(key).replace("-", "_") not in known:
+            error(f"unknown key {key!r}" + (f" (did you mean {guess!r}?)"
+                                            if (guess := closest(str(key), sorted(known))) else ""))
+    args = parser.parse_args(entry_argv({k: v for k, v in entry.items() if k not in keep}))
+    if (getattr(args, "split_mb", 1) or 1) <= 0 or getattr(args, "part_mb", 1) <= 0:
+        error("split_mb and part_mb must be > 0")
+    for key in keep:
+        if key in entry:
+            setattr(args, key, entry[key])
+    return args
+
+
+def entry_name(entry: dict[str, Any], args: argparse.Namespace) -> str:
+    """An entry's name: its ``name``, else its ``source``, else its output directory's last component."""
+    name = entry.get(NAME_KEY) or getattr(args, "source", None) or args.output.rstrip("/").rsplit("/", 1)[-1]
+    return str(name)
+
+
+def check_entries(names: list[str], outputs: list[str]) -> None:
+    """Exit 2 unless every entry has its own name and its own output directory."""
+    for kind, values in (("name", names), ("output", [o.rstrip("/") for o in outputs])):
+        seen = set()
+        for i, v in enumerate(values):
+            if v in seen:
+                fail(f"--sources: sources[{i}] ({names[i]}): {kind} {v!r} is used by another entry")
+            seen.add(v)

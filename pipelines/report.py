@@ -40,8 +40,9 @@ from matplotlib.figure import Figure
 
 from filters.edgar import NOT_TEXT_REASON
 from pipelines import fail
-from pipelines.report_figures import (DOMAIN_COLOR, FUNNEL_STEPS, STAGE_ORDER, UNKNOWN_SOURCE, arm_color, dedup_figure,
-                                      experiment_figure, funnel_figure, human, languages_figure, mixture_figure,
+from pipelines.report_figures import (DOMAIN_COLOR, FUNNEL_STEPS, STAGE_ORDER, UNKNOWN_SOURCE, arm_color,
+                                      continue_figure, continue_rel, dedup_figure, experiment_figure, funnel_figure,
+                                      human, languages_figure, mixture_figure,
                                       number, pct, removals_figure, svg, throughput_figure, totals_funnel_figure,
                                       training_figure)
 
@@ -72,6 +73,10 @@ class Run:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     experiment: dict[str, Any] | None = None
     experiment_path: Path | None = None                  # where experiment.json was found
+    continued: dict[str, Any] | None = None              # benchmarks/experiment_continue.py's results.json
+    continued_path: Path | None = None
+    sweep: dict[str, Any] | None = None                  # python -m mixtures.sweep's WORK/sweep/sweep.json
+    sweep_path: Path | None = None
     problems: list[str] = field(default_factory=list)   # unreadable inputs, shown at the top
 
 
@@ -119,7 +124,23 @@ def load_run(work: Path) -> Run:
         if path.is_file():
             run.experiment, run.experiment_path = _read_json(path, run), path
             break
+    for path in continued_candidates(work):
+        if path.is_file():
+            run.continued, run.continued_path = _read_json(path, run), path
+            break
+    if (work / "sweep" / "sweep.json").is_file():
+        run.sweep_path = work / "sweep" / "sweep.json"
+        run.sweep = _read_json(run.sweep_path, run)
     return run
+
+
+def continued_candidates(work: Path) -> list[Path]:
+    """Where the continued-pretraining results may be (``make experiment-continue`` writes
+    work/experiment_continue/results.json): the work directory itself, then ``experiment_continue/`` beside it
+    or in it."""
+    paths = [*([work / "results.json"] if work.name == "experiment_continue" else []),
+             work.parent / "experiment_continue" / "results.json", work / "experiment_continue" / "results.json"]
+    return [Path(p) for p in dict.fromkeys(os.path.normpath(p) for p in paths)]
 
 
 def experiment_candidates(work: Path) -> list[Path]:
@@ -335,7 +356,7 @@ footer{color:var(--muted);font-size:12px;text-align:center;padding:8px 0 28px}
 
 SECTIONS = (("funnel", "Document funnel"), ("removals", "Removals per rule"), ("languages", "Languages"),
             ("dedup", "Duplicates"), ("mixture", "Mixture"), ("training", "Training"),
-            ("throughput", "Throughput"), ("experiment", "Experiment"))
+            ("throughput", "Throughput"), ("experiment", "Experiment"), ("sweep", "Mixture search"))
 
 esc = html.escape
 
@@ -596,7 +617,7 @@ def _experiment_section(run: Run) -> str:
     results = run.experiment
     if not isinstance(results, dict) or not results.get("runs"):
         return _not_run("no experiment.json in the work directory or in experiment/ beside it "
-                        "(make experiment writes work/experiment/experiment.json).")
+                        "(make experiment writes work/experiment/experiment.json).") + _continued_part(run)
     summary = experiment_summary(results)
     arms = list(dict.fromkeys(r["arm"] for r in results["runs"]))
     seeds = results.get("seeds") or sorted({r.get("seed") for r in results["runs"]})
@@ -618,7 +639,83 @@ def _experiment_section(run: Run) -> str:
                            "sets: thick lines are the mean over seeds, thin lines single seeds.")
             + "<h3>Final validation: mean over seeds (min\u2013max)</h3>"
             + _table(["arm", "seeds", "val_domain perplexity", "val_domain bits/byte", "val_general perplexity",
-                      "val_general bits/byte"], rows, numeric={1, 2, 3, 4, 5}, raw={0}))
+                      "val_general bits/byte"], rows, numeric={1, 2, 3, 4, 5}, raw={0})
+            + _continued_part(run))
+
+
+def _continued_part(run: Run) -> str:
+    """"Continued pretraining" (make experiment-continue): the base continued with each general-replay share
+    and a from-scratch model at the same tokens; finance gain and general forgetting against each seed's base."""
+    results = run.continued
+    if not isinstance(results, dict) or not results.get("runs"):
+        return ""
+    rel, arms = continue_rel(results), results.get("arms") or {}
+    summary = experiment_summary(results)
+    rows = [["base (general only)", "\u2013", str(results.get("base_steps", "\u2013")),
+             _spread(summary.get("base", {}).get("val_domain", {}).get("ppl"), ",.1f"),
+             _spread(summary.get("base", {}).get("val_general", {}).get("ppl"), ",.1f"), "\u2013", "\u2013"]]
+    for arm, values in rel.items():
+        info = arms.get(arm) or {}
+        what = "continued" if info.get("kind") == "continue" else "from scratch"
+        rows.append([f"{arm} ({what})", f"{100 * info.get('replay', 0):.0f}%", str(results.get("steps", "\u2013")),
+                     _spread(summary.get(arm, {}).get("val_domain", {}).get("ppl"), ",.1f"),
+                     _spread(summary.get(arm, {}).get("val_general", {}).get("ppl"), ",.1f"),
+                     _spread([100 * v for v in values["gain"]], "+.1f") + "%",
+                     _spread([100 * v for v in values["forgetting"]], "+.1f") + "%"])
+    lead = (f"The experiment's general-only model ({results.get('base_steps')} steps) exported and continued for "
+            f"{results.get('steps')} steps ({(results.get('budget_tokens') or 0):,} tokens; schedule "
+            f"{(results.get('schedule') or {}).get('schedule', '?')}, re-warmed) with 0-49% general replay, and a "
+            f"model trained from scratch on the 51/49 blend for the same steps; {len(results.get('seeds') or [])} "
+            "seeds. Gain and forgetting are relative to the base of the same seed.")
+    if run.continued_path is not None:
+        lead += f" From {os.path.relpath(run.continued_path)}."
+    return ("<h3>Continued pretraining</h3>" + f'<p class="lead">{esc(lead)}</p>'
+            + _figure_html(continue_figure(results), "continued",
+                           "Finance perplexity below the base (gain) against general perplexity above it "
+                           "(forgetting), per arm: means with the range over seeds, and single seeds.")
+            + _table(["arm", "general replay", "steps", "val_domain perplexity", "val_general perplexity",
+                      "domain gain vs base", "general forgetting vs base"], rows, numeric={1, 2, 3, 4, 5, 6}))
+
+
+def _sweep_section(run: Run) -> str:
+    """The mixture search (python -m mixtures.sweep): proxies, the fitted front, the recommendation and its
+    confirmation against 51/49, from WORK/sweep/sweep.json."""
+    r = run.sweep
+    if not isinstance(r, dict) or not r.get("proxies"):
+        return _not_run("no sweep/sweep.json in the work directory (python -m mixtures.sweep --config RUN_CONFIG, "
+                        "make sweep, writes it).")
+    from mixtures.sweep import SPLITS, sweep_figure
+
+    fit, rec, conf = r["fit"], r.get("recommendation"), r.get("confirmation")
+    ho = fit["held_out"]
+    lead = (f"{len(r['proxies'])} proxies ({r['proxy']['params']:,} parameters, {r['proxy']['steps']} steps), domain "
+            f"shares {r['sweep']['domain_shares']}; law {fit['chosen']} (chosen by leave-one-out error); on "
+            f"{len(ho['val_domain']['measured'])} proxies it did not see, val_domain error "
+            f"{ho['val_domain']['mae']:.4f} nats (Spearman {number(ho['val_domain']['spearman'], '.2f')}), val_general "
+            f"{ho['val_general']['mae']:.4f} (Spearman {number(ho['val_general']['spearman'], '.2f')}). Cost "
+            f"{100 * r['cost']['fraction']:.0f}% of one target run's 6ND; wall {r['wall_s'] / 60:.1f} min.")
+    if rec:
+        lead += (f" Recommended: domain share {rec['domain_share']:.3f} (predicted val_domain "
+                 f"{rec['pred']['val_domain']:.3f}, val_general {rec['pred']['val_general']:.3f}; general-only "
+                 f"proxies {r['reference_general']:.3f}, tolerance {100 * r['general_tolerance']:.0f}%): "
+                 f"{r.get('recipe_path', '')}.")
+    body = (f'<p class="lead">{esc(lead)}</p>'
+            + _figure_html(sweep_figure(r), "sweep", "Final held-out losses of the proxies (colour: domain share; "
+                           "diamonds: not fitted), the fitted law's Pareto front, the general-loss tolerance and "
+                           "the recommendation."))
+    if conf:
+        v = conf["verdict"]
+        rows = [[esc(run_["arm"]), str(run_["seed"]), f"{run_['domain_share']:.3f}",
+                 *[f"{run_['final'][s]:.4f}" for s in SPLITS]] for run_ in conf["runs"]]
+        rows += [[f"mean ({esc(s)})", "", "", f"recommended {v[s]['recommended']:.4f}",
+                  f"51/49 {v[s]['51_49']:.4f}, spread {v[s]['spread']:.4f}"] for s in SPLITS]
+        body += ("<h3>Confirmation at the target's size</h3>"
+                 + _table(["arm", "seed", "domain share", "val_domain loss", "val_general loss"], rows,
+                          numeric={1, 2, 3, 4}, raw={0})
+                 + f'<p class="{"yes" if v["beats"] else "no"}">'
+                 + esc("The recommendation beats 51/49." if v["beats"] else "The recommendation does not beat 51/49.")
+                 + "</p>")
+    return body
 
 
 def _cards(run: Run) -> list[tuple[str, str, str, bool]]:
@@ -670,7 +767,7 @@ def _section_body(build: Callable[[Run], str], run: Run) -> str:
 def build_html(run: Run) -> str:
     builders = {"funnel": _funnel_section, "removals": _removals_section, "languages": _languages_section,
                 "dedup": _dedup_section, "mixture": _mixture_section, "training": _training_section,
-                "throughput": _throughput_section, "experiment": _experiment_section}
+                "throughput": _throughput_section, "experiment": _experiment_section, "sweep": _sweep_section}
     bodies = {sid: _section_body(build, run) for sid, build in builders.items()}
     cards = "".join(f'<div class="card{" bad" if bad else ""}"><div class="k">{esc(k)}</div>'
                     f'<div class="v">{esc(v)}</div><div class="d">{esc(d)}</div></div>'

@@ -387,6 +387,53 @@ def experiment_figure(results: dict[str, Any]) -> Figure:
     return fig
 
 
+def continue_rel(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Continued pretraining (benchmarks/experiment_continue.py results.json): arm -> ``gain`` (finance, 1 -
+    ppl / the same seed's base ppl) and ``forgetting`` (general, ppl / base ppl - 1), one value per seed."""
+    runs = results.get("runs") or []
+    base = {r["seed"]: r["final"] for r in runs if r.get("arm") == "base"}
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        if r.get("arm") == "base" or r.get("seed") not in base:
+            continue
+        b, f = base[r["seed"]], r["final"]
+        rel = out.setdefault(r["arm"], {"gain": [], "forgetting": []})
+        rel["gain"].append(1.0 - f["val_domain"]["ppl"] / b["val_domain"]["ppl"])
+        rel["forgetting"].append(f["val_general"]["ppl"] / b["val_general"]["ppl"] - 1.0)
+    return out
+
+
+@_styled
+def continue_figure(results: dict[str, Any]) -> Figure:
+    """Domain gain vs general forgetting per arm of the continued-pretraining experiment, against the base of
+    the same seed: means (large markers, labelled with the replay share), seeds (small) and the seed range
+    (bars). ``results`` is work/experiment_continue/results.json."""
+    arms = results.get("arms") or {}
+    rel = continue_rel(results)
+    fig, ax = _figure(7.5, 4.6)
+    for i, (arm, values) in enumerate(rel.items()):
+        info = arms.get(arm) or {}
+        color = FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
+        x, y = [100 * v for v in values["forgetting"]], [100 * v for v in values["gain"]]
+        mx, my = statistics.fmean(x), statistics.fmean(y)
+        ax.scatter(x, y, s=14, color=color, alpha=0.5)
+        ax.errorbar([mx], [my], xerr=[[mx - min(x)], [max(x) - mx]], yerr=[[my - min(y)], [max(y) - my]],
+                    fmt="o" if info.get("kind") != "scratch" else "s", ms=8, color=color, capsize=3, lw=1.2,
+                    label=(f"continued, {100 * info['replay']:.0f}% general replay" if info.get("kind") == "continue"
+                           else f"from scratch on the blend ({100 * info.get('replay', 0):.0f}% general)"))
+    ax.axhline(0, color="#94a3b8", lw=0.8)
+    ax.axvline(0, color="#94a3b8", lw=0.8)
+    ax.set_xlabel("general forgetting: val_general perplexity vs the base (%)")
+    ax.set_ylabel("domain gain: val_domain perplexity below the base (%)")
+    ax.set_title("Continued pretraining: finance gained vs general text lost")
+    ax.legend(loc="best", fontsize=8)
+    steps, base = results.get("steps"), results.get("base_steps")
+    if steps and base:
+        fig.suptitle(f"A base of {base} steps continued {steps} steps per arm; {len(results.get('seeds') or [])} "
+                     "seeds; bars: range over seeds", fontsize=9.5, color="#475569", x=0.01, ha="left")
+    return fig
+
+
 def svg(fig: Figure, sid: str) -> str:
     """The figure as inline SVG markup, scaled by CSS (no fixed width/height)."""
     buf = io.StringIO()

@@ -2,6 +2,7 @@
 
     python -m pipelines.run --config configs/runs/demo.yaml [--until STAGE] [--force STAGE]
     python -m pipelines.run --config configs/runs/finance_1b.yaml --check     # validate only
+    python -m pipelines.run --config configs/runs/dataflow.yaml --dry-run     # Beam jobs translated, costs
     make all CONFIG=configs/runs/demo.yaml
 
 The whole config is validated before step 1 and before the work directory exists (``load_run_config``):
@@ -9,7 +10,7 @@ every problem is one ``error:`` line, all of them at once, exit 2 (docs/runs.md,
 
 Runs the stages in order (docs/runs.md documents every key of the config):
 
-    clean (per source) -> filter (per source) -> dedup -> tokenizer -> tokenize -> mix (+ DATASET_CARD.md)
+    clean (one Beam job, all sources) -> filter (one job) -> dedup -> tokenizer -> tokenize -> mix (+ card)
     -> [the planner's estimate] -> train -> export -> report
 
 Every step records a fingerprint in ``WORK/.run/<step>.json``: its settings, the fingerprints of its
@@ -53,7 +54,7 @@ from pipelines.documents import DOMAINS
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("clean", "filter", "dedup", "tokenizer", "tokenize", "mix", "train", "export", "report")
-PACKAGES = ("pipelines", "filters", "mixtures", "train")
+PACKAGES = ("core", "pipelines", "filters", "mixtures", "train")
 ROUTED = " (routed)"  # the mixer source of a source's documents that the filter's routes moved to the other side
 
 
@@ -83,7 +84,8 @@ FLAGS = {
 FILE_KEYS = {"filter": "config", "tokenizer": "config", "train": "config"}  # a config file the stage reads
 OTHER_KEYS = {"tokenizer": {"pretrained"},  # a base model's tokenizer directory instead of training one
               "train": {"nproc_per_node", "overrides"}, "mix": {"domain_share", "target", "max_epochs", "val_fraction",
-                                                                    "seed", "shard_tokens", "allow_shortfall"}}
+                                                                    "seed", "shard_tokens", "allow_shortfall",
+                                                                    "phases"}}  # phases: mixtures/recipe.py
 SOURCE_KEYS = {"name", "domain", "inputs", "hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field",
                "text_field", "id_field", "format", "priority", "filter", "mix", "license", "url", "description"}
 MIX_SOURCE_KEYS = {"weight", "max_epochs", "optional"}  # a source's `mix:` (mixtures/recipe.py SOURCE_KEYS)
@@ -93,7 +95,8 @@ STAGE_PARSERS = {"clean": ("pipelines.clean", ["--input", "x", "--output", "x", 
                  "filter": ("pipelines.filter", ["--input", "x", "--output", "x"]),
                  "dedup": ("pipelines.dedup", ["--input", "x", "--output", "x"]),
                  "tokenize": ("pipelines.tokenize", ["--input", "x", "--output", "x", "--tokenizer", "x"])}
-TOP_KEYS = {"work_dir", "beam", "sources", *FLAGS, *OTHER_KEYS, "filter", "tokenizer", "train"}
+TOP_KEYS = {"work_dir", "beam", "sources", *FLAGS, *OTHER_KEYS, "filter", "tokenizer", "train",
+            "sweep", "mixture"}  # sweep: read by python -m mixtures.sweep only (validated here too)
 
 
 @dataclass
@@ -105,6 +108,7 @@ class RunConfig:
     beam: list[str]
     sources: list[dict[str, Any]]
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mixture: Path | None = None  # `mixture: DIR`: start from a built mixture (train -> export -> report only)
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.stages.get(name) or {}
@@ -134,7 +138,11 @@ def load_run_config(path: str | os.PathLike, check_inputs: bool = True, remote_i
     elif Path(work_dir).exists() and not Path(work_dir).is_dir():
         problems.append(f"work_dir {work_dir!r} is a file, not a directory")
     sources = doc.get("sources")
-    if not isinstance(sources, list) or not sources:
+    mixture = doc.get("mixture")
+    if mixture is not None:  # a built mixture: nothing to curate, tokenize or mix
+        problems += _mixture_start_problems(doc)
+        sources = []
+    elif not isinstance(sources, list) or not sources:
         problems.append("sources must be a non-empty list")
         sources = []
     for i, s in enumerate(sources):
@@ -142,6 +150,13 @@ def load_run_config(path: str | os.PathLike, check_inputs: bool = True, remote_i
     names = [s.get("name") for s in sources if isinstance(s, dict)]
     if len(set(map(str, names))) != len(names):
         problems.append(f"source names must be unique: {names}")
+    if "sweep" in doc:  # the mixture search's settings (mixtures/sweep.py, docs/runs.md): refused here too
+        from mixtures.sweep import parse_sweep
+
+        try:
+            parse_sweep(doc["sweep"])
+        except ConfigError as exc:
+            problems.append(str(exc))
     stages = {}
     for name in sorted(set(FLAGS) | set(OTHER_KEYS) | set(FILE_KEYS)):
         section = doc.get(name) or {}
@@ -161,7 +176,8 @@ def load_run_config(path: str | os.PathLike, check_inputs: bool = True, remote_i
     if not isinstance(beam, list):
         problems.append(f"beam must be a list of Beam options (or one string), got {beam!r}")
         beam = []
-    cfg = RunConfig(Path(path), Path(str(work_dir or ".")), [str(b) for b in beam], sources, stages)
+    cfg = RunConfig(Path(path), Path(str(work_dir or ".")), [str(b) for b in beam], sources, stages,
+                    Path(mixture) if isinstance(mixture, str) and mixture else None)
     runner = beam_runner(cfg.beam)
     if local_runner and runner.lower().removesuffix("runner") not in ("direct", "prism"):
         problems.append(f"beam: --runner {runner}: the orchestrator keeps its work directory local, which remote "
@@ -277,7 +293,7 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     from mixtures.recipe import recipe_from_dict
     from mixtures.tokenizer import TokenizerConfig
     from train.config import apply_overrides, load_config
-    from train.export import EXPORT_DTYPES
+    from train.precision import names as format_names
     from train.hf_import import resolve_model_section
     from train.model_config import ModelConfig
 
@@ -315,7 +331,9 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     # tokenizer: trained (tokenizer.config) or a base model's (tokenizer.pretrained: DIR, nothing trained)
     settings = cfg.stage("tokenizer")
     tokenizer = None
-    if settings.get("pretrained") is not None:
+    if cfg.mixture is not None:  # a built mixture: its tokenizer is checked against the model below
+        pass
+    elif settings.get("pretrained") is not None:
         tokenizer = _pretrained_tokenizer(problems, settings)
     elif need_file("tokenizer.config", settings.get("config"), "a tokenizer YAML, e.g. configs/tokenizer/demo.yaml"):
         def read_tokenizer() -> TokenizerConfig:
@@ -348,15 +366,16 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     if target_config is not None and need_file("mix.target.model_config", target_config, "a trainer YAML"):
         target_model = _checked(problems, f"mix.target.model_config {target_config}",
                                 lambda: ModelConfig.from_yaml(target_config))
-    if recipe and not problems:  # (the recipe reads the filter config for its routes)
+    if recipe and not problems and cfg.mixture is None:  # (the recipe reads the filter config for its routes)
         _checked(problems, "mix", lambda: recipe_from_dict(make_recipe(cfg)))
     # plan and export
     plan_flags = _flags("plan", cfg.stage("plan"))
     if plan_flags and (why := _parse_problem("train.plan", ["--params", "1e9", *plan_flags])) is not None:
         problems.append(f"plan: {why}")
     dtype = cfg.stage("export").get("dtype")
-    if dtype is not None and dtype not in EXPORT_DTYPES:
-        problems.append(f"export.dtype must be one of {EXPORT_DTYPES}, got {dtype!r}")
+    if dtype is not None and dtype not in format_names("export"):  # train.export --dtype's choices
+        problems.append(f"export.dtype must be one of {format_names('export')}, got {dtype!r}")
+    problems += _base_tokenizer_problems(cfg, model) if cfg.mixture is None else _mixture_model_problems(cfg, model)
     # the tokenizer's vocabulary must fit the model's embedding (a model vocab_size of 0 takes the mixture's)
     if tokenizer is not None:
         for where, m in (("train.config", model), ("mix.target.model_config", target_model)):
@@ -371,6 +390,76 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
                                 f"{' + tokenizer.vocab_size' if 'vocab_size' in given else ''}) "
                                 f"> model.vocab_size {m.vocab_size:,} of {where}: set tokenizer.vocab_size to "
                                 f"{m.vocab_size}, or the model's to {tokenizer.vocab_size} (or 0: the mixture's)")
+    return problems
+
+
+def _base_tokenizer_problems(cfg: RunConfig, model: Any) -> list[str]:
+    """Continued pretraining: a train config whose ``model.init_from`` base has a ``tokenizer.json`` needs the
+    run to tokenize with that tokenizer (``tokenizer: {pretrained: DIR}`` naming the same file, by sha256);
+    the trainer refuses the mixture otherwise, after every step before it has run."""
+    from mixtures.tokenizer import file_sha256
+
+    base = getattr(model, "init_from", None) if model is not None else None
+    if not base or not (Path(base) / "tokenizer.json").is_file():
+        return []
+    pretrained = cfg.stage("tokenizer").get("pretrained")
+    if pretrained is None:
+        return [f"train: model.init_from={base} is a base with its own tokenizer, but the run trains a tokenizer "
+                f"(tokenizer.config): set tokenizer: {{pretrained: {base}}}"]
+    mine = Path(str(pretrained)) / "tokenizer.json"
+    if not mine.is_file():
+        return []  # (reported with tokenizer.pretrained)
+    have, want = file_sha256(mine), file_sha256(Path(base) / "tokenizer.json")
+    if have != want:
+        return [f"tokenizer.pretrained {pretrained} (tokenizer.json sha256 {have[:12]}) is not the tokenizer of "
+                f"train's model.init_from {base} (sha256 {want[:12]}): the base's embeddings would read other "
+                f"tokens; set tokenizer: {{pretrained: {base}}}"]
+    return []
+
+
+# A run config that starts from a built mixture (`mixture: DIR`) has no curation: these sections have nothing to do.
+BEFORE_TRAINING = ("clean", "filter", "dedup", "tokenizer", "tokenize", "mix")
+
+
+def _mixture_start_problems(doc: dict[str, Any]) -> list[str]:
+    """``mixture: DIR`` (train -> export -> report from a mixture that mixtures.mix or a run's mix step wrote):
+    DIR must hold its manifest.json, and the config must not also ask for the steps that build one."""
+    mixture, problems = doc["mixture"], []
+    if not isinstance(mixture, str) or not mixture:
+        return [f"mixture must be a directory (a built mixture: manifest.json, train/, val_*/), got {mixture!r}"]
+    if not (Path(mixture) / "manifest.json").is_file():
+        what = "does not exist" if not Path(mixture).exists() else "has no manifest.json"
+        problems.append(f"mixture: {mixture} {what}: build that mixture first (the run config that writes it, "
+                        "e.g. make demo for work/demo/mix, or python -m mixtures.mix)")
+    given = [name for name in ("sources", *BEFORE_TRAINING) if doc.get(name)]
+    if given:
+        problems.append(f"mixture: {mixture} starts the run at training: remove {given} (nothing is curated, "
+                        "tokenized or mixed)")
+    return problems
+
+
+def _mixture_model_problems(cfg: RunConfig, model: Any) -> list[str]:
+    """A run from a built mixture: the model's vocabulary must cover the mixture's, and a base
+    (``model.init_from``) with a ``tokenizer.json`` must have the mixture's tokenizer (by sha256)."""
+    from mixtures.tokenizer import file_sha256
+
+    if cfg.mixture is None or not (cfg.mixture / "manifest.json").is_file() or model is None:
+        return []
+    try:
+        manifest = json.loads((cfg.mixture / "manifest.json").read_text(encoding="utf-8"))
+        vocab = int(manifest["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"mixture: {cfg.mixture}/manifest.json is not a mixer manifest ({exc})"]
+    problems = []
+    if 0 < model.vocab_size < vocab:
+        problems.append(f"mixture: {cfg.mixture} has a vocabulary of {vocab:,} > model.vocab_size "
+                        f"{model.vocab_size:,} of train.config")
+    base, mine = getattr(model, "init_from", None), cfg.mixture / "tokenizer.json"
+    if base and (Path(base) / "tokenizer.json").is_file() and mine.is_file():
+        have, want = file_sha256(mine), file_sha256(Path(base) / "tokenizer.json")
+        if have != want:
+            problems.append(f"mixture: {cfg.mixture} was tokenized with another tokenizer (sha256 {have[:12]}) than "
+                            f"the base of model.init_from {base} (sha256 {want[:12]})")
     return problems
 
 
@@ -457,8 +546,8 @@ def _train_overrides(cfg: RunConfig) -> list[str]:
     """The trainer's ``key=value`` overrides: the config's, after the mixture and output the run sets."""
     given = cfg.stage("train").get("overrides") or {}
     over = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in given.items()]
-    return [f"data.dir={cfg.work_dir / 'mix'}", f"train.out_dir={cfg.work_dir / 'train'}", "train.progress=false",
-            *over]
+    return [f"data.dir={cfg.mixture or cfg.work_dir / 'mix'}", f"train.out_dir={cfg.work_dir / 'train'}",
+            "train.progress=false", *over]
 
 
 def _filter_config(cfg: RunConfig, s: dict[str, Any]) -> dict[str, Any]:
@@ -541,6 +630,7 @@ class Step:
     run: Callable[[], None]
     keep_output: bool = False  # train: a changed fingerprint moves the old run aside, never deletes it
     resume_note: Callable[[], str] | None = None  # what rerunning an unfinished attempt does (train: its checkpoint)
+    entry: dict[str, Any] | None = None  # clean/filter: this source's entry in its stage's one job (--sources)
 
 
 class Runner:
@@ -555,6 +645,7 @@ class Runner:
         self.code = {"curation": code_version(("pipelines", "filters")), "mixtures": code_version(("mixtures",)),
                      "train": code_version(("train",))}
         self.done: list[tuple[str, str]] = []  # (step, "ran" | "skipped")
+        self.dry_run = False  # plan_run: steps are made without listing remote inputs or reading earlier outputs
 
     # ---- bookkeeping
     def _record(self, step: Step) -> dict[str, Any]:
@@ -575,13 +666,30 @@ class Runner:
         return before.get("fingerprint") == _sha(step.depends) and complete and STAGES.index(step.stage) < self.force
 
     def execute(self, step: Step) -> None:
+        self.execute_group([step], lambda steps: steps[0].run())
+
+    def execute_group(self, steps: list[Step], run: Callable[[list[Step]], None]) -> None:
+        """Steps of one stage carried out as one job (clean, filter: one Beam job for every source):
+        each keeps its own record, fingerprint and skip; ``run`` gets the steps that are not up to date,
+        all marked running before and done after."""
+        started = [(step, *begun) for step in steps if (begun := self._begin(step)) is not None]
+        if not started:
+            return
+        run([step for step, _, _ in started])
+        for step, fingerprint, t0 in started:
+            self._write_record(step, {"step": step.name, "fingerprint": fingerprint, "status": "done",
+                                      "started": t0, "seconds": round(time.time() - t0, 1), "depends": step.depends})
+            self.done.append((step.name, "ran"))
+
+    def _begin(self, step: Step) -> tuple[str, float] | None:
+        """Skip an up-to-date step (None), or clear its old output and record it as running."""
         index = STAGES.index(step.stage)
         fingerprint = _sha(step.depends)
         self.fingerprints[step.name] = fingerprint
         if self.up_to_date(step):
             print(f"run: {step.name}: up to date, skipped")
             self.done.append((step.name, "skipped"))
-            return
+            return None
         before = self._record(step)
         forced = index >= self.force
         resuming = before.get("fingerprint") == fingerprint and not forced
@@ -606,10 +714,7 @@ class Runner:
         t0 = time.time()
         self._write_record(step, {"step": step.name, "fingerprint": fingerprint, "status": "running",
                                   "started": t0, "depends": step.depends})
-        step.run()
-        self._write_record(step, {"step": step.name, "fingerprint": fingerprint, "status": "done", "started": t0,
-                                  "seconds": round(time.time() - t0, 1), "depends": step.depends})
-        self.done.append((step.name, "ran"))
+        return fingerprint, t0
 
     # ---- the stages
     def run(self) -> None:
@@ -617,16 +722,23 @@ class Runner:
         work.mkdir(parents=True, exist_ok=True)
         (work / "run.yaml").write_text(cfg.path.read_text(encoding="utf-8"), encoding="utf-8")
         beam = cfg.beam
-        steps: list[tuple[str, Callable[[], Step]]] = [
-            *[("clean", lambda s=s: self._clean(s, beam)) for s in cfg.sources],
-            *[("filter", lambda s=s: self._filter(s, beam)) for s in cfg.sources],
+        steps: list[tuple[str, Callable[[], Step | list[Step]]]] = [
+            ("clean", lambda: [self._clean(s, beam) for s in cfg.sources]),  # one Beam job for the stale sources
+            ("filter", lambda: [self._filter(s, beam) for s in cfg.sources]),
             ("dedup", lambda: self._dedup(beam)), ("tokenizer", self._tokenizer),
             ("tokenize", lambda: self._tokenize(beam)),
             ("mix", self._mix), ("train", self._train), ("export", self._export)]
+        if cfg.mixture is not None:  # `mixture: DIR`: a built mixture stands for every step up to mix
+            self.fingerprints["mix"] = _sha({"mixture": str(cfg.mixture), "files": files_fingerprint(
+                [str(cfg.mixture / "*"), str(cfg.mixture / "*" / "*")])})
+            steps = [(stage, make) for stage, make in steps if stage in ("train", "export")]
         for stage, make in steps:
             if STAGES.index(stage) > self.until:
                 return
             step = make()
+            if isinstance(step, list):
+                self.execute_group(step, lambda stale, stage=stage: self._sources_job(stage, stale, beam))
+                continue
             if stage == "train" and not self.up_to_date(step):  # the estimate once, before a training that runs
                 self.print_plan()
             self.execute(step)
@@ -637,51 +749,70 @@ class Runner:
             self.done.append(("report", "ran"))
 
     def _clean(self, s: dict[str, Any], beam: list[str]) -> Step:
+        from pipelines.options import argv_entry
+
         out = self.work / "clean" / s["name"]
         if s.get("inputs"):
             inputs = [x for pattern in s["inputs"] for x in ("--input", pattern)] + _field_flags(s)
-            data = files_fingerprint(s["inputs"])
+            data = s["inputs"] if self.dry_run else files_fingerprint(s["inputs"])  # (a dry run lists nothing)
         else:
             inputs = ["--hf-dataset", s["hf_dataset"], "--hf-split", s.get("hf_split", "train")]
             inputs += ["--hf-config", s["hf_config"]] if s.get("hf_config") else []
             inputs += ["--hf-text-field", s.get("hf_text_field", s.get("text_field", "text")),
                        "--hf-id-field", s.get("hf_id_field", s.get("id_field", "id"))]
             data = {k: s.get(k) for k in ("hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field")}
-        argv = [*inputs, "--output", str(out), "--source", s["name"], "--domain", s["domain"],
-                "--format", s.get("format", "auto"), *_flags("clean", self.cfg.stage("clean")), *beam]
-
-        def run():
-            from pipelines import clean
-            clean.main(argv)
-
-        return Step("clean", f"clean:{s['name']}", out, {"argv": argv, "data": data, "code": self.code["curation"]},
-                    run)
+        own = [*inputs, "--output", str(out), "--source", s["name"], "--domain", s["domain"],
+               "--format", s.get("format", "auto"), *_flags("clean", self.cfg.stage("clean"))]
+        argv = [*own, *beam]  # the source's own command line (its fingerprint); it runs as an entry of one job
+        step = Step("clean", f"clean:{s['name']}", out, {"argv": argv, "data": data, "code": self.code["curation"]},
+                    lambda: self._sources_job("clean", [step], beam), entry={"name": s["name"], **argv_entry(own)})
+        return step
 
     def _filter_config(self, s: dict[str, Any]) -> dict[str, Any]:
         return _filter_config(self.cfg, s)
 
     def _filter(self, s: dict[str, Any], beam: list[str]) -> Step:
+        from pipelines.options import argv_entry
+
         out = self.work / "filter" / s["name"]
         config = self._filter_config(s)
         config_file = self.records / f"filter-{s['name']}.yaml"
-        argv = ["--input", str(self.work / "clean" / s["name"]), "--output", str(out), "--config", str(config_file),
-                *_flags("filter", self.cfg.stage("filter")), *beam]
-
-        def run():
-            from pipelines import filter as filter_stage
-            self.records.mkdir(parents=True, exist_ok=True)
-            config_file.write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
-            filter_stage.main(argv)
-
-        return Step("filter", f"filter:{s['name']}", out,
+        own = ["--input", str(self.work / "clean" / s["name"]), "--output", str(out), "--config", str(config_file),
+               *_flags("filter", self.cfg.stage("filter"))]
+        argv = [*own, *beam]
+        # in the job, the entry carries the merged config itself, as the file written beside the records holds it
+        entry = {"name": s["name"], **argv_entry(own), "config": yaml.safe_load(yaml.safe_dump(config, sort_keys=True))}
+        step = Step("filter", f"filter:{s['name']}", out,
                     {"argv": argv, "config": config, "after": self.fingerprints[f"clean:{s['name']}"],
-                     "code": self.code["curation"]}, run)
+                     "code": self.code["curation"]}, lambda: self._sources_job("filter", [step], beam), entry=entry)
+        return step
+
+    def _sources_job(self, stage: str, steps: list[Step], beam: list[str]) -> None:
+        """One Beam job for the given sources of ``stage`` (clean or filter): each source's entry, its own
+        command line as a mapping (``pipelines.<stage> --sources``), writes its own directory."""
+        if any(step.entry is None for step in steps):  # steps made another way (a test's stand-ins): one by one
+            for step in steps:
+                step.run()
+            return
+        from pipelines import clean
+        from pipelines import filter as filter_stage
+        from pipelines.options import beam_options
+
+        if stage == "filter" and not self.dry_run:  # each source's merged filter config, beside the records
+            self.records.mkdir(parents=True, exist_ok=True)
+            for step in steps:
+                path = self.records / f"filter-{step.entry['name']}.yaml"
+                path.write_text(yaml.safe_dump(step.entry["config"], sort_keys=True), encoding="utf-8")
+        if len(steps) > 1:
+            print(f"run: {stage}: one Beam job for {len(steps)} sources ({', '.join(s.entry['name'] for s in steps)})")
+        module = {"clean": clean, "filter": filter_stage}[stage]
+        module.run_sources([step.entry for step in steps], beam_options(beam), where=f"{stage} job")
 
     def _dedup(self, beam: list[str]) -> Step:
         out = self.work / "dedup"
         ranked = sorted((s for s in self.cfg.sources if s.get("priority") is not None), key=lambda s: s["priority"])
         priority = ["--source-priority", ",".join(s["name"] for s in ranked)] if ranked else []
-        kept = [s for s in self.cfg.sources if _has_documents(self.work / "filter" / s["name"])]
+        kept = [s for s in self.cfg.sources if self.dry_run or _has_documents(self.work / "filter" / s["name"])]
         if not kept and STAGES.index("dedup") <= self.until:
             raise RunConfigError("the filter stage removed every document of every source: nothing to deduplicate")
         for s in self.cfg.sources:
@@ -776,7 +907,7 @@ class Runner:
         from train import plan
 
         settings = self.cfg.stage("train")
-        manifest = self.work / "mix" / "manifest.json"
+        manifest = (self.cfg.mixture or self.work / "mix") / "manifest.json"
         argv = ["--model-config", str(settings["config"]), *_flags("plan", self.cfg.stage("plan"))]
         if manifest.is_file():
             m = json.loads(manifest.read_text())
@@ -862,6 +993,209 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- the dry run of a whole run
+
+LOCAL_STEPS = ("tokenizer", "mix", "train", "export", "report")  # steps that run on this machine, not as Beam jobs
+DATAFLOW_NEEDS = ("--project", "--region", "--temp_location")  # else Beam asks gcloud or creates a bucket (network)
+
+
+def _beam_value(beam: list[str], flag: str) -> str | None:
+    for i, option in enumerate(beam):
+        if option.startswith(flag + "="):
+            return option.split("=", 1)[1]
+        if option == flag and i + 1 < len(beam):
+            return beam[i + 1]
+    return None
+
+
+def _input_bytes(s: dict[str, Any]) -> tuple[int, list[str]]:
+    """The bytes of a source's local inputs (listed here, nothing read) and its inputs that cannot be
+    measured without the network or credentials (remote globs, a hub dataset): those are "unknown"."""
+    total, unknown = 0, []
+    for pattern in s.get("inputs") or []:
+        if "://" in pattern:
+            unknown.append(pattern)
+            continue
+        total += sum(os.path.getsize(p) for p in glob.glob(pattern) if os.path.isfile(p))
+    hf = s.get("hf_dataset")
+    if hf:
+        if Path(hf).is_dir():
+            total += sum(p.stat().st_size for p in Path(hf).rglob("*") if p.is_file())
+        else:
+            unknown.append(f"hf:{hf}")
+    return total, unknown
+
+
+def _text_bytes(s: dict[str, Any]) -> float:
+    """The text a source's local inputs hold, by the cost model (compressed files expand)."""
+    from pipelines import costs
+
+    total = 0.0
+    for pattern in s.get("inputs") or []:
+        if "://" not in pattern:
+            total += sum(costs.text_bytes(p, os.path.getsize(p)) for p in glob.glob(pattern) if os.path.isfile(p))
+    if s.get("hf_dataset") and Path(s["hf_dataset"]).is_dir():
+        total += _input_bytes({"hf_dataset": s["hf_dataset"]})[0]
+    return total
+
+
+def plan_run(cfg: RunConfig, until: str | None = None) -> list[dict[str, Any]]:
+    """``--dry-run``: the run's Beam jobs (one per Beam stage, every source in it) with their inputs, input
+    bytes and estimated vCPU-hours and dollars (``pipelines/costs.py``), then the local steps. On
+    DataflowRunner each job is also translated and packaged (Beam's ``--dry_run True``: no credentials, no
+    network, no job), the later stages with their planned inputs and schemas (earlier stages' outputs that do
+    not exist) and, for tokenize, a stand-in tokenizer. Nothing is written: not the work directory, not the
+    step records; Beam's package builds go to a temporary directory that is removed. Returns the jobs."""
+    from pipelines import costs
+
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    runner = Runner(cfg, until)
+    runner.dry_run = True
+    beam = cfg.beam
+    runner_name = beam_runner(beam)
+    translate = runner_name.lower().removesuffix("runner") == "dataflow"
+    if translate:
+        missing = [f for f in DATAFLOW_NEEDS if not _beam_value(beam, f)]
+        temp = _beam_value(beam, "--temp_location") or ""
+        problems = [f"beam: a DataflowRunner dry run needs {f}" for f in missing]
+        if temp and not temp.startswith("gs://"):
+            problems.append(f"beam: --temp_location {temp} must be a gs:// path (else Beam creates a bucket)")
+        if problems:
+            raise RunConfigError(*[f"{cfg.path}: {p}" for p in problems])
+
+    def made(step: Step) -> Step:
+        runner.fingerprints[step.name] = _sha(step.depends)
+        return step
+
+    jobs: list[dict[str, Any]] = []
+    if cfg.sources:
+        cleans = [made(runner._clean(s, beam)) for s in cfg.sources]
+        filters = [made(runner._filter(s, beam)) for s in cfg.sources]
+        dedup = made(runner._dedup(beam))
+        tokenize = None
+        if cfg.stage("tokenizer").get("pretrained") is not None or cfg.stage("tokenizer").get("config"):
+            made(runner._tokenizer())
+            tokenize = made(runner._tokenize(beam))
+        measured = {s["name"]: _input_bytes(s) for s in cfg.sources}
+        docs = costs.documents(sum(_text_bytes(s) for s in cfg.sources))
+        unknown = [x for _, u in measured.values() for x in u]
+        jobs.append({"stage": "clean", "steps": cleans, "inputs": [x for s in cfg.sources
+                                                                   for x in (s.get("inputs") or [s.get("hf_dataset")])],
+                     "bytes": sum(b for b, _ in measured.values()), "unknown": unknown})
+        jobs.append({"stage": "filter", "steps": filters, "inputs": [st.entry["input"] for st in filters]})
+        jobs.append({"stage": "dedup", "steps": [dedup], "inputs": [str(runner.work / "filter" / s["name"])
+                                                                    for s in cfg.sources]})
+        if tokenize is not None:
+            jobs.append({"stage": "tokenize", "steps": [tokenize], "inputs": [str(runner.work / "dedup")]})
+        jobs = [j for j in jobs if STAGES.index(j["stage"]) <= last]
+        for job in jobs:
+            job["documents"] = docs  # (later stages: at most what clean reads; removals are not known before)
+            job["cost"] = costs.stage_cost(job["stage"], docs)
+            job["translated"] = False
+    if translate and jobs:
+        _translate(cfg, runner, jobs)
+    _print_plan(cfg, jobs, runner_name, translate, last)
+    return jobs
+
+
+def _translate(cfg: RunConfig, runner: Runner, jobs: list[dict[str, Any]]) -> None:
+    """Each planned job through Beam's DataflowRunner with ``--dry_run True``: translated and packaged here."""
+    import tempfile
+
+    from filters.rules import FilterConfig
+    from pipelines import clean, dedup, tokenize
+    from pipelines import filter as filter_stage
+    from pipelines.documents import DOC_SCHEMA
+    from pipelines.options import beam_options, planned_inputs
+
+    dry = ["--dry_run", "True"]
+    options = beam_options([*cfg.beam, *dry])
+    by_stage = {j["stage"]: j for j in jobs}
+    schemas = {}  # each source's filter output schema: what dedup (and then tokenize) will read
+    for st in by_stage.get("filter", {}).get("steps", []):
+        annotate = bool(st.entry.get("annotate_only"))
+        schemas[st.entry["output"]] = filter_stage.output_schema(DOC_SCHEMA, FilterConfig.from_dict(
+            st.entry["config"]), annotate)
+    with tempfile.TemporaryDirectory(prefix="domainlm-dry-run-") as tmp:
+        saved, tempfile.tempdir = tempfile.tempdir, tmp  # Beam builds the --setup_file package in a temp dir
+        try:
+            for job in jobs:
+                stage, steps = job["stage"], job["steps"]
+                print(f"run: dry run: translating the {stage} job ({len(steps) if stage in ('clean', 'filter') else 1}"
+                      f" {'sources' if stage in ('clean', 'filter') else 'job'}) on DataflowRunner", flush=True)
+                if stage == "clean":
+                    clean.run_sources([st.entry for st in steps], options, where="clean job")
+                elif stage == "filter":
+                    with planned_inputs({st.entry["input"]: DOC_SCHEMA for st in steps}):
+                        filter_stage.run_sources([st.entry for st in steps], options, where="filter job")
+                elif stage == "dedup":
+                    with planned_inputs(schemas):
+                        dedup.main([*steps[0].depends["argv"], *dry])
+                else:
+                    argv = list(steps[0].depends["argv"])
+                    argv[argv.index("--tokenizer") + 1] = _stand_in_tokenizer(cfg, tmp)
+                    first = next(iter(schemas.values()), DOC_SCHEMA)
+                    with planned_inputs({str(runner.work / "dedup"): first}):
+                        tokenize.main([*argv, *dry])
+                job["translated"] = True
+        finally:
+            tempfile.tempdir = saved
+
+
+def _stand_in_tokenizer(cfg: RunConfig, tmp: str) -> str:
+    """The tokenizer the tokenize job is translated with: the pretrained one the run names, else a small
+    byte-level BPE trained here on this module's text (the run's own is trained from dedup's output, which a
+    dry run does not have; the job's graph does not depend on it)."""
+    from mixtures import tokenizer as T
+
+    pretrained = cfg.stage("tokenizer").get("pretrained")
+    if pretrained is not None:
+        return str(Path(pretrained) / "tokenizer.json")
+    stand_in = T.TokenizerConfig(type="bpe", vocab_size=400)
+    tok = T.train_tokenizer([line for line in (__doc__ or "").splitlines() if line.strip()] * 4, stand_in)
+    return str(T.save_tokenizer(tok, Path(tmp) / "stand-in-tokenizer", stand_in))
+
+
+def _print_plan(cfg: RunConfig, jobs: list[dict[str, Any]], runner_name: str, translate: bool, last: int) -> None:
+    from pipelines import costs
+
+    def size(n: float) -> str:
+        return f"{n / 1e6:,.1f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
+
+    print(f"run: dry run of {cfg.path}: {len(jobs)} Beam job{'s' if len(jobs) != 1 else ''} on {runner_name}"
+          + (" (each translated and packaged; nothing ran, nothing was written)" if translate else
+             " (planned only: Beam's --dry_run translates for DataflowRunner; on this runner the jobs would run "
+             "here; nothing was written)"))
+    total_hours = total_usd = 0.0
+    for k, job in enumerate(jobs, start=1):
+        stage, cost = job["stage"], job["cost"]
+        n = len(job["steps"]) if stage in ("clean", "filter") else len(job["inputs"])
+        if "bytes" in job:
+            measured = f"{size(job['bytes'])} measured locally"
+            if job["unknown"]:
+                measured += f" + {len(job['unknown'])} remote input(s) of unknown size"
+        else:
+            measured = "planned: the outputs of the stage before (not written yet)"
+        print(f"  job {k}: {stage:<8} {n} {'sources' if stage in ('clean', 'filter') else 'inputs'}; {measured}")
+        shown = job["inputs"] if len(job["inputs"]) <= 4 else [*job["inputs"][:3], f"... ({len(job['inputs'])} in all)"]
+        print(f"          inputs: {', '.join(str(x) for x in shown)}")
+        unknown_note = " of the local inputs" if job.get("unknown") or any(j.get("unknown") for j in jobs) else ""
+        print(f"          ~{cost.documents:,.0f} documents{unknown_note} (~{costs.BYTES_PER_DOC:,} B of text each) x "
+              f"{costs.CPU_MS_PER_DOC[stage]} ms = {cost.vcpu_hours:,.4f} vCPU-hours"
+              + (f" + {cost.shuffle_gb:,.3f} GB of Shuffle" if cost.shuffle_gb else "")
+              + f", ~${cost.usd:,.4f} on {costs.MACHINE_TYPE[stage]}" + (": translated and packaged" if job[
+                  "translated"] else ""))
+        total_hours += cost.vcpu_hours
+        total_usd += cost.usd
+    if jobs:
+        print(f"  Beam total: ~{total_hours:,.4f} vCPU-hours, ~${total_usd:,.4f} (cost model: pipelines/costs.py; "
+              "later stages assume no document is removed before them)")
+    local = [s for s in LOCAL_STEPS if STAGES.index(s) <= last]
+    if local:
+        print(f"  local steps (on this machine, not Beam): {', '.join(local)}"
+              + (" (train: the planner's estimate, train.plan, sizes it)" if "train" in local else ""))
+
+
 def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help="run config YAML (configs/runs/*.yaml, docs/runs.md)")
@@ -870,16 +1204,25 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
     parser.add_argument("--check", action="store_true",
                         help="validate the whole config and exit (0: valid) without running or writing anything; "
                              "remote input globs (gs://...) are not listed")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate, then print the Beam jobs (one per stage) with their inputs, bytes and "
+                             "estimated vCPU-hours and cost, and the local steps; on DataflowRunner each job is "
+                             "translated and packaged offline (Beam's --dry_run); writes nothing")
     args = parser.parse_args(argv)
     try:  # the whole config, before any step and before the work directory exists
-        cfg = load_run_config(args.config, remote_inputs=not args.check, local_runner=not args.check)
+        cfg = load_run_config(args.config, remote_inputs=not (args.check or args.dry_run),
+                              local_runner=not (args.check or args.dry_run))
+        if args.dry_run:
+            plan_run(cfg, args.until)
+            return []
     except RunConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     if args.check:
         remote = sorted({p for s in cfg.sources for p in s.get("inputs") or [] if "://" in p})
-        print(f"run: {args.config}: valid ({len(cfg.sources)} sources)"
+        print(f"run: {args.config}: valid ("
+              + (f"from the mixture {cfg.mixture})" if cfg.mixture else f"{len(cfg.sources)} sources)")
               + (f"; {len(remote)} remote input globs not listed (--check)" if remote else ""))
         return []
     try:

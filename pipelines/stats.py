@@ -8,7 +8,8 @@ writes ``stats.json``::
     {"stage": "clean", "input": N, "output": M, "removed": {"<reason>": k, ...},
      "balanced": true, ...extra}
 
-The same numbers go to Beam ``Metrics`` counters (namespace = stage name).
+The same numbers go to Beam ``Metrics`` counters (namespace = stage name; in a job of several sources,
+``--sources``, each source's in ``<stage>/<source>``, checked against its own stats.json).
 """
 
 from __future__ import annotations

@@ -202,3 +202,127 @@ def test_readme_commands_with_gs_paths_dry_run_offline(offline, stage, capsys):
     assert result == {"stage": stage, "dry_run": True}
     assert "remote inputs are not listed" in capsys.readouterr().out
     assert_translated_and_packaged(offline[-1])
+
+
+# ----------------------------------------------------------------------------- a whole run: pipelines.run --dry-run
+
+def _run_config(src: Path, tmp_path: Path, **changes) -> Path:
+    """A run config of the repository with its work directory under ``tmp_path`` (paths stay relative)."""
+    import yaml
+
+    cfg = {**yaml.safe_load(src.read_text()), "work_dir": str(tmp_path / "work"), **changes}
+    path = tmp_path / src.name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_dataflow_config_is_the_demo_with_dataflow_options():
+    import yaml
+
+    demo = yaml.safe_load((ROOT / "configs/runs/demo.yaml").read_text())
+    dataflow = yaml.safe_load((ROOT / "configs/runs/dataflow.yaml").read_text())
+    assert {k for k in demo.keys() | dataflow.keys() if demo.get(k) != dataflow.get(k)} == {"work_dir", "beam"}
+    assert dataflow["beam"][:2] == ["--runner", "DataflowRunner"] and "--setup_file" in dataflow["beam"]
+
+
+def test_whole_run_dry_run_translates_one_job_per_beam_stage_offline(offline, tmp_path, capsys, monkeypatch):
+    """configs/runs/dataflow.yaml --dry-run: validated, then clean, filter, dedup and tokenize each translated
+    and packaged once on the DataflowRunner (every source in the clean and filter jobs; dedup and tokenize
+    with their planned inputs, which do not exist), offline; the plan printed; nothing written."""
+    from pipelines import run
+
+    monkeypatch.chdir(ROOT)  # the config's paths (data/, ./setup.py) are relative to the repository root
+    config = _run_config(ROOT / "configs/runs/dataflow.yaml", tmp_path)
+    before = len(offline)
+    assert run.main(["--config", str(config), "--dry-run"]) == []
+    jobs = offline[before:]
+    assert len(jobs) == 4  # the Beam stages, not sources x stages (12 x 2 + 2 before)
+    sources = [s["name"] for s in run.load_run_config(config, remote_inputs=False).sources]
+    for job, stage in zip(jobs, ("clean", "filter", "dedup", "tokenize")):
+        assert len(job.proto_pipeline.components.transforms) >= 3
+        assert "workflow.tar.gz" in staged(job)  # the --setup_file package (its contents: the tests above)
+        labels = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+        if stage in ("clean", "filter"):  # one labelled branch per source, labels from the source names
+            assert {f"{stage}[{name}]" for name in sources} <= labels
+    out = capsys.readouterr().out
+    assert "run: dry run of" in out and "4 Beam jobs on DataflowRunner (each translated and packaged" in out
+    for k, stage in enumerate(("clean", "filter", "dedup", "tokenize"), start=1):
+        assert f"  job {k}: {stage}" in out
+    assert "local steps (on this machine, not Beam): tokenizer, mix, train, export, report" in out
+    assert not (tmp_path / "work").exists()
+
+
+def test_demo_config_dry_run_plans_four_jobs_with_measured_bytes_and_costs(tmp_path, capsys, monkeypatch):
+    """DirectRunner: planned only (Beam translates only for Dataflow), with the same jobs, bytes and costs."""
+    import glob
+
+    from pipelines import costs, run
+
+    monkeypatch.chdir(ROOT)
+    config = _run_config(ROOT / "configs/runs/demo.yaml", tmp_path)
+    cfg = run.load_run_config(config, remote_inputs=False)
+    jobs = run.plan_run(cfg)
+    assert [j["stage"] for j in jobs] == ["clean", "filter", "dedup", "tokenize"]
+    assert len(jobs[0]["steps"]) == len(jobs[1]["steps"]) == len(cfg.sources) == 12
+    files = [p for s in cfg.sources for pattern in s["inputs"] for p in glob.glob(pattern)]
+    assert jobs[0]["bytes"] == sum(Path(p).stat().st_size for p in files) and not jobs[0]["unknown"]
+    docs = sum(costs.text_bytes(p, Path(p).stat().st_size) for p in files) / costs.BYTES_PER_DOC
+    for job in jobs:
+        assert job["cost"].documents == pytest.approx(docs)
+        assert job["cost"].vcpu_hours == pytest.approx(docs * costs.CPU_MS_PER_DOC[job["stage"]] / 3.6e6)
+        assert not job["translated"]
+    assert jobs[2]["cost"].shuffle_gb > 0 and jobs[0]["cost"].shuffle_gb == 0
+    out = capsys.readouterr().out
+    assert "4 Beam jobs on DirectRunner (planned only" in out
+    assert run.main(["--config", str(config), "--dry-run", "--until", "filter"]) == []
+    out = capsys.readouterr().out
+    assert "2 Beam jobs on DirectRunner" in out and "local steps" not in out
+    assert not (tmp_path / "work").exists()
+
+
+def test_remote_inputs_are_unknown_bytes_and_never_listed(offline, tmp_path, capsys, monkeypatch):
+    from pipelines import run
+
+    monkeypatch.chdir(ROOT)
+    config = _run_config(ROOT / "configs/runs/demo.yaml", tmp_path, sources=[
+        {"name": "web", "domain": "general", "inputs": ["gs://dry-run-bucket/raw/web/*.jsonl.gz"]},
+        {"name": "reuters", "domain": "domain", "inputs": ["data/finance/reuters_finance.jsonl.gz"]}])
+    jobs = run.plan_run(run.load_run_config(config, remote_inputs=False), until="clean")
+    assert [j["stage"] for j in jobs] == ["clean"]
+    assert jobs[0]["unknown"] == ["gs://dry-run-bucket/raw/web/*.jsonl.gz"]
+    assert jobs[0]["bytes"] == (ROOT / "data/finance/reuters_finance.jsonl.gz").stat().st_size
+    assert "1 remote input(s) of unknown size" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("beam, message", [
+    (["--runner", "DataflowRunner", "--region", "us-central1", "--temp_location", "gs://b/tmp"],
+     "a DataflowRunner dry run needs --project"),
+    (["--runner", "DataflowRunner", "--project", "dry-run-project", "--region", "us-central1",
+      "--temp_location", "/tmp/x"], "must be a gs:// path"),
+])
+def test_dataflow_dry_run_without_its_options_exits_2_before_any_work(tmp_path, capsys, monkeypatch, beam, message):
+    from pipelines import run
+
+    monkeypatch.chdir(ROOT)
+    config = _run_config(ROOT / "configs/runs/dataflow.yaml", tmp_path, beam=beam)
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--config", str(config), "--dry-run"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "work").exists()
+
+
+def test_the_readme_cost_table_is_the_cost_model_in_code():
+    """README "Cost model per stage" quotes pipelines/costs.py: CPU per document and 1B-document vCPU-hours."""
+    import re
+
+    from pipelines import costs
+
+    readme = (ROOT / "README.md").read_text()
+    for stage in costs.BEAM_STAGES:
+        row = re.search(rf"^\| {stage} \| ([0-9.]+) ms[^|]*\|[^|]*\|[^|]*\|[^|]*\| ~([0-9,]+)", readme, re.M)
+        assert row, stage
+        assert float(row.group(1)) == costs.CPU_MS_PER_DOC[stage]
+        hours = costs.vcpu_hours(stage, costs.README_DOCS)
+        assert abs(int(row.group(2).replace(",", "")) - hours) <= 0.05 * hours, (stage, hours)

@@ -223,3 +223,74 @@ def test_missing_dir_and_weights(tmp_path):
     cfg = hf_import.model_config_from_hf(d, {"seq_len": 32})
     with pytest.raises(ConfigError, match="neither model.safetensors"):
         hf_import.load_into(Transformer(cfg), d)
+
+
+def _meta_worker(rank: int, model_dir: str, port: int, out: str) -> None:
+    """One rank of a 2-rank gloo group: the trainer's ``build_model`` with and without the meta-device path,
+    the full weights it loaded, and the losses of two optimizer steps on a fixed batch."""
+    import os
+
+    import torch.distributed as dist
+
+    from train.trainer import build_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        cfg = config_from_dict({"model": {"init_from": model_dir, "seq_len": 16},
+                                "train": {"strategy": "fsdp", "device": "cpu", "dtype": "fp32",
+                                          "global_batch_tokens": 32, "activation_checkpointing": True},
+                                "optim": {"lr": 1e-2}})
+        ids = (torch.arange(2 * 17).view(2, 17) * (7 + rank)) % 96  # each rank its own micro-batch
+        result = {}
+        for meta in (True, False):
+            run = build_model(cfg, torch.device("cpu"), 2, 10, meta_init=meta)
+            meta_params = sum(p.to_local().is_meta for p in run.model.parameters())
+            weights = {n: p.full_tensor().clone() for n, p in run.model.named_parameters()}
+            buffers = {n: b.clone() for n, b in run.model.named_buffers()}
+            losses = []
+            for _ in range(2):
+                loss = run.model(ids[:, :-1], ids[:, 1:])
+                loss.backward()
+                run.optimizer.step()
+                run.optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+            result[meta] = {"weights": weights, "buffers": buffers, "losses": losses, "meta_params": meta_params}
+        torch.save(result, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("make", [qwen2, llama3], ids=["qwen2", "llama3-tied"])
+def test_meta_device_build_equals_the_whole_model_path(tmp_path, make):
+    """FSDP over 2 gloo ranks: the model built on the meta device, materialized shard by shard and loaded from
+    the base holds the same weights and position tables as the path that initializes the whole model on every
+    rank first, nothing is left on the meta device, and its first two training losses are the same numbers."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    kw = {"tie_word_embeddings": True} if make is llama3 else {}
+    save(make(**kw), tmp_path / "base", max_shard_size="20KB")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_meta_worker, args=(str(tmp_path / "base"), port, str(tmp_path / "out")), nprocs=2)
+    from safetensors.torch import load_file
+
+    base = {}
+    for f in sorted((tmp_path / "base").glob("*.safetensors")):
+        base.update(load_file(str(f)))
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"out.{rank}")
+        meta, whole = got[True], got[False]
+        assert meta["meta_params"] == 0
+        assert meta["weights"].keys() == whole["weights"].keys()
+        for name in whole["weights"]:
+            assert torch.equal(meta["weights"][name], whole["weights"][name]), name
+        for name in whole["buffers"]:
+            assert torch.equal(meta["buffers"][name], whole["buffers"][name]), name
+        assert meta["losses"] == whole["losses"]
+        assert meta["losses"][1] < meta["losses"][0]  # it trains
+        emb = meta["weights"]["tok_embeddings.weight"]
+        assert torch.equal(emb, base["model.embed_tokens.weight"])  # and the weights are the base's

@@ -230,3 +230,14 @@ def test_target_from_params_and_model_config(tmp_path: Path):
         recipe_from_dict({**base, "target": {"tokens": 5, "params": 1}})
     with pytest.raises(RecipeError, match="no source is labeled general"):
         recipe_from_dict({"sources": base["sources"][:1], "target": {"tokens": 5}})
+
+
+def test_a_source_whose_share_rounds_to_no_token_samples_nothing():
+    """A weight small enough that a source's target is under half a token (a sweep's Dirichlet draw can give
+    one) samples no document instead of failing; a target nearer a document than nothing samples one."""
+    lengths = np.array([120, 80, 300])
+    rng = np.random.default_rng(0)
+    positions, keys = M.sample_source(lengths, 0.3, rng)
+    assert positions.size == 0 and keys.size == 0
+    positions, keys = M.sample_source(lengths, 100.0, rng)
+    assert positions.size >= 1 and keys.size == positions.size and ((keys >= 0) & (keys < 1)).all()

@@ -31,7 +31,7 @@ def test_fp32_adam_is_16_bytes_per_param_and_24_with_activation_allowance():
 
 @pytest.mark.parametrize("precision,optimizer,expected", [
     ("bf16-mixed", "adam", (2, 2, 12)),     # ZeRO's K = 12: fp32 master + m + v
-    ("bf16", "adam", (2, 2, 4)),            # bf16 moments, no master copy
+    ("bf16-pure", "adam", (2, 2, 4)),       # bf16 moments, no master copy (a what-if)
     ("bf16-mixed", "adam8bit", (2, 2, 6)),  # fp32 master + 1 B m + 1 B v
     ("fp32", "adam8bit", (4, 4, 2)),
 ])
@@ -338,13 +338,13 @@ def test_formats_table_inference_figures_by_hand(capsys):
     assert rows["int8"]["scales"] == 1e9 / 2048 * 2 and rows["int4"]["scales"] == 1e9 / 32 * 2  # 16-bit scales
     assert rows["int4"]["total"] == 0.5e9 + 62.5e6 + kv16
     train = {r["format"]: r for r in p["formats"]["training"]}
-    assert list(train) == ["fp32", "bf16-mixed", "fp16-mixed", "fp8"]
+    assert list(train) == ["fp32", "bf16", "fp16", "fp8"]
     assert all(r["bytes_per_param"] == 16 and r["states"] == 16e9 for r in train.values())  # 4+4+8 and 2+2+12
     logits = 4 * 2048 * 1 * 32000  # fp32 log-probabilities of the loss, micro-batch 1, in every format
-    assert train["fp32"]["activations"] - logits == pytest.approx(2 * (train["bf16-mixed"]["activations"] - logits))
-    assert train["fp8"]["activations"] == train["bf16-mixed"]["activations"]  # torchao keeps bf16 inputs
-    assert (train["bf16-mixed"]["peak_flops"], train["fp8"]["peak_flops"]) == (989.4e12, 1978.9e12)  # H100 SXM
-    assert train["fp8"]["days"] == pytest.approx(train["bf16-mixed"]["days"] / 2, rel=1e-3)
+    assert train["fp32"]["activations"] - logits == pytest.approx(2 * (train["bf16"]["activations"] - logits))
+    assert train["fp8"]["activations"] == train["bf16"]["activations"]  # torchao keeps bf16 inputs
+    assert (train["bf16"]["peak_flops"], train["fp8"]["peak_flops"]) == (989.4e12, 1978.9e12)  # H100 SXM
+    assert train["fp8"]["days"] == pytest.approx(train["bf16"]["days"] / 2, rel=1e-3)
     # the default 1B plan prints the table: 4 / 2 / 1 / 0.5 GB of weights next to the training figures
     assert plan.main(["--params", "1e9"]) == 0
     text = capsys.readouterr().out
@@ -458,3 +458,53 @@ def test_formats_table_columns_never_run_together(capsys):
             if n == 8:
                 days = [re.split(r" {2,}", r.strip())[-1] for r in rows]
                 assert all(d == "-" or float(d.replace(",", "")) > 0 for d in days), days
+
+
+LLAMA2_7B = {"_name_or_path": "meta-llama/Llama-2-7b-hf", "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+             "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+             "hidden_act": "silu", "rope_theta": 10000.0, "rope_scaling": None, "tie_word_embeddings": False,
+             "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float16"}  # Llama-2-7b-hf's config.json
+
+
+def test_continued_run_plans_the_base_with_the_given_tokens(tmp_path, capsys):
+    """--init-from: N and shape from the base's config.json alone (no weights: the directory has none), the
+    token budget as given (not 20 x N), 6ND, memory for the base's size, the days on 8 and on 1 H100."""
+    (tmp_path / "Llama-2-7b-hf").mkdir()
+    (tmp_path / "Llama-2-7b-hf" / "config.json").write_text(json.dumps(LLAMA2_7B))
+    base = str(tmp_path / "Llama-2-7b-hf")
+    n = 6_738_415_616  # Llama 2 7B's published parameter count (untied head)
+    days = {}
+    for gpus in (8, 1):
+        assert plan.main(["--init-from", base, "--tokens", "2e10", "--gpu", "h100-80gb", "--gpus", str(gpus),
+                          "--json"]) == 0
+        p = json.loads(capsys.readouterr().out)
+        assert p["model"]["n_params"] == n and (p["model"]["n_layer"], p["model"]["ffn_hidden"]) == (32, 11008)
+        assert p["continued"]["name"] == "meta-llama/Llama-2-7b-hf" and p["continued"]["model_type"] == "llama"
+        assert p["data"]["tokens"] == 2e10 and p["compute"]["flops"] == 6 * n * 2e10
+        assert p["precision"]["activations"] == "trainer"
+        ddp = next(r for r in p["memory"]["rows"] if r["strategy"] == "ddp" and not r["activation_checkpointing"])
+        assert ddp["weights"] + ddp["gradients"] + ddp["optimizer"] == 16 * n  # bf16-mixed Adam, the base's size
+        assert p["compute"]["wall_clock_days"] == pytest.approx(6 * n * 2e10 / (989.4e12 * 0.40) / gpus / 86400)
+        days[gpus] = p["compute"]["wall_clock_days"]
+        settings = p["recommendation"]["settings"]
+        assert settings["train.strategy"] == ("hsdp" if gpus == 8 else "cpu_offload")  # 7B never fits DDP on 80 GB
+    assert days[8] == pytest.approx(2.96, abs=0.01) and days[1] == pytest.approx(23.6, abs=0.1)
+    assert plan.main(["--init-from", base, "--tokens", "2e10", "--gpu", "h100-80gb", "--gpus", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "from base meta-llama/Llama-2-7b-hf" in text and "20.00B given, continued pretraining" in text
+    assert "14.8% of the 134.77B tokens" in text and "general (replay) 49%" in text
+
+
+def test_continued_run_bad_base_or_no_budget_is_one_line(tmp_path, capsys):
+    (tmp_path / "moe").mkdir()
+    (tmp_path / "moe" / "config.json").write_text(json.dumps({**LLAMA2_7B, "model_type": "mixtral"}))
+    for argv, message in ((["--init-from", str(tmp_path / "missing"), "--tokens", "2e10"], "config.json not found"),
+                          (["--init-from", str(tmp_path / "moe"), "--tokens", "2e10"], "unsupported: model_type"),
+                          (["--init-from", str(tmp_path / "moe")], "give its token budget with --tokens"),
+                          (["--init-from", str(tmp_path / "moe"), "--params", "1e9", "--tokens", "1e9"],
+                           "not allowed with argument")):
+        with pytest.raises(SystemExit) as exc:
+            plan.main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -215,3 +215,79 @@ def test_torchao_kernel_load_failures_are_quiet_other_warnings_are_not():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Failed to load" not in proc.stderr and "an unrelated torchao warning" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- one vocabulary of number formats
+
+def _choices(parser, flag: str) -> list[str]:
+    return next(a.choices for a in parser._actions if flag in a.option_strings)
+
+
+def test_every_consumer_takes_its_names_from_the_one_table():
+    """train.dtype, ``train.plan --precision`` and ``train.export --dtype`` accept the names of train/precision.py
+    ``FORMATS`` that apply to them, then their aliases, and nothing else; every spelling names one format."""
+    from train import config, export, plan
+
+    assert list(config.DTYPES) == precision.names("train") == [
+        "auto", "fp32", "bf16", "fp16", "fp8", "float32", "bf16-mixed", "bfloat16", "fp16-mixed", "float16"]
+    assert _choices(plan.build_parser(), "--precision") == precision.names("plan")
+    assert _choices(export.build_parser(), "--dtype") == precision.names("export")
+    assert set(precision.names("plan")) - set(precision.names("train")) == {"bf16-pure", "int8", "int4"}
+    assert set(precision.names("export")) - set(precision.names("plan")) == {"8da4w"}
+    spelled = [n for f in precision.FORMATS.values() for n in (f.name, *f.aliases)]
+    assert len(spelled) == len(set(spelled)) and precision.AUTO not in spelled
+    assert [precision.trainer_format("auto", d).name for d in ("cuda", "cpu")] == ["bf16", "fp32"]
+    fmts = precision.FORMATS.values()
+    what_ifs = [f.name for f in fmts if f.training and not f.trainable]  # planned, not trained: marked as such
+    assert what_ifs == [f.name for f in fmts if f.what_if] == ["bf16-pure"]
+    assert precision.resolve("bf16-pure").runs_as == "bf16"
+    for gone in ((plan, "PRECISIONS"), (plan, "TRAINER_DTYPES"), (plan, "TRAINING_FORMATS"), (export, "DTYPES"),
+                 (export, "EXPORT_DTYPES"), (precision, "EXPORT_FORMATS"), (precision, "WEIGHT_FORMATS")):
+        assert not hasattr(*gone), gone  # one table, no second vocabulary beside it
+    with pytest.raises(ValueError, match="not a number format export accepts"):
+        precision.format_for("export", "fp8")  # the trainer's fp8 has no weights format of its own
+
+
+@pytest.mark.parametrize("alias", [a for f in precision.FORMATS.values() for a in f.aliases])
+def test_an_alias_means_its_format_in_every_consumer(alias, capsys):
+    """bf16-mixed = bf16 = bfloat16: the same trainer dtype, the same plan (every byte of its JSON but the name
+    as typed), the same export dtype and card line."""
+    from train import plan
+
+    f = precision.resolve(alias)
+    assert alias in f.aliases and f.trainable and f.used_by("plan") and f.used_by("export")
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[f.name]
+    assert precision.trainer_format(alias, "cpu") is f  # what the trainer's build_model computes in
+    assert (getattr(torch, f.param_dtype) if f.param_dtype else torch.float32) == torch_dtype
+    assert (precision.loss_scaler(alias, "cpu") is not None) == (f.name == "fp16")
+    plans = []
+    for name in (alias, f.name):
+        assert plan.main(["--params", "1e9", "--precision", name, "--json"]) == 0
+        plans.append(capsys.readouterr().out)
+    assert plans[0] == plans[1] and f'"name": "{f.name}"' in plans[0]
+    row = plan.memory_per_gpu(plan.infer_shape(1e9), strategy="ddp", n_gpus=1, precision=alias)
+    assert plan.trainer_settings(row, alias)["train.dtype"] == f.runs_as == f.name
+    assert precision.format_label(alias) == precision.format_label(f.name) == f.name
+    assert getattr(torch, precision.format_for("export", alias).export_dtype) == torch_dtype
+
+
+def test_the_run_config_checks_export_dtype_against_the_table(tmp_path, monkeypatch):
+    """configs/runs/demo.yaml with export.dtype an alias is valid; with a name no export takes, the one problem
+    lists what ``train.export --dtype`` takes."""
+    import yaml
+
+    from pipelines import run
+
+    monkeypatch.chdir(ROOT)  # the run config's paths are relative to the repository
+    doc = yaml.safe_load((ROOT / "configs" / "runs" / "demo.yaml").read_text(encoding="utf-8"))
+    doc["work_dir"] = str(tmp_path / "work")
+    for dtype, problem in (("bf16-mixed", None), ("fp8", "export.dtype must be one of")):
+        doc["export"] = {**(doc.get("export") or {}), "dtype": dtype}
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        if problem is None:
+            assert run.load_run_config(tmp_path / "run.yaml", check_inputs=False).stage("export")["dtype"] == dtype
+            continue
+        with pytest.raises(run.RunConfigError) as exc:
+            run.load_run_config(tmp_path / "run.yaml", check_inputs=False)
+        assert str(exc.value).count("\n") == 0 and problem in str(exc.value)
+        assert str(precision.names("export")) in str(exc.value) and "'fp8'" in str(exc.value)

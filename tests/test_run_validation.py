@@ -258,10 +258,12 @@ def test_planner_printed_once_resume_and_force_say_what_happens(tmp_path, capsys
 def test_the_checked_choices_are_the_ones_the_trainer_uses():
     """train/config.py checks dtype, strategy and schedule when the config is read; the code that uses them
     must accept exactly those values (else a checked config could still fail at step 1)."""
-    from train import config, parallel, schedule, trainer
+    from train import config, parallel, precision, schedule
 
     assert set(config.STRATEGIES) == set(parallel.STRATEGIES)
     assert set(config.SCHEDULES) == set(schedule.SCHEDULES)
-    source = Path(trainer.__file__).read_text(encoding="utf-8")
-    dtypes = re.search(r"dtypes = \{(.+?)\}", source, re.S).group(1)
-    assert set(re.findall(r'"(\w+)":', dtypes)) == set(config.DTYPES)
+    # train.dtype: the trainer resolves it through train/precision.py's one table, as the check does
+    assert config.DTYPES == tuple(precision.names("train"))
+    assert all(precision.trainer_format(d, "cpu").trainable for d in config.DTYPES)
+    with pytest.raises(ValueError, match="not a number format train accepts"):
+        precision.trainer_format("int8", "cpu")

@@ -45,3 +45,32 @@ def test_wsd_is_flat_then_decays_linearly():
     assert lrs[90] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.0)
     with pytest.raises(ValueError):
         lr_at(0, 10, OptimConfig(schedule="linear"))
+
+
+def test_wsd_decay_shapes_share_their_ends_and_differ_between():
+    """optim.decay_shape: cosine and 1-sqrt (Hägele et al. 2024) start at the peak and end at the floor like linear;
+    at mid-decay cosine is halfway (as linear) and 1-sqrt has removed 1/sqrt(2) of it; a typo is refused."""
+    def curve(shape):
+        o = OptimConfig(lr=1.0, min_lr_ratio=0.0, warmup_steps=0, schedule="wsd", decay_fraction=0.5, decay_shape=shape)
+        return [lr_at(s, 100, o) for s in range(101)]
+    lin, cos, sqrt = curve("linear"), curve("cosine"), curve("sqrt")
+    assert lin[:51] == cos[:51] == sqrt[:51] == [1.0] * 51 and lin[100] == cos[100] == sqrt[100] == 0.0
+    assert lin[75] == pytest.approx(0.5) and cos[75] == pytest.approx(0.5) and sqrt[75] == pytest.approx(1 - 0.5**0.5)
+    assert cos[60] > lin[60] > sqrt[60] and all(a >= b for a, b in zip(sqrt, sqrt[1:]))
+    with pytest.raises(ValueError, match="decay_shape must be one of"):
+        load_config(CONFIGS / "tiny.yaml", ["optim.schedule=wsd", "optim.decay_shape=sqrtt"])
+
+
+def test_wsd_decay_start_puts_the_decay_on_the_last_phase():
+    """optim.decay_on_last_phase: the trainer passes the last phase's first step; the decay covers exactly
+    that phase, whatever decay_fraction says (Parmar et al. 2024), and warmup still comes first."""
+    o = OptimConfig(lr=1.0, min_lr_ratio=0.1, warmup_steps=4, schedule="wsd", decay_fraction=0.2,
+                    decay_on_last_phase=True)
+    lrs = [lr_at(s, 60, o, decay_start=45) for s in range(61)]
+    assert lrs[0] == pytest.approx(0.25) and lrs[4:46] == [1.0] * 42
+    assert all(a > b for a, b in zip(lrs[45:60], lrs[46:61])) and lrs[60] == pytest.approx(0.1)
+    assert lrs[52] == pytest.approx(1.0 - 0.9 * 7 / 15)
+    assert lr_at(47, 60, o) == 1.0 and lr_at(49, 60, o) < 1.0  # without it: the last 20% (from step 48)
+    assert lr_at(2, 60, o, decay_start=0) == pytest.approx(0.75)  # a decay from the start still warms up first
+    with pytest.raises(ValueError, match="decay_on_last_phase needs optim.schedule=wsd"):
+        load_config(CONFIGS / "tiny.yaml", ["optim.decay_on_last_phase=true"])

@@ -382,8 +382,33 @@ def test_each_format_loads_in_transformers_within_its_stated_tolerance(fp32_refe
     assert "pip install torchao==0.18.0" in card
 
 
+def test_an_alias_exports_the_same_bytes_as_its_format(fp32_reference, tmp_path):
+    """``--dtype bfloat16`` and ``bf16-mixed`` are ``bf16`` (train/precision.py FORMATS): the same weights,
+    config.json and card, byte for byte; ``float32`` is the default ``fp32``."""
+    run_dir, fp32, *_ = fp32_reference
+    bf16 = export(run_dir, tmp_path / "bf16", "bf16")
+    for alias, ref in (("bfloat16", bf16), ("bf16-mixed", bf16), ("float32", fp32)):
+        out = export(run_dir, tmp_path / alias, alias)
+        for name in ("model.safetensors", "config.json", "README.md"):
+            assert (out / name).read_bytes() == (ref / name).read_bytes(), (alias, name)
+    assert json.loads((bf16 / "config.json").read_text())["dtype"] == "bfloat16"
+
+
 def test_a_group_size_that_does_not_divide_the_layers_is_an_export_error(fp32_reference, tmp_path):
     pytest.importorskip("torchao")
     run_dir, *_ = fp32_reference
     with pytest.raises(ExportError, match="--group-size 48 must divide"):
         export(run_dir, tmp_path / "int4", "int4", group_size=48)
+
+
+def test_base_model_name_for_the_card(tmp_path):
+    """``base_model:`` of a continued run: the Hub id config.json records, else a Hub cache snapshot's id, else
+    the directory's name (a local path in ``_name_or_path`` is never published)."""
+    from train.model_card import base_model_name
+
+    snap = tmp_path / "hub" / "models--Qwen--Qwen2-0.5B" / "snapshots" / "91d2aff3"
+    snap.mkdir(parents=True)
+    assert base_model_name({"_name_or_path": "meta-llama/Llama-2-7b-hf"}, tmp_path) == "meta-llama/Llama-2-7b-hf"
+    assert base_model_name({"_name_or_path": str(tmp_path / "my/base")}, snap) == "Qwen/Qwen2-0.5B"
+    assert base_model_name({"_name_or_path": "./ckpt/base"}, tmp_path / "smollm-135m") == "smollm-135m"
+    assert base_model_name({}, tmp_path / "smollm-135m") == "smollm-135m"

@@ -22,6 +22,10 @@ training goes on, and ``wait()`` (before the next save, and at the end) complete
 ``.tmp``. At 1.1B the state is ~13 GB (fp32 weights and two Adam moments): a synchronous save
 stops training for as long as the filesystem takes to write it, an asynchronous one for the copy.
 
+The trainer hands its checkpoints to a ``Checkpointer`` (root, how many to keep, sync or async, the save in
+flight, which checkpoint to resume from); what goes into ``meta.json`` is the trainer's
+(``train/trainer.py``, ``Trainer.checkpoint_meta``).
+
 Safety: only tensors go through DCP, and loading uses a planner that refuses pickled
 (``bytes``) entries; RNG files are read with ``torch.load(weights_only=True)``. Nothing
 in a checkpoint is ever unpickled as an arbitrary object.
@@ -33,6 +37,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +207,48 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
         if device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], device)
     return meta
+
+
+class Checkpointer:
+    """The trainer's hand-off to this module: where its checkpoints go (``root``), how many it keeps (``keep``;
+    0 = all), whether saves are asynchronous (``async_save``; None = on CUDA), which checkpoint a run resumes
+    from, and at most one asynchronous save in flight (the next ``save`` and ``wait`` complete it).
+    ``save``, ``load`` and ``wait`` are collective: every rank calls them."""
+
+    def __init__(self, root: str | os.PathLike, device: torch.device, keep: int = 0, async_save: bool | None = None):
+        self.root, self.device, self.keep = Path(root), device, keep
+        self.async_save = async_save if async_save is not None else device.type == "cuda"
+        self.pending: AsyncCheckpoint | None = None
+
+    def resume_path(self, resume: str | None) -> Path | None:
+        """``train.resume``: "auto" = the newest intact checkpoint (None before the first), "none" (or empty) =
+        start from step 0, else the path of a checkpoint."""
+        if resume == "auto":
+            return latest_checkpoint(self.root)
+        return None if resume in ("none", "", None) else Path(resume)
+
+    def load(self, path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        return load_checkpoint(path, model, optimizer, self.device)
+
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             make_meta: Callable[[], dict[str, Any]]) -> None:
+        """Checkpoint ``step``; ``make_meta()`` gives its meta.json once the previous save is complete."""
+        self.wait()
+        if self.async_save:
+            self.pending = AsyncCheckpoint(self.root, step, model, optimizer, make_meta(), self.device, self.keep)
+        else:
+            save_checkpoint(self.root, step, model, optimizer, make_meta(), self.device, self.keep)
+
+    def wait(self) -> None:
+        """Complete the asynchronous save in flight, if any."""
+        if self.pending is not None:
+            self.pending.wait()
+            self.pending = None
+
+    def latest_step(self) -> int | None:
+        """The step of the newest intact checkpoint (where a rerun starts), or None."""
+        newest = latest_checkpoint(self.root)
+        return read_meta(newest)["step"] if newest else None
 
 
 def remove_partial(root: str | os.PathLike) -> list[Path]:

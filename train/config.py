@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pipelines import ConfigError, check_keys, read_yaml
+from train import precision
 from train.hf_import import resolve_model_section
 from train.model_config import ModelConfig
 
@@ -23,7 +24,7 @@ from train.model_config import ModelConfig
 # train/schedule.py, train/parallel.py and train/trainer.py use these sets (tests/test_train_config.py pins it).
 SCHEDULES = ("cosine", "wsd", "constant")
 STRATEGIES = ("ddp", "fsdp", "hsdp", "cpu_offload", "none")
-DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8")
+DTYPES = tuple(precision.names("train"))  # auto + the trainable formats of train/precision.py FORMATS, with aliases
 DEVICES = ("auto", "cuda", "cpu")
 
 
@@ -42,6 +43,8 @@ class OptimConfig:
     schedule: str = "cosine"            # "cosine" | "wsd" | "constant"
     warmup_steps: int = 100
     decay_fraction: float = 0.2         # wsd: share of steps in the final decay (Hägele et al. 2024)
+    decay_shape: str = "linear"         # wsd: linear | cosine | sqrt (1 - sqrt; Hägele et al. 2024)
+    decay_on_last_phase: bool = False   # wsd + a phased mixture: decay over exactly the last phase (Parmar et al.)
     weight_decay: float = 0.1           # decoupled (AdamW; Loshchilov & Hutter 2019), on matrices only
     beta1: float = 0.9
     beta2: float = 0.95                 # GPT-3 / Llama
@@ -58,7 +61,7 @@ class RunConfig:
     strategy: str = "fsdp"              # "ddp" | "fsdp" | "hsdp" | "cpu_offload" | "none" (one process, no wrapper)
     sharding_factor: int | None = None  # hsdp: ranks per shard group (None = world size)
     device: str = "auto"                # "auto" | "cuda" | "cpu"
-    dtype: str = "auto"                 # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "fp32" | "fp8"
+    dtype: str = "auto"                 # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "fp32" | "fp8" (DTYPES)
     loss_scale: float = 65536.0         # fp16: initial dynamic loss scale (torch GradScaler's 2**16)
     qat: dict[str, Any] | None = None   # {scheme: 8da4w|4w, start_fraction: 0.8, group_size: 32}: QAT phase
     compile: bool = False
@@ -164,15 +167,19 @@ def config_problems(cfg: Config) -> list[str]:
         (t.strategy in STRATEGIES, f"train.strategy must be one of {list(STRATEGIES)}, got {t.strategy!r}"),
         (t.dtype in DTYPES, f"train.dtype must be one of {list(DTYPES)}, got {t.dtype!r}"),
         (t.device in DEVICES, f"train.device must be one of {list(DEVICES)}, got {t.device!r}"),
-        (o.lr > 0, f"optim.lr must be > 0, got {o.lr}"),
+        (o.lr >= 0, f"optim.lr must be >= 0 (0: a run that only loads, evaluates and exports), got {o.lr}"),
         (0 <= o.min_lr_ratio <= 1, f"optim.min_lr_ratio must be in [0, 1], got {o.min_lr_ratio}"),
         (o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}"),
         (0 < o.decay_fraction <= 1, f"optim.decay_fraction must be in (0, 1], got {o.decay_fraction}"),
+        (o.decay_shape in ("linear", "cosine", "sqrt"),
+         f"optim.decay_shape must be one of linear, cosine, sqrt, got {o.decay_shape!r}"),
+        (not o.decay_on_last_phase or o.schedule == "wsd",
+         f"optim.decay_on_last_phase needs optim.schedule=wsd (the decay it places), got {o.schedule!r}"),
         (o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}"),
         (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim.beta1 and beta2 must be in [0, 1), got {o.beta1}, {o.beta2}"),
         (o.eps > 0, f"optim.eps must be > 0, got {o.eps}"),
         (o.grad_clip >= 0, f"optim.grad_clip must be >= 0 (0 = off), got {o.grad_clip}"),
-        (t.steps >= 0, f"train.steps must be >= 0 (0 = one pass over the mixture), got {t.steps}"),
+        (t.steps >= 0, f"train.steps must be >= 0 (0 = one pass over the mixture, or over each phase), got {t.steps}"),
         (t.global_batch_tokens > 0, f"train.global_batch_tokens must be > 0, got {t.global_batch_tokens}"),
         (t.micro_batch >= 1, f"train.micro_batch must be >= 1, got {t.micro_batch}"),
         (t.sharding_factor is None or t.sharding_factor >= 1,

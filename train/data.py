@@ -19,6 +19,11 @@ vocabulary below 2**31 ids fits, tests/test_wide_vocab.py reads 131,072); ``Step
 step ``s + 1`` in a background thread, into pinned memory on CUDA, while step ``s`` trains, copies
 it without blocking and widens it to int64 on the device. Batches are the same values as a plain
 ``stream.window`` loop (tests/test_train_data.py).
+
+Phased mixtures (``mix.phases``; the mixer writes one stream per phase): ``PhasedBatches`` runs phase
+``p`` for ``phase_steps(...)[p]`` steps over its own stream, with ``StepBatches(..., phase=p)``, whose
+window order is drawn from ``(seed, p, epoch)``: the batches of a step are a pure function of
+``(seed, phase, step inside the phase)``, so a run resumes exactly inside a phase and across a boundary.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING
+
+import math
 
 import numpy as np
 
@@ -39,11 +46,11 @@ class StepBatches:
     """Deterministic per-step, per-rank batches over one ``TokenStream``."""
 
     def __init__(self, stream: TokenStream, seq_len: int, global_batch: int, rank: int, world: int,
-                 micro_batch: int, seed: int):
+                 micro_batch: int, seed: int, phase: int | None = None):
         if global_batch % (world * micro_batch):
             raise ValueError(f"global batch of {global_batch} sequences is not a multiple of "
                              f"world_size ({world}) x micro_batch ({micro_batch})")
-        self.stream, self.seq_len, self.seed = stream, seq_len, seed
+        self.stream, self.seq_len, self.seed, self.phase = stream, seq_len, seed, phase
         self.global_batch, self.rank, self.world, self.micro_batch = global_batch, rank, world, micro_batch
         self.n_windows = (len(stream) - 1) // seq_len
         if self.n_windows < 1:
@@ -54,7 +61,8 @@ class StepBatches:
     def permutation(self, epoch: int) -> np.ndarray:
         """Window order of ``epoch`` (cached: consecutive steps stay in the same epoch)."""
         if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
+            key = [self.seed, epoch] if self.phase is None else [self.seed, self.phase, epoch]
+            self._perm = np.random.default_rng(key).permutation(self.n_windows)
             self._perm_epoch = epoch
         return self._perm
 
@@ -87,6 +95,63 @@ class StepBatches:
         """Passes over the training windows completed after ``step`` steps (the mixer already
         repeats small sources; this counts repeats of the whole mixture on top)."""
         return step * self.global_batch / self.n_windows
+
+
+def phase_steps(phase_tokens: list[int], global_batch_tokens: int, steps: int = 0) -> list[int]:
+    """Optimizer steps of each phase of a phased mixture.
+
+    ``steps == 0`` (one pass): phase ``p`` runs ``ceil(tokens_p / global_batch_tokens)`` steps. ``steps > 0``
+    (``train.steps``): the steps are shared out by tokens, phase ``p`` ending at step
+    ``round(steps * (tokens_0 + ... + tokens_p) / total)``; every phase needs at least one step."""
+    if not phase_tokens:
+        raise ValueError("a phased mixture needs at least one phase")
+    if steps <= 0:
+        return [max(1, math.ceil(t / global_batch_tokens)) for t in phase_tokens]
+    total = sum(phase_tokens)
+    ends = [round(steps * c / total) for c in np.cumsum(phase_tokens).tolist()]
+    counts = np.diff([0, *ends]).tolist()
+    if min(counts) < 1:
+        raise ValueError(f"train.steps={steps} leaves a phase without a step (phases of {phase_tokens} tokens "
+                         f"get {counts} steps): raise train.steps, or 0 for one pass over every phase")
+    return [int(c) for c in counts]
+
+
+class PhasedBatches:
+    """The steps of a phased mixture: phase ``p`` (its own ``StepBatches``) trains steps
+    ``[starts[p], starts[p] + steps[p])``, asking its batches for the step inside the phase.
+    Same interface as ``StepBatches`` for the loop and ``StepPrefetcher``."""
+
+    def __init__(self, phases: list[StepBatches], steps: list[int], names: list[str]):
+        if len(phases) != len(steps) or len(phases) != len(names) or not phases:
+            raise ValueError("one StepBatches, step count and name per phase")
+        self.phases, self.steps, self.names = phases, list(steps), list(names)
+        self.starts = np.cumsum([0, *steps])[:-1].astype(int).tolist()
+        self.total_steps = int(sum(steps))
+        first = phases[0]
+        self.global_batch, self.grad_accum, self.seq_len = first.global_batch, first.grad_accum, first.seq_len
+        self.rank, self.world, self.micro_batch, self.seed = first.rank, first.world, first.micro_batch, first.seed
+        self.n_windows = int(sum(b.n_windows for b in phases))
+
+    def locate(self, step: int) -> tuple[int, int]:
+        """``(phase, step inside the phase)`` of global step ``step`` (0-based)."""
+        if not 0 <= step < self.total_steps:
+            raise IndexError(f"step {step} is outside the {self.total_steps} steps of the phases")
+        p = int(np.searchsorted(self.starts, step, side="right")) - 1
+        return p, step - self.starts[p]
+
+    def tokens(self, step: int) -> np.ndarray:
+        p, local = self.locate(step)
+        return self.phases[p].tokens(local)
+
+    def micro_batches(self, step: int) -> list[np.ndarray]:
+        return list(self.tokens(step).astype(np.int64))
+
+    def epochs_done(self, step: int) -> float:
+        """Passes over the current phase's windows after ``step`` steps of the run."""
+        if step <= 0:
+            return 0.0
+        p, local = self.locate(min(step, self.total_steps) - 1)
+        return self.phases[p].epochs_done(local + 1)
 
 
 def eval_windows(stream: TokenStream, seq_len: int, max_tokens: int) -> int:

@@ -16,11 +16,20 @@ already is HF's "rotate half", so the weights only need renaming (no q/k permuta
 ALiBi models have no Llama equivalent: their weights and ``domainlm_config.json`` are
 written, ``config.json`` is not.
 
-``--dtype fp32|bf16|fp16`` (or ``float32|bfloat16|float16``) casts the weights; ``--dtype int8|int4|8da4w``
-quantizes them after training with torchao (weight-only int8 / int4, or int8 dynamic activations with int4
-weights, the scheme ``train.qat`` trains for; ``--group-size`` weights per int4 scale), through
-transformers' ``TorchAoConfig``, so ``AutoModelForCausalLM.from_pretrained`` loads the directory with
-torchao installed (train/precision.py ``quantize_hf_dir``). The model card states the format.
+A continued run (``model.init_from: DIR``, train/hf_import.py) goes back out in its base's format:
+``config.json`` is the base's own (``DIR/config.json``: its class, e.g. ``Qwen2ForCausalLM`` with q/k/v
+biases and an untied head, ``MistralForCausalLM``, or Llama with its ``rope_scaling``), with the exported
+dtype; the q/k/v biases are written under their Hugging Face names; the base's tokenizer files
+(``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``, ``generation_config.json``
+and a slow tokenizer's files, when present) are copied as they are; and the model card names the base in
+its ``base_model:`` front matter, with a "Continued-training data" part that links the mixture's dataset
+card. The base directory must still be there and still describe the checkpoint (else exit 2).
+
+``--dtype fp32|bf16|fp16`` (or their aliases ``float32|bfloat16|float16``; train/precision.py ``FORMATS``) casts
+the weights; ``--dtype int8|int4|8da4w`` quantizes them after training with torchao (weight-only int8 / int4,
+or int8 dynamic activations with int4 weights, the scheme ``train.qat`` trains for; ``--group-size`` weights
+per int4 scale), through transformers' ``TorchAoConfig``, so ``AutoModelForCausalLM.from_pretrained`` loads
+the directory with torchao installed (train/precision.py ``quantize_hf_dir``). The model card states the format.
 
 Exit status: 0 done; 2 with one ``error:`` line (no traceback) for what the user must fix: a
 missing or incomplete checkpoint, a bad option, an output path that is not a directory, or a
@@ -46,15 +55,12 @@ from pipelines import fail, refuse_unknown_options
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
 from train.model import ModelConfig, Transformer, unfused_state_dict
-from train.model_card import LICENSE_FILE, TokenizerInfo, license_text, model_card
-from train.precision import DEFAULT_GROUP_SIZE, QUANTIZED, TORCHAO_PIN, format_label, quantize_hf_dir
+from train.model_card import LICENSE_FILE, BaseModel, TokenizerInfo, base_model_name, license_text, model_card
+from train.precision import DEFAULT_GROUP_SIZE, TORCHAO_PIN, format_for, format_label, names, quantize_hf_dir
 
 # The tokenizer's specials (mixtures/tokenizer.py: EOS, PAD, UNK), named here so that this
 # module does not import the tokenizer trainer.
 EOS, PAD = "<|endoftext|>", "<|pad|>"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-EXPORT_DTYPES = [*DTYPE_ALIASES, *DTYPES, *QUANTIZED]  # what --dtype accepts
 
 
 class ExportError(ValueError):
@@ -75,7 +81,16 @@ HF_NAMES = {
     "layers.{i}.feed_forward.w1.weight": "model.layers.{i}.mlp.gate_proj.weight",
     "layers.{i}.feed_forward.w3.weight": "model.layers.{i}.mlp.up_proj.weight",
     "layers.{i}.feed_forward.w2.weight": "model.layers.{i}.mlp.down_proj.weight",
+    # Qwen2's q/k/v biases (a continued run of a Qwen2 base; from-scratch models have none)
+    "layers.{i}.attention.wq.bias": "model.layers.{i}.self_attn.q_proj.bias",
+    "layers.{i}.attention.wk.bias": "model.layers.{i}.self_attn.k_proj.bias",
+    "layers.{i}.attention.wv.bias": "model.layers.{i}.self_attn.v_proj.bias",
 }
+# A continued run (model.init_from) exports in its base's class; Llama, Mistral and Qwen2 share the tensor names.
+BASE_CLASSES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+# The base's tokenizer files, copied as they are when the base has them.
+BASE_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                        "vocab.json", "merges.txt", "added_tokens.json")
 
 
 def hf_name(name: str) -> str:
@@ -130,6 +145,42 @@ def hf_config(cfg: ModelConfig, dtype: str = "float32", eos_id: int | None = Non
         "torch_dtype": dtype,  # transformers < 5
         "dtype": dtype,        # transformers >= 5
     }
+
+
+def base_hf_config(cfg: ModelConfig, dtype: str = "float32") -> tuple[dict[str, Any], BaseModel]:
+    """``config.json`` of a continued run (``cfg.init_from``) and the base it names: the base's own
+    ``config.json`` (its class, RoPE parameters and scaling, biases, head tying, token ids, context), with the
+    exported ``dtype`` and without its local ``_name_or_path``. The base must still describe ``cfg`` (an
+    ExportError names the first key that differs: the directory changed since training)."""
+    from pipelines import ConfigError
+    from train.hf_import import ARCH_KEYS, model_config_from_hf, read_hf_config
+
+    base_dir = Path(cfg.init_from)
+    try:
+        hf = read_hf_config(base_dir)
+        again = model_config_from_hf(base_dir, {"seq_len": cfg.seq_len})
+    except ConfigError as exc:
+        raise ExportError(f"the run's base model (model.init_from): {exc}") from None
+    for key in ARCH_KEYS:
+        if getattr(again, key) != getattr(cfg, key):
+            raise ExportError(f"the base model {base_dir} no longer matches the run: {key} is "
+                              f"{getattr(again, key)!r} there, {getattr(cfg, key)!r} in the checkpoint")
+    cls = next((a for a in hf.get("architectures") or [] if isinstance(a, str) and a.endswith("ForCausalLM")),
+               BASE_CLASSES[hf["model_type"]])
+    out = {k: v for k, v in hf.items() if k not in ("_name_or_path", "torch_dtype", "dtype", "quantization_config")}
+    out.update({"architectures": [cls], "torch_dtype": dtype, "dtype": dtype})
+    return out, BaseModel(base_model_name(hf, base_dir), cls, hf["model_type"])
+
+
+def _base_token_ids(hf: dict[str, Any]) -> dict[str, int]:
+    """``eos_id``/``bos_id``/``pad_id`` from a base's config.json (the first of a list, as Llama 3 gives eos)."""
+    out = {}
+    for role in ("eos", "bos", "pad"):
+        v = hf.get(f"{role}_token_id")
+        v = v[0] if isinstance(v, list) and v else v
+        if isinstance(v, int):
+            out[f"{role}_id"] = v
+    return out
 
 
 def load_consolidated(checkpoint: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
@@ -286,19 +337,21 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str = "float32",
+def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str = "fp32",
            language: list[str] | None = None, datasets: list[str] | None = None,
            group_size: int | None = None) -> Path:
     """Write the Hugging Face directory; returns its path. ``language``/``datasets``: the card's metadata
-    (default: see ``train.model_card.card_metadata``). ``dtype``: one of ``EXPORT_DTYPES``; for int4 and
+    (default: see ``train.model_card.card_metadata``). ``dtype``: an export format of train/precision.py
+    ``FORMATS`` or its alias (``names("export")``); for int4 and
     8da4w, ``group_size`` weights share a scale (default: the run's ``train.qat.group_size``, else 32).
     Raises ExportError or OSError for what the user must fix."""
     from safetensors.torch import save_file
 
-    if dtype not in EXPORT_DTYPES:
-        raise ExportError(f"dtype must be one of {', '.join(EXPORT_DTYPES)}, got {dtype!r}")
-    quantized = dtype if dtype in QUANTIZED else None
-    dtype = "float32" if quantized else DTYPE_ALIASES.get(dtype, dtype)  # quantization starts from fp32
+    if dtype not in names("export"):
+        raise ExportError(f"dtype must be one of {', '.join(names('export'))}, got {dtype!r}")
+    fmt = format_for("export", dtype)
+    quantized = fmt.name if fmt.quantized else None
+    dtype = fmt.export_dtype  # the torch dtype written: float32 / bfloat16 / float16 (quantization starts from fp32)
     checkpoint, output = resolve_checkpoint(checkpoint), Path(output)
     if output.exists() and not output.is_dir():
         raise ExportError(f"output {output} exists and is not a directory")
@@ -312,12 +365,22 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
     if not manifest:
         print(f"warning: train.export: no manifest.json in the run's data dir {data_dir}: no tokenizer, token ids "
               "or training data in the export", file=sys.stderr)
-    tok = tokenizer_info(_tokenizer_file(manifest, data_dir), manifest)
+    base_dir, base_config, base = None, None, None
+    if cfg.init_from:  # continued pretraining: back out in the base's class, config and tokenizer
+        if cfg.pos != "rope":
+            raise ExportError("a continued run's model has rotary positions; this checkpoint says ALiBi")
+        base_dir = Path(cfg.init_from)
+        base_config, base = base_hf_config(cfg, dtype)
+        tok_file = base_dir / "tokenizer.json"
+        tok = tokenizer_info(tok_file if tok_file.is_file() else _tokenizer_file(manifest, data_dir),
+                             {**_base_token_ids(base_config), **manifest})
+    else:
+        tok = tokenizer_info(_tokenizer_file(manifest, data_dir), manifest)
     if tok.file is not None and tok.vocab_size > cfg.vocab_size:
         raise ExportError(f"the mixture's tokenizer has {tok.vocab_size} tokens, the model only {cfg.vocab_size}")
     output.mkdir(parents=True, exist_ok=True)
     written = [output / "model.safetensors"]
-    save_file(to_hf_state_dict(cfg, state, DTYPES[dtype]), str(written[0]), metadata={"format": "pt"})
+    save_file(to_hf_state_dict(cfg, state, getattr(torch, dtype)), str(written[0]), metadata={"format": "pt"})
 
     def write(name: str, text: str) -> None:
         (output / name).write_text(text, encoding="utf-8")
@@ -326,7 +389,17 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
     # the model section as the exported weights are laid out (unfused), the rest as trained
     write("domainlm_config.json", json.dumps(without_local_paths({**meta["config"], "model": cfg.to_dict()}), indent=1))
     eos, bos, pad = tok.ids.get("eos"), tok.ids.get("bos"), tok.ids.get("pad")
-    if cfg.pos == "rope":
+    copied = []
+    if base_dir is not None:
+        write("config.json", json.dumps(base_config, indent=1))
+        copied = [name for name in (*BASE_TOKENIZER_FILES, "generation_config.json") if (base_dir / name).is_file()]
+        for name in copied:
+            shutil.copyfile(base_dir / name, output / name)
+            written.append(output / name)
+        if "generation_config.json" not in copied:
+            write("generation_config.json", json.dumps({"bos_token_id": bos, "eos_token_id": eos,
+                                                        "pad_token_id": pad}, indent=1))
+    elif cfg.pos == "rope":
         write("config.json", json.dumps(hf_config(cfg, dtype, eos, bos, pad), indent=1))
         write("generation_config.json", json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad},
                                                    indent=1))
@@ -336,10 +409,12 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
         except (ValueError, ImportError) as exc:
             raise ExportError(f"--dtype {quantized}: {exc}") from exc
     if tok.file is not None:
-        shutil.copyfile(tok.file, output / "tokenizer.json")
-        written.append(output / "tokenizer.json")
+        if "tokenizer.json" not in copied:
+            shutil.copyfile(tok.file, output / "tokenizer.json")
+            written.append(output / "tokenizer.json")
         for name, obj in tokenizer_side_files(tok, cfg.seq_len).items():
-            write(name, json.dumps(obj, indent=1))
+            if name not in copied:  # the base's own, when it has them
+                write(name, json.dumps(obj, indent=1))
     data_card = data_dir / DATASET_CARD
     if data_card.is_file():  # the data's own card ships with the model, so the model card's link resolves
         shutil.copyfile(data_card, output / DATASET_CARD)
@@ -348,9 +423,8 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
     write(LICENSE_FILE, license_text(manifest))
     write("README.md", model_card(cfg, meta, manifest, summary, evals, tok, language, datasets,
                                   data_card=DATASET_CARD if data_card.is_file() else None,
-                                  weights=format_label(quantized or {v: k for k, v in DTYPE_ALIASES.items()}[dtype],
-                                                       group_size),
-                                  requires=TORCHAO_PIN if quantized else None))
+                                  weights=format_label(fmt.name, group_size),
+                                  requires=TORCHAO_PIN if quantized else None, base=base))
     mode = _file_mode()
     for path in written:
         os.chmod(path, mode)
@@ -362,14 +436,15 @@ class _Parser(argparse.ArgumentParser):
         fail(f"train.export: {message}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m train.export", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint dir (OUT/checkpoints/step_N), or a run dir OUT for its newest")
     p.add_argument("--output", required=True, help="directory for the Hugging Face files")
-    p.add_argument("--dtype", default="float32", choices=EXPORT_DTYPES,
-                   help="fp32/bf16/fp16 (= float32/bfloat16/float16), or post-training quantization with torchao: "
+    p.add_argument("--dtype", default="fp32", choices=names("export"),
+                   help="fp32/bf16/fp16 (aliases float32, bfloat16/bf16-mixed, float16/fp16-mixed: train/precision.py "
+                        "FORMATS), or post-training quantization with torchao: "
                         "int8 / int4 weight-only, 8da4w (int8 dynamic activations + int4 weights)")
     p.add_argument("--group-size", type=int,
                    help="int4/8da4w: weights per scale (default: the run's train.qat.group_size, else 32)")
@@ -378,6 +453,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", action="append", dest="datasets",
                    help="dataset name or Hub id for the card's metadata, repeatable "
                         "(default: the mixture's source names)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = build_parser()
     refuse_unknown_options(p._option_string_actions, argv)
     a = p.parse_args(argv)
     try:

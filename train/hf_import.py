@@ -12,11 +12,11 @@ than SiLU, a ``head_dim`` other than ``hidden_size / num_attention_heads``.
 Memory: weights are streamed tensor by tensor with ``safetensors.safe_open`` (memory-mapped), each copied
 into the model's parameter (or its slice of a fused ``wqkv`` / ``w13``) and dropped, so the host holds the
 model plus about one tensor, never a whole shard's state dict. Only the shards that hold a wanted tensor are
-opened. Under FSDP2 (fsdp, hsdp, cpu_offload; train/parallel.py) ``train/trainer.build_model`` loads *after*
-``fully_shard``: each parameter is then a ``DTensor`` sharded on dim 0, and each rank reads only the rows of
-its own slice (``get_slice``), about 1/world of the base. DDP and ``none`` load into the plain model before
-wrapping (every rank holds the whole model anyway). The model is still initialized whole on each rank's device
-before FSDP shards it (the trainer's existing flow); building it on the meta device is the step after.
+opened. Under FSDP2 (fsdp, hsdp, cpu_offload; train/parallel.py) ``train/trainer.build_model`` builds the
+model on the ``meta`` device, applies ``fully_shard``, materializes each rank's shards with ``to_empty`` and
+loads *then*: each parameter is a ``DTensor`` sharded on dim 0, and each rank reads only the rows of its own
+slice (``get_slice``), about 1/world of the base, so the base never exists whole on a rank. DDP and ``none``
+load into the plain model before wrapping (every rank holds the whole model anyway).
 
 The config part has no torch import (train/config.py reads it); torch and safetensors load lazily.
 """

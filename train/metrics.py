@@ -9,9 +9,12 @@ should.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,27 @@ def bits_per_byte(loss_nats: float, bytes_per_token: float | None) -> float | No
     if not bytes_per_token or bytes_per_token <= 0:
         return None
     return loss_nats / math.log(2) / bytes_per_token
+
+
+class ThroughputWindow:
+    """The steps since the last ``train`` record and the wall (``t``) and CPU (``cpu``) clocks at its start;
+    ``paused()`` keeps evaluation and checkpoints out of both clocks (the steps already in the window still
+    count), so tokens/s and the step time are the steps' own."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.t, self.cpu, self.steps = time.perf_counter(), time.process_time(), 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        t, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.t += time.perf_counter() - t
+            self.cpu += time.process_time() - cpu
 
 
 class MetricsLogger:

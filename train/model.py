@@ -242,13 +242,35 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
         # Position tables are recomputed from the config, never saved (persistent=False).
+        for name, table in self.position_tables().items():
+            self.register_buffer(name, table, persistent=False)
+        self.init_weights()
+
+    def position_tables(self) -> dict[str, torch.Tensor]:
+        """The model's own non-parameter buffers, from the config alone: RoPE's ``rope_cos``/``rope_sin``, or
+        the ALiBi slopes ``alibi`` (each ``Attention`` of an ALiBi model holds a copy too)."""
+        cfg = self.cfg
         if cfg.pos == "rope":
             cos, sin = rope_cos_sin(cfg.head_dim, cfg.seq_len, cfg.rope_theta, cfg.rope_scaling)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
-        else:
-            self.register_buffer("alibi", alibi_slopes(cfg.n_head), persistent=False)
-        self.init_weights()
+            return {"rope_cos": cos, "rope_sin": sin}
+        return {"alibi": alibi_slopes(cfg.n_head)}
+
+    def init_buffers(self, device: torch.device | str) -> None:
+        """Recompute every buffer on ``device``: a model built on the ``meta`` device and materialized with
+        ``to_empty`` (train/trainer.py ``build_model``) has parameters to load but buffers of garbage, and the
+        position tables are not in any checkpoint. Raises ``RuntimeError`` if the model holds a buffer this
+        method does not know (it would stay uninitialized)."""
+        done = set()
+        for name, table in self.position_tables().items():
+            setattr(self, name, table.to(device))
+            done.add(name)
+        for mod_name, module in self.named_modules():
+            if isinstance(module, Attention) and hasattr(module, "alibi"):
+                module.alibi = alibi_slopes(self.cfg.n_head).to(device)
+                done.add(f"{mod_name}.alibi")
+        unknown = [n for n, _ in self.named_buffers() if n not in done]
+        if unknown:
+            raise RuntimeError(f"init_buffers does not know the buffers {unknown}")
 
     def init_weights(self) -> None:
         """Normal(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layer)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,33 @@ class TokenizerInfo:
     pieces: dict[str, str] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
     pad_is_eos: bool = False
+
+
+@dataclass
+class BaseModel:
+    """The open model a continued run started from (``model.init_from``; train/hf_import.py)."""
+
+    name: str           # the card's ``base_model``: a Hub id, else the base's directory name
+    architecture: str   # its transformers class, e.g. ``Qwen2ForCausalLM``
+    model_type: str     # ``llama``, ``mistral``, ``qwen2``
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def base_model_name(hf_config: dict[str, Any], model_dir: str | os.PathLike) -> str:
+    """What ``base_model:`` names: the Hub id of the base when its ``config.json`` records one
+    (``_name_or_path`` of the form ``owner/name``, not a local path), else the id of a Hugging Face cache
+    snapshot (``.../models--owner--name/snapshots/<revision>``), else the directory's own name."""
+    given = hf_config.get("_name_or_path")
+    if isinstance(given, str) and HUB_ID.fullmatch(given) and not given.startswith((".", "/")):
+        return given
+    path = Path(model_dir).resolve()
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        owner_name = path.parent.parent.name[len("models--"):].split("--", 1)
+        if len(owner_name) == 2 and all(owner_name):
+            return "/".join(owner_name)
+    return path.name
 
 
 def _known(x: Any) -> bool:
@@ -191,35 +219,47 @@ def _hyperparameters(meta: dict[str, Any]) -> dict[str, Any]:
 def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any], summary: dict[str, Any],
                evals: dict[str, Any], tok: TokenizerInfo, language: list[str] | None = None,
                datasets: list[str] | None = None, data_card: str | None = None, weights: str = "fp32",
-               requires: str | None = None) -> str:
+               requires: str | None = None, base: BaseModel | None = None) -> str:
     """README.md text: YAML front matter and Markdown. ``evals``: the last eval record per split;
     ``tok``: the exported tokenizer; ``language``/``datasets``: see :func:`card_metadata`; ``data_card``:
     the file name of the mixture's dataset card shipped beside this one (linked), None if there is none;
     ``weights``: the number format of the exported weights (``train.precision.format_label``);
-    ``requires``: the package a quantized export needs to load (e.g. ``torchao==0.18.0``), else None."""
+    ``requires``: the package a quantized export needs to load (e.g. ``torchao==0.18.0``), else None;
+    ``base``: the base model of a continued run (``base_model:`` front matter, its architecture, and a
+    "Continued-training data" part), None for a model trained from scratch (whose card this leaves as it was)."""
     counts = param_counts(cfg)
     src = manifest.get("sources") or {}
     domain, general = _sources(manifest)
     rope = cfg.pos == "rope"
     front = {**card_metadata(manifest, language, datasets),
              "library_name": "transformers", "pipeline_tag": "text-generation",
-             "tags": ["domainlm", "causal-lm", "llama" if rope else "alibi", "domain-adaptation"],
+             "tags": ["domainlm", "causal-lm", base.model_type if base else "llama" if rope else "alibi",
+                      "domain-adaptation", *(["continued-pretraining"] if base else [])],
              "model-index": [{"name": "domainlm", "results": [
                  {"task": {"type": "text-generation"},
                   "dataset": {"name": split, "type": split},
                   "metrics": [{"type": "perplexity", "value": round(r["ppl"], 4)},
                               *([{"type": "bits_per_byte", "value": round(r["bpb"], 4)}] if r.get("bpb") else [])]}
                  for split, r in sorted(evals.items())]}]}
+    if base is not None:  # the Hub's model tree: this model is the base trained further
+        front = {"base_model": base.name, "base_model_relation": "finetune", **front}
     hardware = _hardware_line(cfg, meta, summary)
     L = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(), "---", "",
          "# domainlm causal language model", "",
-         f"A decoder-only transformer pretrained from scratch on a mixture of domain text "
-         f"({', '.join(domain) or 'see manifest'}) and general text ({', '.join(general) or 'see manifest'}), "
-         "in the manner of BloombergGPT (Wu et al. 2023).", "",
+         (f"`{base.name}` ({base.architecture}) trained further on a mixture of domain text "
+          f"({', '.join(domain) or 'see manifest'}) and general text ({', '.join(general) or 'see manifest'}): "
+          "continued, domain-adaptive pretraining (Gururangan et al. 2020) from its published weights, "
+          "in its own architecture and with its own tokenizer." if base else
+          f"A decoder-only transformer pretrained from scratch on a mixture of domain text "
+          f"({', '.join(domain) or 'see manifest'}) and general text ({', '.join(general) or 'see manifest'}), "
+          "in the manner of BloombergGPT (Wu et al. 2023)."), "",
          "## Model details", "",
          "| | |", "| --- | --- |",
-         f"| Architecture | {'Llama-style' if rope else 'ALiBi'} decoder: RMSNorm, "
-         f"{'rotary positions' if rope else 'ALiBi biases'}, SwiGLU MLP, no biases |",
+         (f"| Architecture | {base.architecture} (that of `{base.name}`): RMSNorm, rotary positions"
+          f"{' with Llama 3 frequency scaling' if cfg.rope_scaling else ''} (theta {cfg.rope_theta:g}), SwiGLU MLP, "
+          f"{'q/k/v biases' if cfg.qkv_bias else 'no biases'} |" if base else
+          f"| Architecture | {'Llama-style' if rope else 'ALiBi'} decoder: RMSNorm, "
+          f"{'rotary positions' if rope else 'ALiBi biases'}, SwiGLU MLP, no biases |"),
          f"| Layers / heads / KV heads / width / MLP width | {cfg.n_layer} / {cfg.n_head} / {cfg.n_kv_head} / "
          f"{cfg.d_model} / {cfg.ffn_hidden} |",
          f"| Context length | {cfg.seq_len} tokens |",
@@ -248,9 +288,21 @@ def model_card(cfg: ModelConfig, meta: dict[str, Any], manifest: dict[str, Any],
          "News and filings over-represent large companies and English-speaking markets; encyclopedic and "
          "literary text carries the biases of its authors and eras. The model can produce plausible but "
          "wrong numbers and facts and can reproduce memorized text, more so for sources repeated over "
-         "several epochs (see below).", "",
-         "## Training details", "",
-         "### Training data", ""]
+         "several epochs (see below)." + (f" It also keeps what `{base.name}` learned from its own, "
+                                          "different pretraining data, with that data's biases: see the base "
+                                          "model's card." if base else ""), "",
+         "## Training details", ""]
+    if base is not None:
+        L += ["### Continued-training data", "",
+              f"Starting point: the published weights of `{base.name}` (a Hugging Face checkpoint loaded with "
+              "domainlm's `model.init_from`), with its tokenizer unchanged. What follows describes only the data "
+              "and the run of the continued training; how the base itself was trained is in its own card.",
+              "", (f"The mixture's data card, [{data_card}]({data_card}), lists the continued-training sources "
+                   "and their licenses, what each curation stage removed and why, and tokens and epochs per "
+                   "source." if data_card else
+                   "The mixture had no dataset card, so none ships with this model; its sources are listed "
+                   "below."), ""]
+    L += ["### Training data", ""]
     if src:
         L += ["| source | side | available tokens | sampled tokens | epochs |", "| --- | --- | ---: | ---: | ---: |"]
         L += [f"| {name} | {'domain' if name in domain else 'general'} | {_fmt(src[name].get('available_tokens'))} "

@@ -3,6 +3,7 @@
     python -m train.plan --params 1.3e9 --gpu a100-80gb --gpus 8
     python -m train.plan --model-config configs/train/llama1b.yaml --gpu h100-80gb --gpus 8 --json
     python -m train.plan --gpu-hours 1.3e6 --gpu a100-40gb --gpus 512      # the inverse question
+    python -m train.plan --init-from BASE_DIR --tokens 2e10 --gpu h100-80gb --gpus 8   # continued pretraining
 
 Pure arithmetic: no torch here (``--model-config`` imports ``train.model`` lazily for its exact
 parameter count). Every memory number is in bytes internally and printed in GB = 1e9 bytes, the
@@ -13,6 +14,11 @@ Memory per GPU = weights + gradients + optimizer states (each divided by the sha
 of the strategy; Rajbhandari et al. 2020, Fig. 1) + gathered parameter buffers (sharded
 strategies) + activations (Korthikanti et al. 2022, Eq. 1-2). Compute = 6 N D (Kaplan et al.
 2020), tokens D = 20 N (Hoffmann et al. 2022), time = compute / (GPUs x peak x MFU).
+
+Continued pretraining (``--init-from DIR``, a Hugging Face model directory as ``model.init_from`` takes it):
+the shape and exact parameter count come from ``DIR/config.json`` alone (train/hf_import.py reads it; no
+weights are needed), memory is that of training the base's size, and the token budget is the one given
+(``--tokens``), not 20 x N: a continued run spends a few percent of what training the base took.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from mixtures.recipe import chinchilla_tokens
 from pipelines import fail, read_yaml, refuse_unknown_options
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
 from train.model_config import ModelConfig, param_counts
-from train.precision import FLOAT_FORMATS, INT_FORMATS, WEIGHT_FORMATS
+from train.precision import FLOAT_FORMATS, FORMATS, INT_FORMATS, NumberFormat, format_for, names, resolve
 
 # ----------------------------------------------------------------------------- constants
 
@@ -72,47 +78,6 @@ ACTIVATION_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class Precision:
-    """Bytes per parameter of each model state, and how activations scale.
-
-    ``optimizer_bytes`` = fp32 master copy (mixed precision only) + two Adam moments.
-    ``act_scale`` multiplies Korthikanti's 16-bit activation bytes (2.0 for fp32 training).
-    """
-
-    name: str
-    weight_bytes: float
-    grad_bytes: float
-    master_bytes: float
-    moment_bytes: float
-    act_scale: float
-    compute_dtype: str
-    training: bool = True
-
-    def optimizer_bytes(self, optimizer: str = "adam") -> float:
-        # 8-bit Adam (Dettmers et al. 2022): one byte per moment; block-wise scales are ~0.1%.
-        moment = 1.0 if optimizer == "adam8bit" else self.moment_bytes
-        return self.master_bytes + 2 * moment
-
-
-PRECISIONS: dict[str, Precision] = {
-    # fp32 everywhere: 4 + 4 + (4 + 4) = 16 B/param.
-    "fp32": Precision("fp32", 4, 4, 0, 4, 2.0, "fp32"),
-    # Mixed precision Adam as in ZeRO (Rajbhandari et al. 2020, Sec. 3.1): 2 + 2 + K=12 (4 master + 4 + 4).
-    "bf16-mixed": Precision("bf16-mixed", 2, 2, 4, 4, 1.0, "bf16"),
-    # Pure bf16 (weights, grads and moments in bf16, no master copy): 2 + 2 + 4 = 8 B/param.
-    "bf16": Precision("bf16", 2, 2, 0, 2, 1.0, "bf16"),
-    # fp16 mixed precision + loss scaling (Micikevicius et al. 2018): bf16-mixed's bytes; fp16 tensor cores
-    # run at the bf16 rate on A100/H100 (and the V100 "bf16" entry of train/gpus.py is its fp16 peak).
-    "fp16-mixed": Precision("fp16-mixed", 2, 2, 4, 4, 1.0, "bf16"),
-    # fp8 matmuls (torchao.float8, Micikevicius et al. 2022): weights, gradients and optimizer states as in
-    # bf16-mixed; each matmul casts its inputs to fp8 on the fly and autograd keeps the bf16 inputs
-    # (torchao/float8/float8_linear.py saves input_hp, weight_hp_t), so activations are bf16's too.
-    "fp8": Precision("fp8", 2, 2, 4, 4, 1.0, "fp8"),
-    # Inference only: quantized weights (LLM.int8, Dettmers et al. 2022; GPTQ/AWQ 4-bit), bf16 KV cache.
-    "int8": Precision("int8", 1, 0, 0, 0, 1.0, "bf16", training=False),
-    "int4": Precision("int4", 0.5, 0, 0, 0, 1.0, "bf16", training=False),
-}
 OPTIMIZERS = ("adam", "adam8bit")
 
 # name -> (what is sharded, trainer strategy or None when the trainer has no such mode)
@@ -123,18 +88,6 @@ STRATEGIES = {
     "fsdp": "full shard: + parameters (ZeRO stage 3)",
     "hsdp": "full shard inside groups of sharding_factor GPUs, replicated across groups",
 }
-# The side-by-side table of number formats (printed with every plan): training and inference rows.
-TRAINING_FORMATS = {
-    "fp32": "fp32",
-    "bf16-mixed": "bf16 mixed (fp32 master)",
-    "fp16-mixed": "fp16 mixed + loss scaling",
-    "fp8": "fp8 matmuls (torchao)",
-}
-# Which FLOAT_FORMATS each training precision multiplies in.
-TRAINING_MATMUL = {"fp32": "fp32", "bf16-mixed": "bf16", "fp16-mixed": "fp16", "fp8": "fp8-e4m3"}
-# What train.dtype spells each precision as (bf16 pure is a what-if: the trainer keeps fp32 master weights).
-TRAINER_DTYPES = {"fp32": "fp32", "bf16-mixed": "bf16", "bf16": "bf16", "fp16-mixed": "fp16", "fp8": "fp8"}
-
 # What train/parallel.py implements (``train.strategy``): CPU offload is its own strategy,
 # ``cpu_offload`` = ``fsdp`` (full shard over all ranks) + FSDP2's CPUOffloadPolicy.
 TRAINER_STRATEGIES = {("ddp", False): "ddp", ("hsdp", False): "hsdp", ("fsdp", False): "fsdp",
@@ -226,16 +179,49 @@ def shape_from_config(path: str | Path, vocab_size: int | None = None) -> tuple[
     return shape, doc.get("train") or {}
 
 
+def shape_from_base(model_dir: str | Path, seq_len: int | None = None) -> tuple[ModelShape, dict[str, Any]]:
+    """The shape and exact parameter count of the Hugging Face base in ``model_dir`` as the trainer would
+    build it with ``model.init_from`` (``DIR/config.json`` only; ``seq_len``: the run's, default
+    ``min(2048, max_position_embeddings)``), and what the plan says of the base (name, family, class).
+    A ``ConfigError`` (one line) for a missing or unsupported base."""
+    from train.hf_import import model_config_from_hf, read_hf_config
+    from train.model_card import base_model_name
+
+    cfg = model_config_from_hf(model_dir, {"seq_len": seq_len} if seq_len else {})
+    hf = read_hf_config(model_dir)
+    counts = param_counts(cfg)
+    name = base_model_name(hf, model_dir)
+    base = {"name": name, "model_type": hf["model_type"], "architectures": hf.get("architectures") or [],
+            "max_position_embeddings": hf.get("max_position_embeddings"),
+            "tie_embeddings": cfg.tie_embeddings, "qkv_bias": cfg.qkv_bias,
+            "rope_scaling": (cfg.rope_scaling or {}).get("rope_type")}
+    shape = ModelShape(float(counts["total"]), cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.vocab_size,
+                       cfg.seq_len, float(counts["non_embedding"]), f"base {name} ({hf['model_type']}, config.json)",
+                       cfg.ffn_hidden)
+    return shape, base
+
+
 # ----------------------------------------------------------------------------- memory
 
-def model_state_bytes(n_params: float, precision: str = "bf16-mixed",
+def precision_format(precision: str) -> NumberFormat:
+    """The number format a ``--precision`` name or alias means (train/precision.py ``FORMATS``), checked to be
+    one the planner knows: training bytes, inference bytes, or both."""
+    try:
+        return format_for("plan", precision)
+    except ValueError:
+        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(names('plan'))}") from None
+
+
+def model_state_bytes(n_params: float, precision: str = "bf16",
                       optimizer: str = "adam") -> dict[str, float]:
-    """Unsharded weights, gradients and optimizer states in bytes (ZeRO's 2N + 2N + K N)."""
-    p = PRECISIONS[precision]
-    if not p.training:
-        return {"weights": n_params * p.weight_bytes, "gradients": 0.0, "optimizer": 0.0}
-    return {"weights": n_params * p.weight_bytes, "gradients": n_params * p.grad_bytes,
-            "optimizer": n_params * p.optimizer_bytes(optimizer)}
+    """Unsharded weights, gradients and optimizer states in bytes (ZeRO's 2N + 2N + K N); an inference
+    format: its weights only."""
+    f = precision_format(precision)
+    if f.training is None:
+        return {"weights": n_params * f.inference.weight_bytes, "gradients": 0.0, "optimizer": 0.0}
+    t = f.training
+    return {"weights": n_params * t.weights, "gradients": n_params * t.grads,
+            "optimizer": n_params * t.optimizer(optimizer)}
 
 
 def sharded_state_bytes(states: dict[str, float], strategy: str, shards: int,
@@ -289,9 +275,10 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, d_model: int, n_h
 def trainer_activation_path(precision: str, strategy: str) -> str:
     """How the trainer runs a precision: FSDP2 casts parameters to bf16 (``bf16``); DDP keeps fp32
     weights and uses ``torch.autocast`` (``autocast``, fp32 residual stream); or plain ``fp32``."""
-    if precision == "fp32":
+    f = precision_format(precision)
+    if f.name == "fp32":
         return "fp32"
-    return "autocast" if strategy == "ddp" and precision in ("bf16-mixed", "fp16-mixed", "fp8") else "bf16"
+    return "autocast" if strategy == "ddp" and f.trainable else "bf16"  # a what-if (pure bf16) has bf16 weights
 
 
 def activation_bytes(shape: ModelShape, micro_batch: int, checkpointing: bool = False,
@@ -332,8 +319,8 @@ def gathered_bytes(shape: ModelShape, precision: str, strategy: str) -> float:
     gradient before its reduce-scatter. Zero for DDP and ZeRO 1/2 (parameters are whole)."""
     if strategy not in ("fsdp", "zero3", "hsdp"):
         return 0.0
-    p = PRECISIONS[precision]
-    return shape.unit_params * (2 * p.weight_bytes + p.grad_bytes)
+    t = precision_format(precision).training
+    return shape.unit_params * (2 * t.weights + t.grads)
 
 
 @dataclass
@@ -357,7 +344,7 @@ class MemoryRow:
 
 def memory_per_gpu(shape: ModelShape, *, strategy: str, n_gpus: int, sharding_factor: int | None = None,
                    cpu_offload: bool = False, checkpointing: bool = False, micro_batch: int = 1,
-                   precision: str = "bf16-mixed", optimizer: str = "adam", activations: str = "korthikanti",
+                   precision: str = "bf16", optimizer: str = "adam", activations: str = "korthikanti",
                    capacity: float = math.inf) -> MemoryRow:
     """Everything one GPU holds at the peak of a training step; ``fits`` compares with ``capacity`` bytes."""
     if strategy == "hsdp":
@@ -371,7 +358,8 @@ def memory_per_gpu(shape: ModelShape, *, strategy: str, n_gpus: int, sharding_fa
     unsharded = model_state_bytes(shape.n_params, precision, optimizer)
     states, cpu = sharded_state_bytes(unsharded, strategy, shards, cpu_offload)
     gathered = gathered_bytes(shape, precision, strategy)
-    act = activation_bytes(shape, micro_batch, checkpointing, activations, PRECISIONS[precision].act_scale,
+    act_scale = precision_format(precision).training.act_scale
+    act = activation_bytes(shape, micro_batch, checkpointing, activations, act_scale,
                            trainer_activation_path(precision, strategy))
     total = states["weights"] + states["gradients"] + states["optimizer"] + gathered + act
     return MemoryRow(strategy, shards, cpu_offload, checkpointing, micro_batch, states["weights"],
@@ -379,12 +367,17 @@ def memory_per_gpu(shape: ModelShape, *, strategy: str, n_gpus: int, sharding_fa
 
 
 def inference_bytes(shape: ModelShape, precision: str, batch: int = 1, context: int | None = None) -> dict[str, float]:
-    """One inference replica in bytes: weights in ``precision`` (a ``WEIGHT_FORMATS`` name: fp32, bf16,
-    fp16, int8, int4), their quantization scales, and the KV cache of ``batch`` sequences of ``context``
-    tokens (default ``seq_len``): ``2 (K and V) * L * context * batch * n_kv_head * head_dim * kv_bytes``
+    """One inference replica in bytes: weights in ``precision`` (a format of train/precision.py ``FORMATS``
+    with inference bytes: fp32, bf16, fp16, int8, int4; 8da4w is priced as int4), their quantization scales,
+    and the KV cache of ``batch`` sequences of ``context`` tokens (default ``seq_len``):
+    ``2 (K and V) * L * context * batch * n_kv_head * head_dim * kv_bytes``
     (Pope et al. 2022), ``kv_bytes`` = 4 for an fp32 model, else 2 (weight-only quantization computes
     in 16-bit). Scales: one 16-bit scale per row for int8 (rows ~ N / d_model), per 32 weights for int4."""
-    f = WEIGHT_FORMATS[precision]
+    fmt = resolve(precision)
+    f = FORMATS[fmt.priced_as or fmt.name].inference
+    if f is None:
+        raise ValueError(f"{fmt.name} is not an inference format; known: "
+                         f"{', '.join(n for n, g in FORMATS.items() if g.inference)}")
     head_dim = shape.d_model // shape.n_head
     context = context or shape.seq_len
     kv = 2 * shape.n_layer * context * batch * shape.n_kv_head * head_dim * f.kv_bytes
@@ -406,22 +399,26 @@ def formats_table(shape: ModelShape, *, gpu: GPU, n_gpus: int, micro_batch: int,
     """
     d = tokens if tokens is not None else chinchilla_tokens(shape.n_params)
     training = []
-    for name, label in TRAINING_FORMATS.items():
-        p = PRECISIONS[name]
+    for name, f in FORMATS.items():
+        if f.train_label is None:  # a what-if (pure bf16) has no row
+            continue
         row = memory_per_gpu(shape, strategy="ddp", n_gpus=1, micro_batch=micro_batch, precision=name,
                              optimizer=optimizer, activations=activations)
-        peak = gpu.peak_flops.get(p.compute_dtype)
-        fmt = FLOAT_FORMATS[TRAINING_MATMUL[name]]
-        training.append({"format": name, "label": label, "matmul_bits": f"{fmt.bits} (1+{fmt.exponent}+{fmt.mantissa})",
+        peak = gpu.peak_flops.get(f.compute_dtype)
+        fmt = FLOAT_FORMATS[f.matmul]
+        training.append({"format": name, "label": f.train_label,
+                         "matmul_bits": f"{fmt.bits} (1+{fmt.exponent}+{fmt.mantissa})",
                          "bytes_per_param": sum(model_state_bytes(1.0, name, optimizer).values()),
                          "states": row.weights + row.gradients + row.optimizer, "activations": row.activations,
                          "total": row.total, "peak_flops": peak,
                          "days": wall_clock_days(training_flops(shape.n_params, d), peak, mfu, n_gpus) if peak
                          else None})
     inference = []
-    for name, f in WEIGHT_FORMATS.items():
+    for name, f in FORMATS.items():
+        if f.inference is None:
+            continue
         bits = FLOAT_FORMATS[name].bits if name in FLOAT_FORMATS else INT_FORMATS[name].bits
-        inference.append({"format": name, "label": f.label, "bits": bits,
+        inference.append({"format": name, "label": f.inference.label, "bits": bits,
                           **inference_bytes(shape, name, batch, context)})
     return {"training": training, "inference": inference, "micro_batch": micro_batch, "batch": batch,
             "context": context or shape.seq_len, "mfu": mfu, "gpus": n_gpus, "tokens": d}
@@ -488,21 +485,22 @@ def largest_micro_batch(shape: ModelShape, row: MemoryRow, *, n_gpus: int, capac
     return best
 
 
-def trainer_settings(row: MemoryRow, precision: str = "bf16-mixed") -> dict[str, Any]:
+def trainer_settings(row: MemoryRow, precision: str = "bf16") -> dict[str, Any]:
     """The trainer's own ``train.*`` keys for ``row`` (train/config.py ``RunConfig``).
 
     The trainer spells CPU offload as ``train.strategy=cpu_offload`` (full shard + offload), not
     as a separate flag; ``sharding_factor`` is 1 for DDP and the world size for full sharding, as
     ``train/parallel.py`` reads it ("1 is DDP, world_size is full shard"). ``train.dtype`` is
-    ``TRAINER_DTYPES[precision]``: fp32, bf16 (mixed), fp16 (mixed, loss scaling) or fp8; the trainer
-    has no pure-bf16 or 8-bit-Adam mode, so those plans are what-ifs (a pure-bf16 plan prints bf16).
+    the format's ``runs_as`` (train/precision.py ``FORMATS``): fp32, bf16 (mixed), fp16 (mixed, loss scaling)
+    or fp8; the trainer has no pure-bf16 or 8-bit-Adam mode, so those plans are what-ifs (a bf16-pure plan
+    prints bf16).
     """
     strategy = TRAINER_STRATEGIES.get((row.strategy, row.cpu_offload))
     if strategy is None:
         raise ValueError(f"the trainer has no {row.strategy} with cpu_offload={row.cpu_offload}")
     return {"train.strategy": strategy, "train.sharding_factor": row.sharding_factor,
             "train.activation_checkpointing": row.activation_checkpointing,
-            "train.micro_batch": row.micro_batch, "train.dtype": TRAINER_DTYPES[precision]}
+            "train.micro_batch": row.micro_batch, "train.dtype": precision_format(precision).runs_as}
 
 
 def _yaml_value(v: Any) -> str:
@@ -610,7 +608,7 @@ def table_rows(shape: ModelShape, *, n_gpus: int, sharding_factor: int, micro_ba
 
 
 def make_plan(shape: ModelShape, *, gpu: GPU, n_gpus: int, gpus_per_node: int = 8,
-              precision: str = "bf16-mixed", optimizer: str = "adam", micro_batch: int = 1,
+              precision: str = "bf16", optimizer: str = "adam", micro_batch: int = 1,
               sharding_factor: int | None = None, activations: str = "korthikanti", mfu: float = DEFAULT_MFU,
               mfu_source: str = "assumed",
               tokens: float | None = None, tokens_per_param: float = TOKENS_PER_PARAM,
@@ -622,11 +620,10 @@ def make_plan(shape: ModelShape, *, gpu: GPU, n_gpus: int, gpus_per_node: int = 
     FLOPs, time in the unit its key names (``gpu_hours``, ``wall_clock_days``). ``batch`` and
     ``context``: sequences and tokens of the inference KV cache (default ``micro_batch`` and
     ``seq_len``); ``formats`` holds the side-by-side table of ``formats_table``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; known: {sorted(PRECISIONS)}")
+    p = precision_format(precision)
+    precision = p.name  # an alias (bf16-mixed, float16, ...) plans as its format
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; known: {OPTIMIZERS}")
-    p = PRECISIONS[precision]
     dtype = compute_dtype or p.compute_dtype
     capacity = gpu.memory_bytes * (1 - headroom)
     plan: dict[str, Any] = {
@@ -647,7 +644,7 @@ def make_plan(shape: ModelShape, *, gpu: GPU, n_gpus: int, gpus_per_node: int = 
     d = tokens if tokens is not None else chinchilla_tokens(shape.n_params, tokens_per_param)
     plan["formats"] = formats_table(shape, gpu=gpu, n_gpus=n_gpus, micro_batch=micro_batch, optimizer=optimizer,
                                     activations=activations, batch=batch, context=context, tokens=d, mfu=mfu)
-    if not p.training:
+    if p.training is None:
         inf = inference_bytes(shape, precision, batch, context)
         plan["inference"] = {**inf, "min_gpus": max(1, math.ceil(inf["total"] / capacity)),
                              "flops_per_token": 2 * shape.n_params}
@@ -797,14 +794,24 @@ def _verdict(plan: dict[str, Any], config_path: str | None) -> list[str]:
 
 def _compute(plan: dict[str, Any]) -> list[str]:
     d, k, c = plan["data"], plan["compute"], plan["cluster"]
-    out = [f"Tokens     D = {_count(d['tokens'])} ({d['tokens_per_param']:.1f} x N; Chinchilla "
-           f"{d['chinchilla_tokens'] / plan['model']['n_params']:g} x N = {_count(d['chinchilla_tokens'])})",
-           f"           domain {d['domain_fraction']:.0%} = {_count(d['domain_tokens'])}, "
-           f"general {1 - d['domain_fraction']:.0%} = {_count(d['general_tokens'])}",
-           f"Compute    6ND = {k['flops']:.3g} FLOPs = {_num(k['pfs_days'])} petaflop/s-days",
-           f"Time       at {k['mfu']:.1%} MFU ({k['mfu_source']}) of {k['peak_flops_per_gpu'] / 1e12:,.1f} "
-           f"TFLOP/s on {c['gpus']} GPUs: {_num(k['gpu_hours'])} GPU-hours = "
-           f"{_num(k['wall_clock_days'])} days ({_num(k['wall_clock_days'] * 24)} hours)"]
+    chinchilla = d["chinchilla_tokens"]
+    ratio = chinchilla / plan["model"]["n_params"]
+    if "continued" in plan:  # the budget was given: say what share of a from-scratch run it is
+        out = [f"Tokens     D = {_count(d['tokens'])} given, continued pretraining of {plan['continued']['name']} "
+               f"({d['tokens_per_param']:.2f} x N;",
+               f"           {d['tokens'] / chinchilla:.1%} of the {_count(chinchilla)} tokens of Chinchilla's "
+               f"{ratio:g} x N from scratch)",
+               f"           domain {d['domain_fraction']:.0%} = {_count(d['domain_tokens'])}, general (replay) "
+               f"{1 - d['domain_fraction']:.0%} = {_count(d['general_tokens'])}"]
+    else:
+        out = [f"Tokens     D = {_count(d['tokens'])} ({d['tokens_per_param']:.1f} x N; Chinchilla "
+               f"{ratio:g} x N = {_count(chinchilla)})",
+               f"           domain {d['domain_fraction']:.0%} = {_count(d['domain_tokens'])}, "
+               f"general {1 - d['domain_fraction']:.0%} = {_count(d['general_tokens'])}"]
+    out += [f"Compute    6ND = {k['flops']:.3g} FLOPs = {_num(k['pfs_days'])} petaflop/s-days",
+            f"Time       at {k['mfu']:.1%} MFU ({k['mfu_source']}) of {k['peak_flops_per_gpu'] / 1e12:,.1f} "
+            f"TFLOP/s on {c['gpus']} GPUs: {_num(k['gpu_hours'])} GPU-hours = "
+            f"{_num(k['wall_clock_days'])} days ({_num(k['wall_clock_days'] * 24)} hours)"]
     if k["usd"] is not None:
         out.append(f"Cost       ${_num(k['usd'])} at the given price per GPU-hour")
     return out
@@ -860,14 +867,22 @@ def format_plan(plan: dict[str, Any], config_path: str | None = None) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage block -> the project's one line, exit 2
+        fail(f"train.plan: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m train.plan", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+    ap = _Parser(prog="python -m train.plan", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     size = ap.add_mutually_exclusive_group(required=True)
     size.add_argument("--params", type=float, help="model size N in parameters, e.g. 1.3e9")
     size.add_argument("--model-config", help="a trainer YAML; its model: section gives the exact N and shape")
     size.add_argument("--budget-pfs-days", type=float, help="inverse: compute budget in petaflop/s-days")
     size.add_argument("--gpu-hours", type=float, help="inverse: budget in GPU-hours on --gpu at --mfu")
+    size.add_argument("--init-from", metavar="DIR",
+                      help="continued pretraining of the Hugging Face base in DIR (its config.json gives the exact "
+                           "N and shape; model.init_from): needs --tokens")
     ap.add_argument("--n-layer", type=int, help="shape override for --params")
     ap.add_argument("--d-model", type=int, help="shape override for --params")
     ap.add_argument("--n-head", type=int, help="shape override for --params")
@@ -881,9 +896,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--nodes", type=int, help="nodes (GPUs = nodes x --gpus-per-node)")
     ap.add_argument("--gpus-per-node", type=int, default=8)
     ap.add_argument("--sharding-factor", type=int, help="HSDP group size shown in the table")
-    ap.add_argument("--precision", default="bf16-mixed", choices=sorted(PRECISIONS),
-                    help="fp32 | bf16-mixed (fp32 master, ZeRO's K=12) | fp16-mixed (+ loss scaling) | fp8 "
-                         "(fp8 matmuls, bf16-mixed memory) | bf16 (pure) | int8/int4 (inference)")
+    ap.add_argument("--precision", default="bf16", choices=names("plan"),
+                    help="a number format of train/precision.py FORMATS (docs/training.md): fp32 | bf16 (mixed: "
+                         "fp32 master, ZeRO's K=12; alias bf16-mixed) | fp16 (mixed + loss scaling; alias "
+                         "fp16-mixed) | fp8 (fp8 matmuls, bf16 memory) | bf16-pure (a what-if: no master copy) | "
+                         "int8/int4 (inference)")
     ap.add_argument("--batch", type=int, help="inference: sequences in the KV cache (default: --micro-batch)")
     ap.add_argument("--context", type=int, help="inference: tokens per sequence in the KV cache (default: seq_len)")
     ap.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="adam8bit: 1 byte per moment")
@@ -892,7 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--activations", choices=ACTIVATION_FORMULAS,
                     help="korthikanti: Eq. 1 with the 5as/h score term (eager attention); korthikanti-flash: "
                          "without it; trainer: train/model.py's blocks as measured. Default: trainer for "
-                         "--model-config, korthikanti otherwise")
+                         "--model-config and --init-from, korthikanti otherwise")
     ap.add_argument("--mfu", type=float, help=f"model FLOPs utilisation (default {DEFAULT_MFU})")
     ap.add_argument("--mfu-from", help="a trainer metrics.jsonl: use the median of its 'mfu' values")
     ap.add_argument("--tokens", type=float, help="training tokens D (default: tokens-per-param x N)")
@@ -915,7 +932,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     refuse_unknown_options(parser._option_string_actions, argv)
     args = parser.parse_args(argv)
-    dtype = args.compute_dtype or PRECISIONS[args.precision].compute_dtype
+    dtype = args.compute_dtype or precision_format(args.precision).compute_dtype
     gpu = get_gpu(args.gpu, args.gpu_mem_gb, args.gpu_tflops, dtype)
     n_gpus = args.gpus or 8
     if args.nodes is not None:
@@ -928,8 +945,15 @@ def _main(argv: list[str] | None) -> int:
         raise ValueError(f"MFU must be in (0, 1], got {mfu}")
 
     train_section: dict[str, Any] = {}
-    budget = None
-    if args.model_config:
+    budget = base = None
+    if args.init_from:
+        if args.tokens is not None and args.tokens <= 0:
+            raise ValueError(f"--tokens must be > 0, got {args.tokens:g}")
+        if args.tokens is None and precision_format(args.precision).training is not None:
+            raise ValueError("--init-from plans a continued run: give its token budget with --tokens "
+                             "(20 x N is the budget of training from scratch)")
+        shape, base = shape_from_base(args.init_from, args.seq_len)
+    elif args.model_config:
         shape, train_section = shape_from_config(args.model_config, args.vocab_size)
         shape.seq_len = args.seq_len or shape.seq_len
     else:
@@ -948,7 +972,7 @@ def _main(argv: list[str] | None) -> int:
         logged = mfu_from_log(args.mfu_from)
         mfu = logged * FLOPS_PER_PARAM_TOKEN * shape.n_params / trainer_flops_per_token(shape)
         mfu_source = f"median {logged:.1%} of {args.mfu_from}, on the 6N basis"
-    activations = args.activations or ("trainer" if args.model_config else "korthikanti")
+    activations = args.activations or ("trainer" if args.model_config or args.init_from else "korthikanti")
     micro_batch = args.micro_batch or int(train_section.get("micro_batch") or 1)
     plan = make_plan(shape, gpu=gpu, n_gpus=n_gpus, gpus_per_node=args.gpus_per_node,
                      precision=args.precision, optimizer=args.optimizer, micro_batch=micro_batch,
@@ -957,6 +981,8 @@ def _main(argv: list[str] | None) -> int:
                      domain_fraction=args.domain_fraction, headroom=args.headroom,
                      compute_dtype=args.compute_dtype, usd_per_gpu_hour=args.usd_per_gpu_hour, budget=budget,
                      batch=args.batch, context=args.context)
+    if base is not None:
+        plan["continued"] = base
     if args.json:
         json.dump(plan, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -3,9 +3,11 @@ use them (fp16 loss scaling, fp8 training, quantization-aware training, post-tra
 
 Two halves, read top to bottom:
 
-1. **Formats, no torch** (the planner imports this part): ``FLOAT_FORMATS`` with each format's bit
-   layout and the range and precision that follow from it, ``INT_FORMATS`` for quantized weights,
-   ``WEIGHT_FORMATS`` (bytes per parameter and per scale at inference) and ``QATSettings``.
+1. **Formats, no torch** (the planner, the config check and the run config's check import this part):
+   ``FLOAT_FORMATS`` with each element type's bit layout and the range and precision that follow from it,
+   ``INT_FORMATS`` for quantized weights, ``FORMATS``, the one table of the project's number formats (what
+   ``train.dtype``, ``train.plan --precision`` and ``train.export --dtype`` each mean by a name, and the
+   aliases, resolved by ``resolve``), and ``QATSettings``.
 2. **Torch and torchao, imported lazily** (the trainer and the export): ``loss_scaler`` (fp16),
    ``apply_float8_training`` (fp8 matmuls, torchao.float8), ``prepare_qat`` / ``set_fake_quant``
    (torchao QAT), ``quantize_hf_dir`` (torchao post-training quantization of an exported Hugging Face
@@ -170,7 +172,6 @@ class WeightFormat:
     dequantizes to 16-bit activations).
     """
 
-    name: str
     weight_bytes: float
     group_size: int | None
     kv_bytes: int
@@ -184,15 +185,153 @@ class WeightFormat:
         return n_params / per * SCALE_BYTES
 
 
-WEIGHT_FORMATS: dict[str, WeightFormat] = {
-    "fp32": WeightFormat("fp32", 4, None, 4, "fp32"),
-    "bf16": WeightFormat("bf16", 2, None, 2, "bf16"),
-    "fp16": WeightFormat("fp16", 2, None, 2, "fp16"),
-    # LLM.int8 / torchao Int8WeightOnly: per-output-row (per-channel) scales (Dettmers et al. 2022).
-    "int8": WeightFormat("int8", 1, 0, 2, "int8 weight-only, a scale per row"),
+# ----------------------------------------------------------------------------- the number formats
+
+@dataclass(frozen=True)
+class TrainingBytes:
+    """The planner's bytes per parameter of each model state while training, and how activations scale.
+
+    ``master``: the fp32 copy of mixed precision; ``moments``: bytes of each of Adam's two moments;
+    ``act_scale`` multiplies Korthikanti's 16-bit activation bytes (2.0 for fp32 training)."""
+
+    weights: float
+    grads: float
+    master: float
+    moments: float
+    act_scale: float
+
+    def optimizer(self, optimizer: str = "adam") -> float:
+        """Optimizer bytes per parameter: master copy + two moments (8-bit Adam, Dettmers et al. 2022: one
+        byte per moment; its block-wise scales are ~0.1%)."""
+        moment = 1.0 if optimizer == "adam8bit" else self.moments
+        return self.master + 2 * moment
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """One number format of the project, with what each consumer needs (``FORMATS``).
+
+    - the trainer (``train.dtype``): ``trainable``, and ``param_dtype``, the torch dtype it computes in
+      (FSDP2's ``param_dtype`` / autocast; ``None`` = fp32 throughout, no cast); master weights and
+      optimizer states stay fp32 in every trainable format;
+    - the planner (``train.plan --precision``): ``training`` bytes (None = inference only),
+      ``compute_dtype`` (the key of train/gpus.py's dense peaks), ``matmul`` (the ``FLOAT_FORMATS`` the
+      matmuls multiply in), ``train_label`` (its row of the side-by-side table), ``runs_as`` (the
+      ``train.dtype`` a plan prints: a what-if prints the nearest the trainer has), ``inference``
+      (one replica's bytes; None = not planned at inference), ``priced_as`` (the format whose inference
+      bytes price it, when it has none of its own);
+    - the export (``train.export --dtype``, the run config's ``export.dtype``): ``export_dtype`` (torch dtype
+      name of the written tensors; a quantized export starts from fp32), ``export_label`` (the model card's
+      line, ``{g}`` = group size), ``quantized`` (torchao post-training quantization).
+
+    ``aliases`` are other spellings of the same format, accepted wherever the format is (``resolve``);
+    ``what_if`` says why a format is planned but not trained.
+    """
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    trainable: bool = False
+    param_dtype: str | None = None
+    training: TrainingBytes | None = None
+    compute_dtype: str = "bf16"
+    matmul: str | None = None
+    train_label: str | None = None
+    runs_as: str | None = None
+    inference: WeightFormat | None = None
+    priced_as: str | None = None
+    export_dtype: str | None = None
+    export_label: str | None = None
+    quantized: bool = False
+    what_if: str = ""
+
+    def used_by(self, consumer: str) -> bool:
+        """Whether ``consumer`` (one of ``CONSUMERS``) accepts this format."""
+        if consumer == "train":
+            return self.trainable
+        if consumer == "plan":
+            return self.training is not None or self.inference is not None
+        if consumer == "export":
+            return self.export_dtype is not None
+        raise ValueError(f"unknown consumer {consumer!r}; known: {CONSUMERS}")
+
+
+_INT4_LABEL = f"int4 weight-only, a scale per {DEFAULT_GROUP_SIZE}"
+# THE table: every number format once, in the order the planner's side-by-side table and the export list them.
+FORMATS: dict[str, NumberFormat] = {f.name: f for f in (
+    # IEEE fp32 everywhere: 4 + 4 + (4 + 4) = 16 B/param to train.
+    NumberFormat("fp32", ("float32",), trainable=True, param_dtype=None,
+                 training=TrainingBytes(4, 4, 0, 4, 2.0), compute_dtype="fp32", matmul="fp32", train_label="fp32",
+                 runs_as="fp32", inference=WeightFormat(4, None, 4, "fp32"),
+                 export_dtype="float32", export_label="fp32"),
+    # bf16 mixed precision, as ZeRO counts it (Rajbhandari et al. 2020, Sec. 3.1): bf16 weights and gradients,
+    # K = 12 (4 fp32 master + 4 + 4). The trainer: FSDP2 MixedPrecisionPolicy(bf16) / DDP autocast(bf16).
+    NumberFormat("bf16", ("bf16-mixed", "bfloat16"), trainable=True, param_dtype="bfloat16",
+                 training=TrainingBytes(2, 2, 4, 4, 1.0), matmul="bf16", train_label="bf16 mixed (fp32 master)",
+                 runs_as="bf16", inference=WeightFormat(2, None, 2, "bf16"),
+                 export_dtype="bfloat16", export_label="bf16"),
+    # Pure bf16 (weights, gradients and moments in bf16, no master copy): 2 + 2 + 4 = 8 B/param.
+    NumberFormat("bf16-pure", training=TrainingBytes(2, 2, 0, 2, 1.0), matmul="bf16", runs_as="bf16",
+                 what_if="planned only: the trainer keeps fp32 master weights (its plans print train.dtype=bf16)"),
+    # fp16 mixed precision + dynamic loss scaling (Micikevicius et al. 2018): bf16's bytes; fp16 tensor cores
+    # run at the bf16 rate on A100/H100 (and the V100 "bf16" entry of train/gpus.py is its fp16 peak).
+    NumberFormat("fp16", ("fp16-mixed", "float16"), trainable=True, param_dtype="float16",
+                 training=TrainingBytes(2, 2, 4, 4, 1.0), matmul="fp16", train_label="fp16 mixed + loss scaling",
+                 runs_as="fp16", inference=WeightFormat(2, None, 2, "fp16"),
+                 export_dtype="float16", export_label="fp16"),
+    # fp8 matmuls (torchao.float8, Micikevicius et al. 2022) in the blocks, bf16 elsewhere: weights, gradients
+    # and optimizer states as bf16's; each matmul casts its inputs to fp8 on the fly and autograd keeps the
+    # bf16 inputs (torchao/float8/float8_linear.py saves input_hp, weight_hp_t), so activations are bf16's too.
+    NumberFormat("fp8", trainable=True, param_dtype="bfloat16", training=TrainingBytes(2, 2, 4, 4, 1.0),
+                 compute_dtype="fp8", matmul="fp8-e4m3", train_label="fp8 matmuls (torchao)", runs_as="fp8"),
+    # Inference: LLM.int8 / torchao Int8WeightOnly, per-output-row scales (Dettmers et al. 2022); 16-bit KV cache.
+    NumberFormat("int8", inference=WeightFormat(1, 0, 2, "int8 weight-only, a scale per row"),
+                 export_dtype="float32", quantized=True,
+                 export_label="int8 weight-only (torchao Int8WeightOnlyConfig, one scale per row)"),
     # GPTQ / AWQ / Q4_0-style: 4-bit codes, a scale per group of 32 (Frantar et al. 2023; Lin et al. 2024).
-    "int4": WeightFormat("int4", 0.5, DEFAULT_GROUP_SIZE, 2, f"int4 weight-only, a scale per {DEFAULT_GROUP_SIZE}"),
-}
+    NumberFormat("int4", inference=WeightFormat(0.5, DEFAULT_GROUP_SIZE, 2, _INT4_LABEL),
+                 export_dtype="float32", quantized=True,
+                 export_label="int4 weight-only (torchao IntxWeightOnlyConfig, symmetric, one scale per group of {g})"),
+    # int8 dynamic per-token activations + int4 weights: what train.qat's 8da4w scheme trains for. Its stored
+    # weights are int4's (the activations are quantized on the fly, never stored).
+    NumberFormat("8da4w", priced_as="int4", export_dtype="float32", quantized=True,
+                 export_label="int8 dynamic per-token activations + int4 weights (torchao "
+                              "Int8DynamicActivationIntxWeightConfig, one scale per group of {g})"),
+)}
+CONSUMERS = ("train", "plan", "export")
+AUTO = "auto"  # train.dtype only: bf16 on a GPU, fp32 on CPU (trainer_format)
+
+
+def resolve(name: str) -> NumberFormat:
+    """The format a name or alias means (the one place aliases are resolved); ValueError if none."""
+    for f in FORMATS.values():
+        if name == f.name or name in f.aliases:
+            return f
+    raise ValueError(f"unknown number format {name!r}; known: {', '.join(names())}")
+
+
+def names(consumer: str | None = None) -> list[str]:
+    """The names ``consumer`` accepts (all formats when None): the formats' names in table order, then their
+    aliases; ``train`` also accepts ``auto``."""
+    fmts = [f for f in FORMATS.values() if consumer is None or f.used_by(consumer)]
+    return [*([AUTO] if consumer == "train" else []), *(f.name for f in fmts), *(a for f in fmts for a in f.aliases)]
+
+
+def format_for(consumer: str, name: str) -> NumberFormat:
+    """``resolve(name)``, checked to be a format ``consumer`` accepts (ValueError listing what it accepts)."""
+    try:
+        f = resolve(name)
+    except ValueError:
+        f = None
+    if f is None or not f.used_by(consumer):
+        raise ValueError(f"{name!r} is not a number format {consumer} accepts; one of: {', '.join(names(consumer))}")
+    return f
+
+
+def trainer_format(name: str, device_type: str) -> NumberFormat:
+    """What ``train.dtype`` = ``name`` trains in on ``device_type``: ``auto`` is bf16 on CUDA, else fp32."""
+    if name == AUTO:
+        return FORMATS["bf16" if device_type == "cuda" else "fp32"]
+    return format_for("train", name)
 
 
 # ----------------------------------------------------------------------------- QAT settings
@@ -254,7 +393,7 @@ DEFAULT_LOSS_SCALE = 2.0**16  # torch.amp.GradScaler's init_scale; halved on ove
 
 
 def loss_scaler(dtype: str, device_type: str, init_scale: float = DEFAULT_LOSS_SCALE):  # noqa: ANN201
-    """A dynamic loss scaler for fp16 training, or None for other dtypes.
+    """A dynamic loss scaler for fp16 training (``dtype``: a ``train.dtype`` name or alias), or None for others.
 
     fp16's smallest normal number is 6.1e-5 and its largest 65504 (``FLOAT_FORMATS["fp16"]``): small
     gradients underflow to zero unless the loss is multiplied by a large scale before backward
@@ -264,7 +403,7 @@ def loss_scaler(dtype: str, device_type: str, init_scale: float = DEFAULT_LOSS_S
     overflow flag, so under FSDP every rank skips the same steps (a plain GradScaler would let the
     rank whose shard overflowed skip alone); under DDP the gradients are identical anyway.
     """
-    if dtype != "fp16":
+    if dtype == AUTO or resolve(dtype).name != "fp16":
         return None
     import warnings
 
@@ -367,25 +506,14 @@ def set_fake_quant(model, enabled: bool) -> int:  # noqa: ANN001
 
 # ----------------------------------------------------------------------------- post-training quantization
 
-# export --dtype -> (what the card says, torch dtype name of the unquantized tensors)
-EXPORT_FORMATS = {
-    "fp32": ("fp32", "float32"),
-    "bf16": ("bf16", "bfloat16"),
-    "fp16": ("fp16", "float16"),
-    "int8": ("int8 weight-only (torchao Int8WeightOnlyConfig, one scale per row)", "float32"),
-    "int4": ("int4 weight-only (torchao IntxWeightOnlyConfig, symmetric, one scale per group of {g})", "float32"),
-    "8da4w": ("int8 dynamic per-token activations + int4 weights (torchao Int8DynamicActivationIntxWeightConfig, "
-              "one scale per group of {g})", "float32"),
-}
-QUANTIZED = ("int8", "int4", "8da4w")
 TORCHAO_PIN = "torchao==0.18.0"  # pyproject.toml's train extra; the quantized export needs it to load
 # The HF Llama module names every quantized format covers: the blocks' seven projections.
 HF_BLOCK_LINEARS = r"re:model\.layers\.\d+\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj"
 
 
 def format_label(dtype: str, group_size: int = DEFAULT_GROUP_SIZE) -> str:
-    """One line for the model card: what the exported weights are."""
-    return EXPORT_FORMATS[dtype][0].format(g=group_size)
+    """One line for the model card: what the exported weights are (``dtype``: an export format or alias)."""
+    return format_for("export", dtype).export_label.format(g=group_size)
 
 
 def torchao_config(dtype: str, group_size: int = DEFAULT_GROUP_SIZE):  # noqa: ANN201
@@ -411,7 +539,8 @@ def torchao_config(dtype: str, group_size: int = DEFAULT_GROUP_SIZE):  # noqa: A
         linear = Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group_size))
         embedding = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
     else:
-        raise ValueError(f"not a quantized format: {dtype!r}; known: {QUANTIZED}")
+        quantized = [f.name for f in FORMATS.values() if f.quantized]
+        raise ValueError(f"not a quantized format: {dtype!r}; known: {quantized}")
     return FqnToConfig({"model.embed_tokens": embedding, "lm_head": linear, HF_BLOCK_LINEARS: linear})
 
 

@@ -33,6 +33,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from benchmarks.provenance import body, check_results  # noqa: E402
+from core.sections import replace_section  # noqa: E402
+
+TITLE = "## Near-duplicate quality vs labels, and datatrove 0.10.1 side by side (`make bench-neardup`)"
 PEERS = ROOT.parent / "shared" / "peers"
 GREY = 0.05
 PY = sys.executable
@@ -151,8 +156,9 @@ def main() -> None:
                         help="python of a datatrove 0.10.1 venv (shared/peers/setup_datatrove_venv.sh)")
     parser.add_argument("--timing-repeats", type=int, default=3,
                         help="interleaved repeats of ours (112 perms, t=0.8) and datatrove for the speed ratio")
-    parser.add_argument("--append-results", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    parser.add_argument("--results", help="write (replace) this script's section of this file (benchmarks/RESULTS.md)")
     args = parser.parse_args()
+    check_results(args.results)
     data = Path(args.data)
     work = Path(args.work or data / "runs")
     work.mkdir(parents=True, exist_ok=True)
@@ -220,9 +226,8 @@ def main() -> None:
     print(table)
     with open(work / "results.md", "w") as f:
         f.write(table + "\n")
-    if args.append_results:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write("\n### Near-duplicate quality (benchmarks/neardup)\n\n" + table + "\n")
+    if args.results:
+        replace_section(args.results, TITLE, body("bench-neardup", table))
 
 
 if __name__ == "__main__":
