@@ -106,13 +106,13 @@ plan: setup ## will it fit, tokens, FLOPs, days: make plan PLAN_ARGS='--params 5
 CONFIG ?= configs/runs/demo.yaml
 RUN_ARGS ?=
 all: setup ## one run config, raw corpora -> report: make all CONFIG=configs/runs/x.yaml [RUN_ARGS='--until mix']
-	$(PY) -m pipelines.run --config $(CONFIG) $(RUN_ARGS)
+	$(PY) -m run --config $(CONFIG) $(RUN_ARGS)
 
 demo: setup ## the demo run on the embedded sample in data/ (make all CONFIG=configs/runs/demo.yaml) -> work/demo
 	$(MAKE) all CONFIG=configs/runs/demo.yaml
 
 report: setup ## run report of WORK (work/demo): WORK/report.html, one offline file with figures, + report.md
-	$(PY) -m pipelines.report --work $(WORK) > /dev/null
+	$(PY) -m run.report --work $(WORK) > /dev/null
 	@echo "report: $(WORK)/report.html (summary: $(WORK)/report.md)"
 
 report-screenshot: report ## headless chromium PNG of the report -> WORK/report.png (apt-get install chromium)

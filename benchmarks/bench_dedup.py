@@ -135,7 +135,7 @@ def child_write_stage(n: int, out: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.documents import DOC_SCHEMA
+    from core.documents import DOC_SCHEMA
 
     os.makedirs(out, exist_ok=True)
     docs = synthetic_docs(n)
@@ -161,8 +161,15 @@ def shuffle_bytes(n: int = 2000) -> dict:
     from apache_beam.coders import FastPrimitivesCoder
 
     from filters.minhash import MinHashConfig
-    from pipelines.dedup import (BUCKET_PREFIX, HANDLE, exact_value, handle_of, make_node, pack_fingerprint,
-                                 verification_set)
+    from pipelines.dedup import (
+        BUCKET_PREFIX,
+        HANDLE,
+        exact_value,
+        handle_of,
+        make_node,
+        pack_fingerprint,
+        verification_set,
+    )
 
     coder = FastPrimitivesCoder()
     cfg = MinHashConfig(verify=True).resolved()

@@ -34,8 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import provenance  # noqa: E402
 from core.sections import replace_section  # noqa: E402
-from filters.edgar import (document_text, filing_meta, html_to_text, iter_submission,  # noqa: E402
-                           looks_like_filing)
+from filters.edgar import document_text, filing_meta, html_to_text, iter_submission, looks_like_filing  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TITLE = "## EDGAR filings: text and number recall per filing (`make bench-edgar`)"  # this script's RESULTS.md section

@@ -43,12 +43,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks import provenance  # noqa: E402
+from core.model_config import ModelConfig, param_counts  # noqa: E402
 from core.sections import replace_section  # noqa: E402
 from mixtures.shards import TokenStream  # noqa: E402
 from train.data import eval_windows  # noqa: E402
 from train.export import export  # noqa: E402
 from train.metrics import bits_per_byte  # noqa: E402
-from train.model_config import ModelConfig, param_counts  # noqa: E402
 from train.plan import ModelShape, inference_bytes  # noqa: E402
 from train.precision import FORMATS  # noqa: E402
 

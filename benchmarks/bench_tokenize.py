@@ -33,13 +33,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixtures.tokenizer import (TokenizerConfig, encode_documents, eos_id, save_tokenizer,  # noqa: E402
-                                train_tokenizer)
-from pipelines.documents import DOC_SCHEMA  # noqa: E402
-from pipelines.io import write_parquet_file  # noqa: E402
-
 from benchmarks import provenance  # noqa: E402
+from core.documents import DOC_SCHEMA  # noqa: E402
 from core.sections import replace_section  # noqa: E402
+from mixtures.tokenizer import TokenizerConfig, encode_documents, eos_id, save_tokenizer, train_tokenizer  # noqa: E402
+from pipelines.io import write_parquet_file  # noqa: E402
 
 TITLE = "## Tokenize stage throughput (`make bench-tokenize`)"  # this script's section of benchmarks/RESULTS.md
 

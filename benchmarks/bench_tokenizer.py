@@ -26,14 +26,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from filters.normalize import clean_text  # noqa: E402
-from mixtures.tokenizer import (TYPES, TokenizerConfig, bytes_per_token, draw_sample, sample_texts,  # noqa: E402
-                                stage_files, train_tokenizer)
-from pipelines.documents import DOC_SCHEMA  # noqa: E402
-from pipelines.io import write_parquet_file  # noqa: E402
-
 from benchmarks import provenance  # noqa: E402
+from core.documents import DOC_SCHEMA  # noqa: E402
 from core.sections import replace_section  # noqa: E402
+from filters.normalize import clean_text  # noqa: E402
+from mixtures.tokenizer import (  # noqa: E402
+    TYPES,
+    TokenizerConfig,
+    bytes_per_token,
+    draw_sample,
+    sample_texts,
+    stage_files,
+    train_tokenizer,
+)
+from pipelines.io import write_parquet_file  # noqa: E402
 
 # this script's section of benchmarks/RESULTS.md
 TITLE = "## Tokenizers: bytes per token on held-out text (`make bench-tokenizer`)"

@@ -56,12 +56,11 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixtures.tokenizer import TokenizerConfig, bytes_per_token  # noqa: E402
-from pipelines.documents import DOC_SCHEMA  # noqa: E402
-from pipelines.io import write_parquet_file  # noqa: E402
-
 from benchmarks import provenance  # noqa: E402
+from core.documents import DOC_SCHEMA  # noqa: E402
 from core.sections import replace_section  # noqa: E402
+from mixtures.tokenizer import TokenizerConfig, bytes_per_token  # noqa: E402
+from pipelines.io import write_parquet_file  # noqa: E402
 
 # this script's section of benchmarks/RESULTS.md
 TITLE = ("## Unigram tokenizer training at scale: split-and-merge vs the trainer before "

@@ -128,7 +128,7 @@ def main() -> None:
     MODEL["seq_len"], MICRO_BATCH = args.seq_len, args.micro_batch
     import torch
 
-    from train.bytemix import build_byte_mixture
+    from tests.bytemix import build_byte_mixture
     from train.model import ModelConfig, param_counts
 
     device = args.device

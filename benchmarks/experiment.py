@@ -5,7 +5,7 @@ general text?
     python benchmarks/experiment.py [--seeds 1 2 3] [--jobs 2] [--steps N]     # make experiment
 
     configs/runs/experiment.yaml (inputs moved to ../shared/corpora when it exists)
-      -> python -m pipelines.run --until tokenize     clean, filter, dedup, tokenizer, tokenize
+      -> python -m run --until tokenize     clean, filter, dedup, tokenizer, tokenize
       -> mixtures.mix twice, one recipe, domain_share 0.51 (blend) and 0.0 (general_only), same target
          and seed; checked: byte-identical held-out sets, none of their documents in either stream
       -> python -m train.run per arm and seed: configs/train/experiment.yaml, train.seed = data.seed
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from mixtures import mix as mixer  # noqa: E402
 from mixtures.shards import list_shards, read_doc_index  # noqa: E402
-from pipelines.run import Runner, load_run_config  # noqa: E402
+from run.orchestrator import Runner, load_run_config  # noqa: E402
 from train.config import load_config  # noqa: E402
 from train.metrics import read_metrics  # noqa: E402
 
@@ -95,7 +95,7 @@ def curate(run_config: Path) -> str:
     """Run the orchestrator up to the tokenize stage; returns its summary line and the wall time."""
     log = WORK / "logs" / "curation.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pipelines.run", "--config", str(run_config), "--until", "tokenize"]
+    cmd = [sys.executable, "-m", "run", "--config", str(run_config), "--until", "tokenize"]
     print("experiment: " + " ".join(["python", *cmd[1:]]) + f"  (log: {log})")
     t0 = time.time()
     with open(log, "w", encoding="utf-8") as f:
@@ -190,8 +190,8 @@ def mix_content(mix_dir: Path) -> str:
 
 def fingerprint_parts(config: Path, overrides: list[str], mix_dir: Path) -> dict[str, Any]:
     """What a training run's result depends on: the train config's content, the overrides (less where it
-    writes and reads), the mixture's bytes and the trainer's code (pipelines.run.code_version)."""
-    from pipelines.run import code_version
+    writes and reads), the mixture's bytes and the trainer's code (run.orchestrator.code_version)."""
+    from run.orchestrator import code_version
 
     kept = sorted(o for o in overrides if not o.startswith(("train.out_dir=", "data.dir=")))
     return {"config": hashlib.sha256(Path(config).read_bytes()).hexdigest(), "overrides": kept,
@@ -441,7 +441,7 @@ text only (`general_only`)? And how much worse is the blend on held-out general 
 
 **Data.** {data_note}, curated by the run orchestrator:
 
-    python -m pipelines.run --config {run_config} --until tokenize
+    python -m run --config {run_config} --until tokenize
 
 (`{run_config}` is `{RUN_CONFIG}` with its `data/` inputs moved to the corpora when they exist; this run:
 {curation}). Stages: clean; filter (`configs/filter/demo.yaml`); dedup (exact, then MinHash
@@ -480,7 +480,7 @@ tokens = {budget:,} training tokens per run**, validation every {tc.eval_every} 
 mixtures and held-out sets are the same for every seed. Each run is one process with one thread; the two arms
 of a seed ran side by side, median {steps_s:.0f} s per run. Runs: `{WORK}/runs/<arm>-seed<seed>/` (general_only
 keeps its final checkpoint: `make experiment-continue` continues it, "Continued pretraining" below); results:
-`{WORK}/experiment.json` (also read by `python -m pipelines.report --work {WORK}`).
+`{WORK}/experiment.json` (also read by `python -m run.report --work {WORK}`).
 
 ## Results
 
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
 
     results = {"budget_tokens": budget, "seeds": args.seeds, "runs": runs}
     (WORK / "experiment.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    from pipelines import report
+    from run import report
 
     report.experiment_figure(results).savefig(FIGURE, dpi=150, facecolor="white")
     report.main(["--work", str(WORK), "--quiet"])  # the run report, with the experiment's section

@@ -6,7 +6,7 @@ blend reach with the same tokens?
     python benchmarks/experiment_continue.py [--seeds 1 2 3] [--jobs 2] [--steps N] [--base-steps N]
     make experiment-continue
 
-    curation: benchmarks/experiment.py's (python -m pipelines.run --until tokenize; cached by the orchestrator)
+    curation: benchmarks/experiment.py's (python -m run --until tokenize; cached by the orchestrator)
       -> mixtures.mix, one recipe (configs/runs/experiment.yaml's mix:): general_only (the base's, the
          experiment's budget) and replay0/5/25/49 (domain_share 1.0/0.95/0.75/0.51, the continuation budget);
          checked: byte-identical held-out sets in all five, none of their documents in any training stream
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import experiment as E  # noqa: E402
 from core.sections import replace_section  # noqa: E402
 from mixtures import mix as mixer  # noqa: E402
-from pipelines.run import Runner, load_run_config  # noqa: E402
+from run.orchestrator import Runner, load_run_config  # noqa: E402
 from train.checkpoint import latest_checkpoint  # noqa: E402
 from train.config import load_config  # noqa: E402
 
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
                "runs": runs, "wall": {k: round(v, 1) for k, v in wall.items()}}
     results["wall_s"] = round(time.time() - t0, 1)
     (WORK / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    from pipelines import report_figures
+    from run import report_figures
 
     report_figures.continue_figure(results).savefig(FIGURE, dpi=150, facecolor="white")
     replace_section(E.DOC, SECTION, section(results, manifests))

@@ -14,7 +14,7 @@ micro-batches per optimizer step, so the optimizer and clipping run once per ste
   micro-batch the fused loss leaves room for.
 
 MFU (head incl.) is what the trainer logs now; MFU (old count) is the same run counted without the output
-head, as before (train/model_config.py ``flops_per_token_parts``). Rows run in priority order until
+head, as before (core/model_config.py ``flops_per_token_parts``). Rows run in priority order until
 ``--budget-s`` is spent (a row that would not fit is listed as not run), and the table is rewritten after
 every row, so a cut-off run still leaves what it measured. Before the rows, a micro-benchmark times the
 attention kernels alone on the 1.1B shape.
@@ -231,7 +231,7 @@ def main() -> None:
     t_start = time.time()
     import torch
 
-    from pipelines import read_yaml
+    from core.config import read_yaml
     from train.metrics import peak_flops
 
     if args.device == "cuda":

@@ -9,7 +9,7 @@
 # then uses that height, so no section is cut off however long the report grows.
 #
 # Needs Debian's chromium (apt-get update && apt-get install -y chromium). The report itself is
-# made by `python -m pipelines.report --work WORK_DIR` (make report).
+# made by `python -m run.report --work WORK_DIR` (make report).
 set -euo pipefail
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
   echo "usage: $0 WORK_DIR [OUT.png]" >&2; exit 2
@@ -17,7 +17,7 @@ fi
 REPORT="$1/report.html"
 OUT="${2:-$1/report.png}"
 if [ ! -f "$REPORT" ]; then
-  echo "no $REPORT: make it first with python -m pipelines.report --work $1" >&2; exit 2
+  echo "no $REPORT: make it first with python -m run.report --work $1" >&2; exit 2
 fi
 if ! command -v chromium >/dev/null; then
   echo "chromium is not installed; install it with: apt-get update && apt-get install -y chromium" >&2; exit 2

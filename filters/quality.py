@@ -31,8 +31,8 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.cli import fail
 from filters.langid import load_fasttext
-from pipelines import fail  # the conventions module: no Beam import
 
 _WS = re.compile(r"\s+")
 MAX_TRAIN_CHARS = 20_000  # characters of a document used for training and scoring

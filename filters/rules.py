@@ -48,6 +48,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.config import check_keys, from_dict, read_yaml
+from core.documents import DOMAINS
 from filters import gopher_quality, gopher_repetition
 from filters.c4 import C4Config, apply_c4
 from filters.decontaminate import DEFAULT_MIN_WORDS, DEFAULT_NGRAM, ContaminationIndex, EvalSetConfig, Match
@@ -57,8 +59,6 @@ from filters.gopher_repetition import GopherRepetitionConfig
 from filters.langid import DEFAULT_SAMPLE_CHARS, DEFAULT_WINDOWS, LanguageIdentifier
 from filters.tables import Layout, TableConfig
 from filters.textstats import DocStats
-from pipelines import check_keys, from_dict, read_yaml  # the conventions module: no Beam
-from pipelines.documents import DOMAINS
 
 DEFAULT_LANG_SCORE = 0.65  # FineWeb / datatrove LanguageFilter default
 CONTAMINATED = "contaminated"  # the removal reason of a document sharing an n-gram with evaluation text

@@ -52,11 +52,19 @@ from typing import Any
 
 import numpy as np
 
+from core.cli import fail, refuse_unknown_options
 from mixtures.recipe import SIDES, Recipe, RecipeError, SourceSpec, load_recipe, target_tokens
-from mixtures.shards import (DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, Shard, list_shards, write_doc_index,
-                             token_dtype, write_shard)
+from mixtures.shards import (
+    DOCS_SUFFIX,
+    INDEX_SUFFIX,
+    TOKENS_SUFFIX,
+    Shard,
+    list_shards,
+    token_dtype,
+    write_doc_index,
+    write_shard,
+)
 from mixtures.tokenizer import EOS, PAD, bos_ids, eos_id, file_sha256
-from pipelines import fail, refuse_unknown_options
 
 SPLITS = ("train", "val_domain", "val_general")
 MANIFEST = "manifest.json"

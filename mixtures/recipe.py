@@ -40,7 +40,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines import ConfigError, check_keys, read_yaml
+from core.config import ConfigError, check_keys, read_yaml
 
 SIDES = ("domain", "general")
 DEFAULT_DOMAIN_SHARE = 0.51      # BloombergGPT (Wu et al. 2023), Table 1: 51.27% FinPile tokens
@@ -275,7 +275,7 @@ def params_from_model_config(path: str | os.PathLike, vocab_size: int | None = N
     """
     import dataclasses
 
-    from train.model_config import ModelConfig, param_counts  # arithmetic only: no torch
+    from core.model_config import ModelConfig, param_counts  # arithmetic only: no torch
 
     cfg = ModelConfig.from_yaml(path)
     if not cfg.vocab_size:

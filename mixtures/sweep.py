@@ -3,7 +3,7 @@
     python -m mixtures.sweep --config configs/runs/experiment.yaml [--general-tolerance 0.05] [--no-confirm]
     make sweep CONFIG=configs/runs/experiment.yaml
 
-Over the run config's token shards (``WORK/tokens``, the output of ``python -m pipelines.run --until tokenize``,
+Over the run config's token shards (``WORK/tokens``, the output of ``python -m run --until tokenize``,
 run first when it is missing):
 
 1. **Mixtures.** K proxies (``sweep.proxies``): proxy ``k`` takes the domain share ``domain_shares[k % len]``,
@@ -28,12 +28,12 @@ run first when it is missing):
    on 51/49, same tokens, ``confirm_seeds``: does the recommendation beat 51/49 on domain loss by more than the
    seed spread, with its general loss within the tolerance of 51/49's?
 
-Outputs: ``WORK/sweep/sweep.json`` (read by ``pipelines.report``), ``recommended_recipe.yaml``, the figure
+Outputs: ``WORK/sweep/sweep.json`` (read by ``run.report``), ``recommended_recipe.yaml``, the figure
 ``docs/mixture_search.png`` and the ``## Mixture search`` section of ``docs/experiment.md``.
 
-This module never imports ``train`` or ``pipelines.run``: training and curation are subprocesses, the run
+This module never imports ``train`` or ``run.orchestrator``: training and curation are subprocesses, the run
 config is read here, and parameter counts come from the train config's shape (``params_from_shape``, the
-arithmetic of ``train/model_config.py``'s ``param_counts``, which the planner's 6ND uses).
+arithmetic of ``core/model_config.py``'s ``param_counts``, which the planner's 6ND uses).
 """
 
 from __future__ import annotations
@@ -56,11 +56,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipelines import ConfigError, check_keys, fail, refuse_unknown_options
+from core.cli import fail, refuse_unknown_options
+from core.config import ConfigError, check_keys
 
 SIDES = ("domain", "general")
 SPLITS = ("val_domain", "val_general")
-ROUTED = " (routed)"          # pipelines/run.py's name suffix of a source's routed part (same convention)
+ROUTED = " (routed)"          # run/orchestrator.py's name suffix of a source's routed part (same convention)
 MIX_MARGIN = 1.01             # mixture = 1.01 x the tokens the steps read (one pass), as benchmarks/experiment.py
 PROXY_MARGIN = 1.03           # the proxies' small streams: whole documents can leave a stream ~1% short
 SHARE_TOLERANCE = 0.005       # every mixture's domain share and source shares, absolute
@@ -236,7 +237,7 @@ def train_shape(path: str) -> dict[str, Any]:
 
 def params_from_shape(model: dict[str, Any], vocab_size: int) -> int:
     """Parameters of the trainer's Llama for a config's ``model:`` block: the arithmetic of
-    ``train/model_config.py`` ``param_counts`` (total; shared weights once), repeated here because mixtures
+    ``core/model_config.py`` ``param_counts`` (total; shared weights once), repeated here because mixtures
     must not import train. The planner's 6ND uses this N."""
     d, n_head = int(model["d_model"]), int(model["n_head"])
     kv = int(model.get("n_kv_head") or n_head) * (d // n_head)
@@ -251,7 +252,7 @@ def params_from_shape(model: dict[str, Any], vocab_size: int) -> int:
 # ----------------------------------------------------------------------------- recipes and mixtures
 
 def base_recipe(plan: Plan) -> dict[str, Any]:
-    """The mixer recipe of the run config (as ``pipelines.run`` makes it): its ``mix:`` settings and one
+    """The mixer recipe of the run config (as ``run.orchestrator`` makes it): its ``mix:`` settings and one
     mixer source per run source, plus a source's part that the filter's routes moved to the other side when
     the tokenize stage wrote one."""
     settings = {k: v for k, v in plan.mix.items() if k != "allow_shortfall"}
@@ -826,11 +827,11 @@ def ensure_tokens(plan: Plan) -> None:
     if (plan.work / "tokens" / "stats.json").is_file():
         print(f"sweep: using the token shards in {plan.work / 'tokens'} as they are")
         return
-    cmd = [sys.executable, "-m", "pipelines.run", "--config", str(plan.config), "--until", "tokenize"]
-    print("sweep: no token shards yet: python -m pipelines.run --config "
+    cmd = [sys.executable, "-m", "run", "--config", str(plan.config), "--until", "tokenize"]
+    print("sweep: no token shards yet: python -m run --config "
           f"{plan.config} --until tokenize", flush=True)
     if subprocess.run(cmd).returncode != 0:
-        raise SweepCheckError(f"curation failed: run python -m pipelines.run --config {plan.config} --until "
+        raise SweepCheckError(f"curation failed: run python -m run --config {plan.config} --until "
                               "tokenize and fix what it reports")
 
 

@@ -50,9 +50,20 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from mixtures.unigram import (BLOOMBERG_CHUNKS, N_BYTES, RESERVED_PIECE_SCORE, Progress,  # noqa: F401 (re-exported)
-                              UnigramSettings, add_byte_fallback, byte_piece, new_trainer, train_unigram)
-from pipelines import DOCS_GLOB, fail, from_dict, read_yaml, refuse_unknown_options  # __init__ only: no Beam
+from core.cli import fail, refuse_unknown_options
+from core.config import from_dict, read_yaml
+from core.workdir import DOCS_GLOB
+from mixtures.unigram import (  # noqa: F401 (re-exported)
+    BLOOMBERG_CHUNKS,
+    N_BYTES,
+    RESERVED_PIECE_SCORE,
+    Progress,
+    UnigramSettings,
+    add_byte_fallback,
+    byte_piece,
+    new_trainer,
+    train_unigram,
+)
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"

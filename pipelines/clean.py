@@ -52,19 +52,55 @@ from typing import Any, NoReturn
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from core.documents import DOMAINS, document_type, meta_json
 from filters.edgar import document_text, filing_meta, looks_like_filing, split_parts
 from filters.html import DEFAULT_EXTRACTOR, EXTRACTORS, extract_text_info, looks_like_html
 from filters.normalize import clean_text
 from filters.pii import KINDS as PII_KINDS
 from filters.pii import redact
-from pipelines.documents import DOMAINS, document_type, meta_json
-from pipelines.io import (DEFAULT_MAX_TEXT_BYTES, InputError, Rejected, check_text_field, has_fields, map_fields,
-                          prepare_output_dir, sample_hf_fields, snippet, to_document)
-from pipelines.options import (EntryError, SourceBranch, add_sources_flag, check_entries, entry_name, fail, parse,
-                               parse_entry, parse_sources, read_sources, run_sources_stage, run_stage,
-                               source_namespace, sources_argv, stage_inputs, stage_parser, writes_output)
-from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
-                              describe_inputs, read_split, reject_bad_rows)
+from pipelines.io import (
+    DEFAULT_MAX_TEXT_BYTES,
+    InputError,
+    Rejected,
+    check_text_field,
+    has_fields,
+    map_fields,
+    prepare_output_dir,
+    sample_hf_fields,
+    snippet,
+    to_document,
+)
+from pipelines.options import (
+    EntryError,
+    SourceBranch,
+    add_sources_flag,
+    check_entries,
+    entry_name,
+    fail,
+    parse,
+    parse_entry,
+    parse_sources,
+    read_sources,
+    run_sources_stage,
+    run_stage,
+    source_namespace,
+    sources_argv,
+    stage_inputs,
+    stage_parser,
+    writes_output,
+)
+from pipelines.splits import (
+    JsonlPart,
+    ParquetParts,
+    Progress,
+    ReadSplits,
+    SplitCounts,
+    accepted,
+    auto_split_mb,
+    describe_inputs,
+    read_split,
+    reject_bad_rows,
+)
 from pipelines.stats import WriteStats
 
 STAGE = "clean"
@@ -78,7 +114,7 @@ FILING_RAW_LIMIT = 64  # an EDGAR document may be this many times --max-text-byt
 
 
 def _meta(doc: dict[str, Any]) -> dict[str, Any]:
-    """A document's ``meta`` as a dict (on disk it is a JSON object string: pipelines/documents.py)."""
+    """A document's ``meta`` as a dict (on disk it is a JSON object string: core/documents.py)."""
     return json.loads(doc["meta"]) if doc.get("meta") else {}
 
 
@@ -287,7 +323,7 @@ def check_args(args, options, error) -> list[str]:
     unknown = sorted(set(args.pii_kinds) - set(PII_KINDS))
     if unknown:
         error(f"--pii-kinds: unknown {unknown}; known: {','.join(PII_KINDS)}")
-    # --text-field wins over its older spelling --hf-text-field (pipelines.run may pass both)
+    # --text-field wins over its older spelling --hf-text-field (run.orchestrator may pass both)
     args.text_field = args.text_field or args.hf_text_field or "text"
     args.id_field = args.id_field or args.hf_id_field or "id"
     try:

@@ -1,5 +1,5 @@
 """The cost model of the Beam stages, said once: the README's "Cost model per stage" table and
-``python -m pipelines.run --dry-run`` both come from these constants.
+``python -m run --dry-run`` both come from these constants.
 
 CPU per document: measured under the DirectRunner on one core of the 2-core sandbox, documents of ~2 KB of
 real-sentence text (``make bench-scale``, ``benchmarks/RESULTS.md``). vCPU-hours are an order of magnitude:

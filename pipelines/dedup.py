@@ -60,16 +60,41 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from filters.exact import (MIN_LINE_DOCS, MIN_LINE_WORDS, document_lines, has_dedup_line, line_keys,
-                           remove_repeated_lines)
-from filters.minhash import (BAND_KEY_BYTES, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig,
-                             analyze, jaccard, permutations, word_char_table)
+from core.documents import stage_row_problem
+from filters.exact import (
+    MIN_LINE_DOCS,
+    MIN_LINE_WORDS,
+    document_lines,
+    has_dedup_line,
+    line_keys,
+    remove_repeated_lines,
+)
+from filters.minhash import (
+    BAND_KEY_BYTES,
+    DEFAULT_NGRAM,
+    DEFAULT_NUM_PERM,
+    DEFAULT_THRESHOLD,
+    MinHashConfig,
+    analyze,
+    jaccard,
+    permutations,
+    word_char_table,
+)
 from pipelines.components import ConnectedComponents
-from pipelines.documents import stage_row_problem
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, stage_schema, writes_output
-from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
-                              describe_inputs, read_split, reject_bad_rows)
+from pipelines.splits import (
+    JsonlPart,
+    ParquetParts,
+    Progress,
+    ReadSplits,
+    SplitCounts,
+    accepted,
+    auto_split_mb,
+    describe_inputs,
+    read_split,
+    reject_bad_rows,
+)
 from pipelines.stats import WriteStats, tally
 
 STAGE = "dedup"

@@ -36,9 +36,9 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from core.documents import document_type, meta_json, schema_with, stage_row_problem
+from core.workdir import DOCS_GLOB
 from filters.rules import CONTAMINATED, DocumentFilter, FilterConfig, build_contamination_index
-from pipelines import DOCS_GLOB
-from pipelines.documents import document_type, meta_json, schema_with, stage_row_problem
 from pipelines.io import (
     InputError,
     Rejected,
@@ -47,11 +47,38 @@ from pipelines.io import (
     snippet,
     write_json,
 )
-from pipelines.options import (EntryError, SourceBranch, add_sources_flag, check_entries, entry_name, fail, parse,
-                               parse_entry, parse_sources, read_sources, run_sources_stage, run_stage,
-                               source_namespace, sources_argv, stage_inputs, stage_parser, stage_schema, writes_output)
-from pipelines.splits import (JsonlPart, ParquetParts, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb,
-                              describe_inputs, read_split, reject_bad_rows)
+from pipelines.options import (
+    EntryError,
+    SourceBranch,
+    add_sources_flag,
+    check_entries,
+    entry_name,
+    fail,
+    parse,
+    parse_entry,
+    parse_sources,
+    read_sources,
+    run_sources_stage,
+    run_stage,
+    source_namespace,
+    sources_argv,
+    stage_inputs,
+    stage_parser,
+    stage_schema,
+    writes_output,
+)
+from pipelines.splits import (
+    JsonlPart,
+    ParquetParts,
+    Progress,
+    ReadSplits,
+    SplitCounts,
+    accepted,
+    auto_split_mb,
+    describe_inputs,
+    read_split,
+    reject_bad_rows,
+)
 from pipelines.stats import LANG_KEY, WriteStats
 
 STAGE = "filter"

@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from core.documents import DOC_FIELDS, DOC_SCHEMA, is_utf8_safe, meta_json
+from core.workdir import DOCS_GLOB
 from filters.edgar import iter_submission, looks_like_submission
-from pipelines import DOCS_GLOB
-from pipelines.documents import DOC_FIELDS, DOC_SCHEMA, is_utf8_safe, meta_json
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000  # 1 MB of UTF-8 text per document
 RAW_SNIPPET_BYTES = 1024  # how much of a rejected record is kept for inspection

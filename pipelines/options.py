@@ -30,8 +30,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options import pipeline_options
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-from pipelines import EXIT_UNBALANCED, fail, refuse_unknown_options  # noqa: F401  (fail: re-exported to the stages)
-from pipelines.documents import DOC_SCHEMA
+from core.cli import EXIT_UNBALANCED, fail, refuse_unknown_options  # noqa: F401  (fail: re-exported to the stages)
+from core.documents import DOC_SCHEMA
 from pipelines.io import InputError, expand_inputs, read_parquet_schema
 from pipelines.splits import DEFAULT_PART_MB, DEFAULT_SPLIT_MB
 from pipelines.stats import format_stats, load_stats, write_dataset_card
@@ -77,7 +77,7 @@ def closest(name: str, known: Sequence[str]) -> str | None:
 
 def beam_args_problem(parser: argparse.ArgumentParser, beam_args: Sequence[str]) -> str | None:
     """Why the tokens left over by a stage parser are not all Beam options (with or without ``=value``)
-    and their values, or None. ``pipelines.run`` can check a run config's ``beam:`` list with it."""
+    and their values, or None. ``run.orchestrator`` can check a run config's ``beam:`` list with it."""
     beam_flags = beam_option_parser()._option_string_actions
     stage_flags = [f for f in parser._option_string_actions if f.startswith("--")]
     i = 0
@@ -159,7 +159,7 @@ def _remote(pattern: str) -> bool:
     return FileSystems.get_scheme(pattern) not in (None, "file")
 
 
-# Planned inputs of a whole-run dry run (``pipelines.run --dry-run``): the outputs of earlier stages that do not
+# Planned inputs of a whole-run dry run (``run.orchestrator --dry-run``): the outputs of earlier stages that do not
 # exist yet, path -> the Parquet schema their documents will have. Under a dry run a stage translates with these
 # paths and schemas instead of listing or reading them (outside a dry run they are ignored).
 _PLANNED: dict[str, Any] = {}
@@ -391,7 +391,7 @@ def parse_sources(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -
 
 
 def beam_options(beam_args: Sequence[str]) -> PipelineOptions:
-    """Beam's options from a list of Beam flags alone (``pipelines.run``'s ``beam:``), as strictly as a stage
+    """Beam's options from a list of Beam flags alone (``run.orchestrator``'s ``beam:``), as strictly as a stage
     parses them."""
     return parse(StageParser(allow_abbrev=False), list(beam_args))[1]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import DOCS_GLOB
+from core.workdir import DOCS_GLOB
 from pipelines.io import iter_file_records
 from pipelines.stats import load_stats
 

@@ -41,11 +41,18 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipelines import DOCS_PREFIX
-from pipelines.documents import DOC_SCHEMA
+from core.documents import DOC_SCHEMA
+from core.workdir import DOCS_PREFIX
+from pipelines.io import (
+    RAW_SNIPPET_BYTES,
+    Rejected,
+    detect_format,
+    iter_file_records,
+    iter_hf_records,
+    parse_json_line,
+    snippet,
+)
 from pipelines.stats import LANG_KEY, SOURCE_KEY, TYPE_KEY
-from pipelines.io import (RAW_SNIPPET_BYTES, Rejected, detect_format, iter_file_records, iter_hf_records,
-                          parse_json_line, snippet)
 
 DEFAULT_SPLIT_MB = 64      # largest input per split (uncompressed JSONL byte ranges, Parquet row groups) ...
 MIN_SPLIT_MB = 4           # ... and smallest, when sized automatically: about SPLITS_PER_INPUT splits

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from apache_beam.io.filesystems import FileSystems
-
-from pipelines import DOCS_GLOB
+from core.workdir import DOCS_GLOB
 from pipelines.io import read_json, write_json
 
 log = logging.getLogger(__name__)

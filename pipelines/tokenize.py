@@ -41,13 +41,21 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from core.documents import stage_row_problem
 from mixtures.shards import DOCS_SUFFIX, INDEX_SUFFIX, TOKENS_SUFFIX, doc_index_bytes, npy_bytes, token_dtype
 from mixtures.tokenizer import bos_ids, encode_documents, eos_id
-from pipelines.documents import stage_row_problem
 from pipelines.io import InputError, Rejected, prepare_output_dir, snippet
 from pipelines.options import fail, parse, run_stage, stage_inputs, stage_parser, writes_output
-from pipelines.splits import (JsonlPart, Progress, ReadSplits, SplitCounts, accepted, auto_split_mb, describe_inputs,
-                              read_split)
+from pipelines.splits import (
+    JsonlPart,
+    Progress,
+    ReadSplits,
+    SplitCounts,
+    accepted,
+    auto_split_mb,
+    describe_inputs,
+    read_split,
+)
 from pipelines.stats import WriteStats
 
 STAGE = "tokenize"

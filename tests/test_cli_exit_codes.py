@@ -1,4 +1,4 @@
-"""One exit-status convention for every command (``pipelines/__init__.py``): a user's mistake (a path
+"""One exit-status convention for every command (``core/cli.py``): a user's mistake (a path
 that does not exist, a config that cannot be used) is exit 2 with one ``error:`` line and no traceback."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _cases(tmp):
         "train.run bad yaml": ["train.run", "--config", str(bad_yaml)],
         "train.run missing mixture": ["train.run", "--config", str(ROOT / "configs/train/tiny.yaml"),
                                       f"data.dir={missing}", f"train.out_dir={tmp / 'run'}"],
-        "train.bytemix missing file": ["train.bytemix", str(tmp / "o5"), "--domain", missing, "--general", missing],
+        "tests.bytemix missing file": ["tests.bytemix", str(tmp / "o5"), "--domain", missing, "--general", missing],
         "filters.quality missing model": ["filters.quality", "score", "--model", f"{missing}.ftz", "--input",
                                           missing],
     }
@@ -84,7 +84,7 @@ def _strict_cases(tmp):
         "tokenizer --vocab_size": (["mixtures.tokenizer", "--config", "configs/tokenizer/demo.yaml", "--input", inputs,
                                     "--output", out, "--vocab_size", "512"],
                                    "unknown option --vocab_size (did you mean --vocab-size?)"),
-        "dataset_card --wrok": (["mixtures.dataset_card", "--wrok", out, "--config", "configs/runs/demo.yaml"],
+        "dataset_card --wrok": (["run.dataset_card", "--wrok", out, "--config", "configs/runs/demo.yaml"],
                                 "unknown option --wrok (did you mean --work?)"),
         "plan --param": (["train.plan", "--param", "1e9"], "unknown option --param (did you mean --params?)"),
         "export --outptu": (["train.export", "--checkpoint", out, "--outptu", out],

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import run
+from run import orchestrator as run
 from tests.conftest import ROOT
 from tests.test_train_export import byte_mixture, byte_tokenizer, trained
 from train.export import export

@@ -18,9 +18,9 @@ transformers = pytest.importorskip("transformers")
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 
-from mixtures.dataset_card import write_dataset_card  # noqa: E402
+from run.dataset_card import write_dataset_card  # noqa: E402
+from tests.bytemix import build_byte_mixture  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
-from train.bytemix import build_byte_mixture  # noqa: E402
 from train.config import config_from_dict  # noqa: E402
 from train.export import export  # noqa: E402
 from train.trainer import train  # noqa: E402

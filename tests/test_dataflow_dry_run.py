@@ -204,7 +204,7 @@ def test_readme_commands_with_gs_paths_dry_run_offline(offline, stage, capsys):
     assert_translated_and_packaged(offline[-1])
 
 
-# ----------------------------------------------------------------------------- a whole run: pipelines.run --dry-run
+# ----------------------------------------------------------------------------- a whole run: run.orchestrator --dry-run
 
 def _run_config(src: Path, tmp_path: Path, **changes) -> Path:
     """A run config of the repository with its work directory under ``tmp_path`` (paths stay relative)."""
@@ -229,7 +229,7 @@ def test_whole_run_dry_run_translates_one_job_per_beam_stage_offline(offline, tm
     """configs/runs/dataflow.yaml --dry-run: validated, then clean, filter, dedup and tokenize each translated
     and packaged once on the DataflowRunner (every source in the clean and filter jobs; dedup and tokenize
     with their planned inputs, which do not exist), offline; the plan printed; nothing written."""
-    from pipelines import run
+    from run import orchestrator as run
 
     monkeypatch.chdir(ROOT)  # the config's paths (data/, ./setup.py) are relative to the repository root
     config = _run_config(ROOT / "configs/runs/dataflow.yaml", tmp_path)
@@ -256,7 +256,8 @@ def test_demo_config_dry_run_plans_four_jobs_with_measured_bytes_and_costs(tmp_p
     """DirectRunner: planned only (Beam translates only for Dataflow), with the same jobs, bytes and costs."""
     import glob
 
-    from pipelines import costs, run
+    from pipelines import costs
+    from run import orchestrator as run
 
     monkeypatch.chdir(ROOT)
     config = _run_config(ROOT / "configs/runs/demo.yaml", tmp_path)
@@ -281,7 +282,7 @@ def test_demo_config_dry_run_plans_four_jobs_with_measured_bytes_and_costs(tmp_p
 
 
 def test_remote_inputs_are_unknown_bytes_and_never_listed(offline, tmp_path, capsys, monkeypatch):
-    from pipelines import run
+    from run import orchestrator as run
 
     monkeypatch.chdir(ROOT)
     config = _run_config(ROOT / "configs/runs/demo.yaml", tmp_path, sources=[
@@ -301,7 +302,7 @@ def test_remote_inputs_are_unknown_bytes_and_never_listed(offline, tmp_path, cap
       "--temp_location", "/tmp/x"], "must be a gs:// path"),
 ])
 def test_dataflow_dry_run_without_its_options_exits_2_before_any_work(tmp_path, capsys, monkeypatch, beam, message):
-    from pipelines import run
+    from run import orchestrator as run
 
     monkeypatch.chdir(ROOT)
     config = _run_config(ROOT / "configs/runs/dataflow.yaml", tmp_path, beam=beam)

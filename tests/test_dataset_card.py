@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from mixtures.dataset_card import (CARD_FILE, dataset_card, kept_languages, license_metadata, size_category,
-                                   write_dataset_card)
+from run.dataset_card import (
+    CARD_FILE,
+    dataset_card,
+    kept_languages,
+    license_metadata,
+    size_category,
+    write_dataset_card,
+)
 from tests.conftest import ROOT
 
 SOURCES = [
@@ -196,13 +202,13 @@ def test_language_is_claimed_only_when_every_filter_enforced_one():
 
 
 def test_import_light_and_cli(work, tmp_path):
-    code = ("import sys, mixtures.dataset_card; "
+    code = ("import sys, run.dataset_card; "
             "print(sorted(m for m in ('torch', 'apache_beam', 'numpy') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({"work_dir": str(work), "sources": SOURCES}))  # JSON is YAML
-    r = subprocess.run([sys.executable, "-m", "mixtures.dataset_card", "--work", str(work), "--config", str(config)],
+    r = subprocess.run([sys.executable, "-m", "run.dataset_card", "--work", str(work), "--config", str(config)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert (work / "mix" / CARD_FILE).read_text() == dataset_card(work, SOURCES)

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.documents import DOC_SCHEMA
 from filters.decontaminate import ContaminationIndex, ngram_hashes, word_hashes, words
 from pipelines import filter as stage
-from pipelines.documents import DOC_SCHEMA
 from tests.conftest import DATA, read_jsonl_gz
 
 RULES_OFF = ("langid: {enabled: false}\ngopher_repetition: {enabled: false}\ngopher_quality: {enabled: false}\n"

@@ -13,9 +13,9 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from core.documents import schema_with
 from pipelines import dedup
 from pipelines.components import ConnectedComponents
-from pipelines.documents import schema_with
 from tests.conftest import load_stage_dir_both_ways, ref_jaccard
 
 

@@ -87,7 +87,7 @@ def test_demo_until_mix_is_byte_identical_and_training_losses_repeat(tmp_path: P
     runs, code = [], _copy_code(tmp_path / "code")
     for name in ("a", "b"):
         cwd = _checkout(tmp_path / name, code)
-        _run(cwd, ["-m", "pipelines.run", "--config", CONFIG, "--until", "mix"])
+        _run(cwd, ["-m", "run", "--config", CONFIG, "--until", "mix"])
         runs.append(cwd)
     a, b = (_files(cwd / WORK) for cwd in runs)
     assert a, "the demo wrote nothing"

@@ -9,9 +9,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import clean, report
+from core.documents import document_type, meta_json
+from pipelines import clean
 from pipelines import filter as filter_stage
-from pipelines.documents import document_type, meta_json
+from run import report
 from tests.conftest import DATA
 
 FILING = DATA / "edgar" / "apple_8k_20191115.txt"  # Apple's 8-K of 2019-11-15, as EDGAR serves it

@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from filters.edgar import (dei_meta, document_text, filing_meta, html_to_text, iter_submission, join_cells,
-                           looks_like_filing, looks_like_submission, non_text_kind, split_parts)
+from filters.edgar import (
+    dei_meta,
+    document_text,
+    filing_meta,
+    html_to_text,
+    iter_submission,
+    join_cells,
+    looks_like_filing,
+    looks_like_submission,
+    non_text_kind,
+    split_parts,
+)
 from filters.html import extract_text_info
 
 ROOT = Path(__file__).resolve().parents[1]

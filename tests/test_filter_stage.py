@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.documents import DOC_SCHEMA
 from filters.quality import train
 from pipelines import filter as stage
 from pipelines import rule_report
-from pipelines.documents import DOC_SCHEMA
 from tests.conftest import load_stage_dir_both_ways
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")

@@ -10,7 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from pipelines import ConfigError  # noqa: E402
+from core.config import ConfigError  # noqa: E402
 from train import hf_import  # noqa: E402
 from train.config import config_from_dict  # noqa: E402
 from train.model import Transformer  # noqa: E402

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.documents import schema_with
 from filters import exact
 from pipelines import dedup
-from pipelines.documents import schema_with
 from tests.test_dataflow_dry_run import DRY_RUN, assert_translated_and_packaged, offline  # noqa: F401 (a fixture)
 
 SCHEMA = schema_with(("lang", pa.string()))

@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tests.bytemix import build_byte_mixture
+from tests.conftest import DATA, ROOT
 from train import precision
-from train.bytemix import build_byte_mixture
 from train.config import ConfigError, load_config
 from train.model import ModelConfig, Transformer
 from train.trainer import train
-from tests.conftest import DATA, ROOT
 
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
 SMALL = ModelConfig(vocab_size=256, seq_len=32, n_layer=2, n_head=4, d_model=64)
@@ -276,7 +276,7 @@ def test_the_run_config_checks_export_dtype_against_the_table(tmp_path, monkeypa
     lists what ``train.export --dtype`` takes."""
     import yaml
 
-    from pipelines import run
+    from run import orchestrator as run
 
     monkeypatch.chdir(ROOT)  # the run config's paths are relative to the repository
     doc = yaml.safe_load((ROOT / "configs" / "runs" / "demo.yaml").read_text(encoding="utf-8"))

@@ -1,5 +1,5 @@
 """The run report: one self-contained HTML page with a figure per section, and "not run" where an
-input is missing. The fake work directory below has the layout and formats pipelines/run.py makes."""
+input is missing. The fake work directory below has the layout and formats run/orchestrator.py makes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipelines import clean, report
+from pipelines import clean
+from run import report
 from tests.conftest import DATA, ROOT
 
 FIGURE_SECTIONS = ("funnel", "removals", "languages", "dedup", "mixture", "training", "throughput", "experiment")

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.documents import DOC_SCHEMA
 from filters.quality import train
 from filters.rules import FilterConfig
 from pipelines import filter as stage
-from pipelines.documents import DOC_SCHEMA
 from tests.conftest import DATA, ROOT, read_jsonl_gz
 
 RULES_OFF = ("langid: {enabled: false}\ngopher_repetition: {enabled: false}\ngopher_quality: {enabled: false}\n"
@@ -105,7 +105,7 @@ def test_route_config_is_checked():
 def test_a_run_mixes_routed_documents_with_the_side_they_moved_to(tmp_path):
     """The run config's recipe gets one optional source per general source a route can move documents
     from: ``<source> (routed)`` on the domain side, reading ``tokens/domain/<source>``."""
-    from pipelines import run
+    from run import orchestrator as run
 
     cfg = run.load_run_config(ROOT / "configs" / "runs" / "demo.yaml")
     recipe = run.Runner(cfg).recipe()

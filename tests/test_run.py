@@ -1,4 +1,4 @@
-"""The run orchestrator (pipelines/run.py): one config, steps skipped when done, an interrupted run
+"""The run orchestrator (run/orchestrator.py): one config, steps skipped when done, an interrupted run
 resumes at the step that did not finish with the same bytes, a changed setting reruns what it affects."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import run
+from run import orchestrator as run
 from tests.conftest import DATA, ROOT
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_killed_during_dedup_resumes_there_with_identical_outputs(tmp_path):
     shutil.copytree(work, reference)
     shutil.rmtree(work)
 
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.run", "--config", str(config), "--until", "mix"],
+    proc = subprocess.Popen([sys.executable, "-m", "run", "--config", str(config), "--until", "mix"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 180
     while not (work / "dedup").exists():  # the dedup stage has started writing

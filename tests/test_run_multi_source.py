@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import clean, run
+from pipelines import clean
 from pipelines import filter as filter_stage
+from run import orchestrator as run
 from tests.conftest import DATA, ROOT
 
 SOURCES = {  # small real sources of three kinds: JSON Lines news wires, an EDGAR submission, multilingual lines
@@ -58,7 +59,7 @@ def runs(tmp_path_factory):
         filter_stage.main(["--input", one["output"], "--output", str(tmp / "single" / "filter" / name),
                            "--config", str(config)])
         clean_entries.append({**one, "output": str(tmp / "multi" / "clean" / name)})
-        # the config as a file for two sources, as a mapping (what pipelines.run passes) for the third
+        # the config as a file for two sources, as a mapping (what run.orchestrator passes) for the third
         filter_entries.append({"name": name, "input": [str(tmp / "multi" / "clean" / name)],
                                "output": str(tmp / "multi" / "filter" / name),
                                "config": merged if name == "fortunes" else str(FILTER_CONFIG)})

@@ -1,4 +1,4 @@
-"""pipelines.run checks the whole run config before step 1: every mistake is one ``error:`` line, all of them
+"""run.orchestrator checks the whole run config before step 1: every mistake is one ``error:`` line, all of them
 at once, exit 2, and no output directory is created. Also: the run-side messages (resume, --force), the
 planner printed once, the per-source field mapping, and configs/runs/finance_1b.yaml with its planner numbers."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines import run
+from run import orchestrator as run
 from tests.conftest import DATA, ROOT
 
 SIX = [("sec_10q", "domain", "finance/sec_10q_aapl.jsonl.gz"),
@@ -42,7 +42,7 @@ def config(tmp: Path, edit=None) -> Path:
 
 
 def refused(tmp: Path, capsys, *argv: str) -> list[str]:
-    """Run pipelines.run on tmp/run.yaml: it must exit 2 before creating the work directory; its error lines."""
+    """Run run.orchestrator on tmp/run.yaml: it must exit 2 before creating the work directory; its error lines."""
     with pytest.raises(SystemExit) as exc:
         run.main(["--config", str(tmp / "run.yaml"), *argv])
     err = capsys.readouterr().err

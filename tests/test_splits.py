@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.documents import DOC_SCHEMA
 from pipelines import clean
-from pipelines.documents import DOC_SCHEMA
 from pipelines.io import Rejected
 from pipelines.splits import ParquetParts, Split, enumerate_splits, iter_split_records, line_ranges
 

@@ -217,8 +217,8 @@ def test_metrics_reader_skips_a_torn_last_line(tmp_path):
 
 
 def test_params_from_shape_matches_the_trainer():
+    from core.model_config import param_counts
     from train.config import load_config
-    from train.model_config import param_counts
 
     for path in (PROXY_CONFIG, CONFIRM_CONFIG):
         cfg = load_config(path, ["model.vocab_size=8192"])
@@ -246,7 +246,7 @@ def test_bad_sweep_config_is_one_error_line_exit_2(work, tmp_path, sweep, messag
 
 
 def test_run_config_validator_checks_the_sweep_block(work, tmp_path):
-    from pipelines.run import RunConfigError, load_run_config
+    from run.orchestrator import RunConfigError, load_run_config
 
     with pytest.raises(RunConfigError, match="must include 0.0"):
         load_run_config(_run_config(work, tmp_path, {"domain_shares": [0.2, 0.5]}), check_inputs=False)
@@ -292,8 +292,8 @@ def _results(built) -> dict:
 
 
 def test_results_reach_the_doc_section_report_and_dataset_card(built, tmp_path):
-    from mixtures.dataset_card import _recipe_origin
-    from pipelines.report import build_html, load_run
+    from run.dataset_card import _recipe_origin
+    from run.report import build_html, load_run
 
     r = _results(built)
     text = S.section_markdown(r)
@@ -322,7 +322,7 @@ def test_docs_only_needs_results(work, tmp_path):
 
 def test_sweep_imports_neither_train_nor_the_orchestrator():
     code = ("import sys, mixtures.sweep as s; s.sweep_figure; "
-            "bad = [m for m in sys.modules if m == 'train' or m.startswith('train.') or m == 'pipelines.run']; "
+            "bad = [m for m in sys.modules if m == 'train' or m.startswith('train.') or m == 'run.orchestrator']; "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -9,8 +9,19 @@ from functools import cache
 
 import pytest
 
-from filters.tables import (HEADING, NUMERIC, PROSE, TABLE, Layout, is_label, is_number, is_style_line, is_tag,
-                            split_cells, table_line_mask)
+from filters.tables import (
+    HEADING,
+    NUMERIC,
+    PROSE,
+    TABLE,
+    Layout,
+    is_label,
+    is_number,
+    is_style_line,
+    is_tag,
+    split_cells,
+    table_line_mask,
+)
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 ROW = "iPhone (1) | $51,982 | $61,104"  # Apple 10-Q, fiscal 2019 Q1, net sales by category (a public SEC record)

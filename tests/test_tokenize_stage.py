@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from core.documents import DOC_SCHEMA
 from mixtures import tokenizer as T
 from mixtures.shards import Shard, TokenStream, list_shards, read_doc_index
 from pipelines import tokenize
-from pipelines.documents import DOC_SCHEMA
 from pipelines.io import write_parquet_file
 
 

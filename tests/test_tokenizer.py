@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
+from core.documents import DOC_SCHEMA
 from mixtures import tokenizer as T
 from mixtures import unigram as U
-from pipelines.documents import DOC_SCHEMA
 from pipelines.io import write_parquet_file
 from tests.conftest import DATA, read_jsonl_gz
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 
+from tests.bytemix import build_byte_mixture
+from tests.conftest import DATA
 from train import checkpoint as ckpt
-from train.bytemix import build_byte_mixture
 from train.config import load_config
 from train.metrics import read_metrics
 from train.trainer import train
-from tests.conftest import DATA
 
 CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 TINY = Path(__file__).resolve().parent.parent / "configs" / "train" / "tiny.yaml"

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from mixtures.shards import TokenStream, write_shard
-from train.bytemix import build_byte_mixture
-from train.data import StepBatches, StepPrefetcher, eval_windows, gather_windows
+from tests.bytemix import build_byte_mixture
 from tests.conftest import DATA
+from train.data import StepBatches, StepPrefetcher, eval_windows, gather_windows
 
 CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 

@@ -20,14 +20,14 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 import mixtures.tokenizer as T
-from mixtures.dataset_card import write_dataset_card
-from train.bytemix import build_byte_mixture
+from run.dataset_card import write_dataset_card
+from tests.bytemix import build_byte_mixture
+from tests.conftest import DATA, ROOT, read_jsonl_gz
 from train.checkpoint import read_meta
 from train.config import load_config
 from train.export import ExportError, export, hf_name, load_consolidated
 from train.model import ModelConfig, Transformer, param_counts
 from train.trainer import train
-from tests.conftest import DATA, ROOT, read_jsonl_gz
 
 CORPORA = DATA  # the repo's embedded sample: portable to any checkout
 TINY = Path(__file__).resolve().parent.parent / "configs" / "train" / "tiny.yaml"

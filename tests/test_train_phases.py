@@ -1,7 +1,7 @@
 """Continued pretraining (issue 22, items 2 and 3): a phased mixture trained phase by phase, switching at the
 computed step and resuming exactly inside a phase and across the boundary after a SIGKILL; WSD decay placed
 on the last phase; re-warming from a base's weights; and every place that refuses a tokenizer other than the
-base's (mixer, trainer, pipelines.run --check)."""
+base's (mixer, trainer, run.orchestrator --check)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ import torch
 import yaml
 from tokenizers import Tokenizer
 
+from core.config import ConfigError
 from mixtures import mix as M
 from mixtures import tokenizer as T
 from mixtures.recipe import RecipeError
 from mixtures.shards import TokenStream
-from pipelines import ConfigError
+from tests.conftest import ROOT
+from tests.test_mix import VOCAB, _paragraphs, _write_source
 from train import checkpoint as ckpt
 from train.config import load_config
 from train.data import PhasedBatches, StepBatches, phase_steps
 from train.metrics import read_metrics
 from train.trainer import KILL_ENV, open_data, train
-from tests.conftest import ROOT
-from tests.test_mix import VOCAB, _paragraphs, _write_source
 
 TINY = ROOT / "configs" / "train" / "tiny.yaml"
 GBT = 512  # tokens per step: 8 sequences of 64
@@ -313,7 +313,7 @@ def test_continued_run_rewarms_from_the_base_weights(base, phased, tmp_path):
 
 
 def test_run_check_reports_a_pretrained_tokenizer_that_is_not_the_base(base, tmp_path, capsys):
-    from pipelines import run
+    from run import orchestrator as run
     from tests.test_run_validation import config
 
     d, _ = base

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from train.bytemix import build_byte_mixture
+from tests.bytemix import build_byte_mixture
+from tests.conftest import DATA
 from train.checkpoint import complete_checkpoints
 from train.metrics import read_metrics
 from train.trainer import KILL_ENV
-from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = DATA  # the repo's embedded sample: portable to any checkout

@@ -14,6 +14,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import train.model as M
+from tests.test_train_export import TINY, byte_mixture, trained
 from train import checkpoint as ckpt
 from train.config import load_config
 from train.gpus import GPUS, device_for_name
@@ -22,7 +23,6 @@ from train.metrics import read_metrics
 from train.model import ModelConfig, Transformer, flops_per_token, flops_per_token_parts, param_counts
 from train.parallel import apply_data_parallel, build_mesh, init_distributed, set_gradient_sync
 from train.trainer import train
-from tests.test_train_export import TINY, byte_mixture, trained
 
 SMALL = dict(vocab_size=257, seq_len=32, n_layer=2, n_head=4, d_model=64)
 GQA = dict(SMALL, n_kv_head=2, tie_embeddings=False)

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
+from core.documents import DOC_SCHEMA
 from mixtures import mix as M
 from mixtures import tokenizer as T
 from mixtures.shards import TokenStream, list_shards, manifest_dtype, token_dtype
 from pipelines import tokenize
-from pipelines.documents import DOC_SCHEMA
 from pipelines.io import write_parquet_file
 from train.data import StepBatches
 

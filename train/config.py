@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from pipelines import ConfigError, check_keys, read_yaml
+from core.config import ConfigError, check_keys, read_yaml
+from core.model_config import ModelConfig
 from train import precision
 from train.hf_import import resolve_model_section
-from train.model_config import ModelConfig
 
 # The accepted values of the keys whose value picks code, checked when the config is read (validate_config)
 # so that a typo is one ``error:`` line before any work, not a traceback on every rank when it is first used.
@@ -96,7 +96,7 @@ class Config:
                 "optim": asdict(self.optim), "train": asdict(self.train)}
 
 
-# ConfigError (pipelines/__init__.py): a configuration (file, overrides, or what it points at) that cannot be
+# ConfigError (core/config.py): a configuration (file, overrides, or what it points at) that cannot be
 # trained: the user's to fix. ``train.run`` prints it as one ``error:`` line and exits 2.
 __all__ = ["ConfigError", "Config", "load_config", "config_from_dict", "config_problems"]
 

@@ -28,11 +28,10 @@ window order is drawn from ``(seed, p, epoch)``: the batches of a step are a pur
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING
-
-import math
 
 import numpy as np
 

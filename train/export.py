@@ -7,7 +7,7 @@ writes ``model.safetensors`` (consolidated weights), ``config.json`` (``LlamaFor
 ``special_tokens_map.json`` (end-of-text, pad and unknown tokens as the tokenizer really has them),
 ``domainlm_config.json`` (our own config, for the record), ``README.md`` (model card with Hub
 metadata, usage and the tokenizer) and ``LICENSE``, both from train/model_card.py, and the mixture's
-``DATASET_CARD.md`` (mixtures/dataset_card.py) when it has one, linked from the card. Every file is a
+``DATASET_CARD.md`` (run/dataset_card.py) when it has one, linked from the card. Every file is a
 normal file (mode 0666 less the umask). ``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained(output)``
 then load it, and the model gives the same logits as ``train.model.Transformer``: our rotary layout
 already is HF's "rotate half", so the weights only need renaming (no q/k permutation), after the fused
@@ -50,8 +50,8 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
-from mixtures.dataset_card import CARD_FILE as DATASET_CARD
-from pipelines import fail, refuse_unknown_options
+from core.cli import fail, refuse_unknown_options
+from core.workdir import DATASET_CARD
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
 from train.model import ModelConfig, Transformer, unfused_state_dict
@@ -152,7 +152,7 @@ def base_hf_config(cfg: ModelConfig, dtype: str = "float32") -> tuple[dict[str, 
     ``config.json`` (its class, RoPE parameters and scaling, biases, head tying, token ids, context), with the
     exported ``dtype`` and without its local ``_name_or_path``. The base must still describe ``cfg`` (an
     ExportError names the first key that differs: the directory changed since training)."""
-    from pipelines import ConfigError
+    from core.config import ConfigError
     from train.hf_import import ARCH_KEYS, model_config_from_hf, read_hf_config
 
     base_dir = Path(cfg.init_from)

@@ -28,8 +28,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines import ConfigError
-from train.model_config import ModelConfig
+from core.config import ConfigError
+from core.model_config import ModelConfig
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 # ModelConfig keys that init_from decides; giving one beside it is an error. Not listed (so the user's):

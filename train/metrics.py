@@ -2,7 +2,7 @@
 
 MFU (model FLOPs utilization, PaLM; Chowdhery et al. 2022, App. B) = achieved model
 FLOP/s per device / the device's dense bf16 peak (``train/gpus.py``). Model FLOPs per token
-come from ``train.model_config.flops_per_token`` (block matmuls, attention and the output head)
+come from ``core.model_config.flops_per_token`` (block matmuls, attention and the output head)
 and exclude activation recomputation, so turning on activation checkpointing lowers MFU, as it
 should.
 """

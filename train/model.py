@@ -24,7 +24,7 @@ pinned by tests/test_train_throughput.py):
 The model knows nothing of FSDP, DDP, compile or checkpointing: ``train/parallel.py``
 applies those to a plain ``Transformer``, torchtitan-style.
 
-``ModelConfig``, parameter counting and the FLOP estimate live in ``train/model_config.py``
+``ModelConfig``, parameter counting and the FLOP estimate live in ``core/model_config.py``
 (pure arithmetic, no torch) so the mixer and the planner size runs without importing torch.
 
 Rotary convention: the "rotate half" layout of Hugging Face ``LlamaForCausalLM`` (the
@@ -43,14 +43,14 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
-from train.loss import linear_cross_entropy
-from train.model_config import (  # noqa: F401
+from core.model_config import (  # noqa: F401
     ModelConfig,
     flops_per_token,
     flops_per_token_parts,
     llama_ffn_hidden,
     param_counts,
 )
+from train.loss import linear_cross_entropy
 
 # cuDNN attention first, then PyTorch's usual order: a shape cuDNN cannot run falls through
 # (torchtitan's ScaledDotProductAttention does the same with set_priority=True).

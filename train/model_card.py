@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from train.model_config import ModelConfig, flops_per_token, param_counts
+from core.model_config import ModelConfig, flops_per_token, param_counts
 
 # The weights derive from the training sources, whose terms differ (see data/README.md), so the card
 # says ``license: other`` and points at the LICENSE file written next to it.

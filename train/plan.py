@@ -32,12 +32,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.cli import fail, refuse_unknown_options
+from core.config import read_yaml
+from core.model_config import ModelConfig, param_counts
 from mixtures.recipe import DEFAULT_DOMAIN_SHARE as DOMAIN_FRACTION  # 0.51, BloombergGPT: defined once
 from mixtures.recipe import DEFAULT_TOKENS_PER_PARAM as TOKENS_PER_PARAM  # 20, Chinchilla: defined once
 from mixtures.recipe import chinchilla_tokens
-from pipelines import fail, read_yaml, refuse_unknown_options
 from train.gpus import GB, GIB, GPU, GPUS, get_gpu
-from train.model_config import ModelConfig, param_counts
 from train.precision import FLOAT_FORMATS, FORMATS, INT_FORMATS, NumberFormat, format_for, names, resolve
 
 # ----------------------------------------------------------------------------- constants
@@ -553,7 +554,7 @@ def compute_optimal(flops: float, tokens_per_param: float = TOKENS_PER_PARAM) ->
 
 
 def trainer_flops_per_token(shape: ModelShape) -> float:
-    """FLOPs per token as the trainer counts them for its MFU (train/model_config.py ``flops_per_token``):
+    """FLOPs per token as the trainer counts them for its MFU (core/model_config.py ``flops_per_token``):
     ``6 * N_non_embedding + 12 * n_layer * d_model * seq_len`` (PaLM, Chowdhery et al. 2022, App. B)
     ``+ 6 * vocab_size * d_model`` (the output head's matmul)."""
     return (FLOPS_PER_PARAM_TOKEN * (shape.non_embedding + shape.vocab_size * shape.d_model)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pipelines import check_keys
+from core.config import check_keys
 
 # ----------------------------------------------------------------------------- torchao import noise
 

@@ -20,7 +20,8 @@ import os
 import signal
 import subprocess
 import sys
-from pipelines import EXIT_INTERRUPTED, fail, refuse_unknown_options
+
+from core.cli import EXIT_INTERRUPTED, fail, refuse_unknown_options
 from train.interrupt import LAUNCHER_ENV, StopOnSignal
 
 # torchrun handles only SIGHUP: it starts with SIGINT and SIGTERM ignored, which its ranks inherit until

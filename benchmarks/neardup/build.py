@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from pipelines.documents import DOC_SCHEMA, meta_json  # noqa: E402
+from core.documents import DOC_SCHEMA, meta_json  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 BASE_FILES = ["finance/bbc_business", "finance/reuters_finance", "general/bbc_nonbusiness",

@@ -1,6 +1,6 @@
 """One report for a whole run: what every stage did to the documents, the mixture and the training.
 
-    python -m pipelines.report --work work/demo [--output work/demo/report.html]
+    python -m run.report --work work/demo [--output work/demo/report.html]
 
 Reads whatever exists under the work directory and writes one self-contained HTML page (inline CSS
 and SVG figures: it works offline, as an e-mail attachment) and a short ``report.md`` beside it:
@@ -17,7 +17,7 @@ and SVG figures: it works offline, as an e-mail attachment) and a short ``report
 A section whose input is missing says "not run" in one line. The run's stages are the stats.json
 files at ``WORK/<stage>/`` or ``WORK/<stage>/<source>/``; deeper ones (benchmarks that write under
 the work directory) are named at the end of the funnel section but not counted.
-The figures are drawn by ``pipelines/report_figures.py`` (matplotlib); this file reads the inputs and
+The figures are drawn by ``run/report_figures.py`` (matplotlib); this file reads the inputs and
 writes the page.
 """
 
@@ -38,15 +38,30 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from core.cli import fail
 from filters.edgar import NOT_TEXT_REASON
-from pipelines import fail
-from pipelines.report_figures import (DOMAIN_COLOR, FUNNEL_STEPS, STAGE_ORDER, UNKNOWN_SOURCE, arm_color,
-                                      continue_figure, continue_rel, dedup_figure, experiment_figure, funnel_figure,
-                                      human, languages_figure, mixture_figure,
-                                      number, pct, removals_figure, svg, throughput_figure, totals_funnel_figure,
-                                      training_figure)
-
-
+from run.report_figures import (
+    DOMAIN_COLOR,
+    FUNNEL_STEPS,
+    STAGE_ORDER,
+    UNKNOWN_SOURCE,
+    arm_color,
+    continue_figure,
+    continue_rel,
+    dedup_figure,
+    experiment_figure,
+    funnel_figure,
+    human,
+    languages_figure,
+    mixture_figure,
+    number,
+    pct,
+    removals_figure,
+    svg,
+    throughput_figure,
+    totals_funnel_figure,
+    training_figure,
+)
 
 # ------------------------------------------------------------------------------------------ inputs
 
@@ -210,7 +225,7 @@ EDGAR_NOT_TEXT = NOT_TEXT_REASON + ":"  # the clean stage's reason for a filing'
 
 
 def document_types(stages: list[Stage]) -> dict[str, dict[str, int]]:
-    """Per document type (``pipelines.documents.document_type``): documents the clean stage output, the
+    """Per document type (``core.documents.document_type``): documents the clean stage output, the
     filter judged and the filter kept, summed over the stage directories' ``by_type``."""
     types: dict[str, Counter] = {}
     for s in stages:
@@ -784,7 +799,7 @@ def build_html(run: Run) -> str:
             f'<div class="sub">{esc(str(run.work.resolve()))} &middot; generated {when}</div>'
             f'<div class="cards">{cards}</div><nav>{nav}</nav></div></header>'
             f'<main class="wrap">{problems}{sections}</main>'
-            "<footer>domainlm &middot; python -m pipelines.report</footer></body></html>\n")
+            "<footer>domainlm &middot; python -m run.report</footer></body></html>\n")
 
 
 # ------------------------------------------------------------------------------------ Markdown
@@ -818,7 +833,7 @@ def write_report(work: Path, output: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m run.report", description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True, help="work directory holding the stage outputs")
     parser.add_argument("--output", help="HTML report path (default WORK/report.html; report.md beside it)")
     parser.add_argument("--quiet", action="store_true", help="print only where the report is, not its summary")

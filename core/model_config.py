@@ -11,8 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipelines import from_dict, read_yaml  # the conventions module: no Beam, no torch
-
+from core.config import from_dict, read_yaml
 
 ATTENTION_KERNELS = ("auto", "sdpa", "cudnn", "flex")
 

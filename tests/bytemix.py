@@ -6,7 +6,7 @@ Same layout as the mixer's output (``train/``, ``val_domain/``, ``val_general/``
 trainer be exercised on real text without the curation pipeline or a trained tokenizer.
 The real mixture comes from ``mixtures/mix.py``.
 
-``python -m train.bytemix OUT --domain a.jsonl.gz ... --general b.jsonl.gz ... --max-bytes 2000000``
+``python -m tests.bytemix OUT --domain a.jsonl.gz ... --general b.jsonl.gz ... --max-bytes 2000000``
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli import fail
 from mixtures.shards import write_shard
-from pipelines import fail
 
 EOS_ID = 256
 VOCAB_SIZE = 257
@@ -50,7 +50,7 @@ def build_byte_mixture(out_dir: str | os.PathLike, domain: list[str], general: l
     every = max(2, round(1 / val_fraction))
     train_docs: list[np.ndarray] = []
     manifest = {"tokenizer": None, "vocab_size": VOCAB_SIZE, "eos_id": EOS_ID, "sources": {},
-                "val_bytes_per_token": {}, "note": "byte-level mixture (train.bytemix), not the mixer's"}
+                "val_bytes_per_token": {}, "note": "byte-level mixture (tests.bytemix), not the mixer's"}
     side_tokens = {}
     for side, files in (("domain", domain), ("general", general)):
         val_docs, val_bytes = [], 0
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         m = build_byte_mixture(a.out, a.domain, a.general, a.max_bytes)
     except (OSError, ValueError) as exc:
-        fail(f"train.bytemix: {exc}")
+        fail(f"tests.bytemix: {exc}")
     print(json.dumps({k: m[k] for k in ("train_tokens", "domain_share_actual", "val_bytes_per_token")}))
 
 

@@ -1,6 +1,6 @@
 """DATASET_CARD.md for a run's mixture: its sources, what curation removed and why, the realized mix, known gaps.
 
-    python -m mixtures.dataset_card --work work/demo --config configs/runs/demo.yaml
+    python -m run.dataset_card --work work/demo --config configs/runs/demo.yaml
 
 Reads what the run wrote; any file may be missing, and its section then says "not run"::
 
@@ -33,10 +33,11 @@ from typing import Any
 
 import yaml
 
+from core.cli import fail, refuse_unknown_options
+from core.config import read_yaml
+from core.workdir import DATASET_CARD as CARD_FILE
 from mixtures.recipe import DEFAULT_MAX_EPOCHS, SIDES
-from pipelines import fail, read_yaml, refuse_unknown_options
 
-CARD_FILE = "DATASET_CARD.md"
 MANIFEST = "manifest.json"  # mixtures/mix.py MANIFEST (not imported: mix.py pulls in NumPy and tokenizers)
 STAGES = ("clean", "filter", "dedup", "tokenize")
 PER_SOURCE = ("clean", "filter")                      # WORK/<stage>/<source>/stats.json
@@ -633,7 +634,7 @@ def dataset_card(work_dir: str | os.PathLike, sources: list[dict[str, Any]], *, 
          *_recipe_origin(work, m),
          *_gaps(rec, sources, per_stage, work),
          "## Provenance", "",
-         "Written by `mixtures/dataset_card.py` from the run's `stats.json` files and `mix/manifest.json`; "
+         "Written by `run/dataset_card.py` from the run's `stats.json` files and `mix/manifest.json`; "
          "every number is one of theirs. The removed documents themselves, each with its reason, are kept in "
          "the run's work directory, in the output directory of the stage that removed them (`rejected/`, "
          "`removed/` or `duplicates/`).", ""]
@@ -649,7 +650,8 @@ def write_dataset_card(work_dir: str | os.PathLike, sources: list[dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = argparse.ArgumentParser(prog="python -m run.dataset_card", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument("--work", required=True, help="the run's work directory")
     p.add_argument("--config", required=True, help="the run config (YAML) whose `sources` the card lists")
     p.add_argument("--language", action="append", help="language code, repeatable (default: the filter's)")
@@ -659,7 +661,7 @@ def main(argv: list[str] | None = None) -> Path:
         sources = read_yaml(a.config).get("sources") or []
         path = write_dataset_card(a.work, sources, language=a.language)
     except (ValueError, OSError) as exc:
-        fail(f"mixtures.dataset_card: {exc}")
+        fail(f"run.dataset_card: {exc}")
     print(path)
     return path
 

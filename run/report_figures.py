@@ -1,5 +1,5 @@
 """The run report's figures: one matplotlib function per figure, each returning a ``Figure`` that
-``pipelines/report.py`` embeds as inline SVG (``svg``), in one house style (``STYLE``, the colors below).
+``run/report.py`` embeds as inline SVG (``svg``), in one house style (``STYLE``, the colors below).
 
 ``experiment_figure`` is public so a script can also save the experiment's figure as a PNG for the docs.
 """
