@@ -342,3 +342,24 @@ def test_run_check_reports_a_pretrained_tokenizer_that_is_not_the_base(base, tmp
                                   doc["train"].update(config=str(train_cfg))))
     run.main(["--config", str(tmp_path / "run.yaml"), "--check"])  # the base's own tokenizer: valid
     assert "valid" in capsys.readouterr().out
+
+
+def test_a_continued_run_resumes_bit_identically_across_the_boundary(base, phased, tmp_path):
+    """model.init_from + a phased mixture (the continued-pretraining case): SIGKILLed after the first step of
+    phase 2 with its newest checkpoint in phase 1, the resumed run loads the checkpoint, not the base, crosses the
+    boundary and ends with the uninterrupted run's losses and weights, bit for bit."""
+    config = continued(base[0], tmp_path)
+    every = [f"train.ckpt_every={BOUNDARY - 1}", "train.keep_checkpoints=0"]
+    ref, out = tmp_path / "ref", tmp_path / "resumed"
+    train(load_config(config, overrides(phased, ref, *every)))
+    cmd = [sys.executable, "-m", "train.run", "--config", str(config), *overrides(phased, out, *every)]
+    killed = subprocess.run(cmd, cwd=ROOT, env={**os.environ, KILL_ENV: str(BOUNDARY + 1)}, capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode != 0 and max(losses(out)) == BOUNDARY + 1, killed.stderr[-2000:]
+    train(load_config(config, overrides(phased, out, *every)))
+    starts = [r["start_step"] for r in read_metrics(out / "metrics.jsonl") if r["kind"] == "start"]
+    assert starts == [0, BOUNDARY - 1]
+    assert losses(out) == losses(ref)
+    last = BOUNDARY + 3
+    final_ref, final = weights(ref, last), weights(out, last)
+    assert final.keys() == final_ref.keys() and all(torch.equal(final[k], final_ref[k]) for k in final)
