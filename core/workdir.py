@@ -1,12 +1,261 @@
-"""The layout of a run's work directory and of each stage's output directory: the names every package agrees on.
+"""The layout of a run's work directory and of each stage's output directory: the names every package agrees on,
+and the work directory's paths, local or remote.
 
 A document stage's kept rows are ``OUTPUT/train-<file>-<split>-<roll>.parquet``. "train" is the split keyword by
 which Hugging Face ``datasets`` finds a directory's data files, so ``load_dataset("parquet", data_dir=OUTPUT)``
 loads exactly these, not stats.json, rejected/, removed/ or duplicates/ (named ``part-*``).
+
+The work directory may be remote (``work_dir: gs://bucket/run``, any scheme of Beam's filesystems, issue 23):
+:func:`work_path` gives a :class:`pathlib.Path` for a local directory (every local run stays byte-identical) and a
+:class:`RemotePath` otherwise, a small ``Path``-like whose every read, write, listing and delete goes through
+``apache_beam.io.filesystems.FileSystems``. Code that needs a local file (tokenizer training, numpy memmaps of
+shards, torch) stages it with :func:`download` and copies its results back with :func:`upload`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import posixpath
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 DOCS_PREFIX = "train"
 DOCS_GLOB = f"{DOCS_PREFIX}-*.parquet"
-DATASET_CARD = "DATASET_CARD.md"  # the mixture's dataset card: MIX/DATASET_CARD.md (runs/dataset_card.py)
+DATASET_CARD = "DATASET_CARD.md"  # the mixture's dataset card: MIX/DATASET_CARD.md (run/dataset_card.py)
+CHECKSUMS = "SHA256SUMS"  # the mixture's files and their sha256 (``sha256sum -c`` format), beside manifest.json
+
+
+def _fs() -> Any:
+    from apache_beam.io.filesystems import FileSystems  # (lazily: the ground floor imports Beam only when used)
+
+    return FileSystems
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a file of a non-local Beam filesystem (``gs://...``; not a local path)."""
+    return isinstance(path, RemotePath) or (isinstance(path, str) and "://" in path
+                                             and _fs().get_scheme(path) not in (None, "file"))
+
+
+class RemotePath:
+    """A path on a remote Beam filesystem with the few ``pathlib.Path`` methods a run uses, each through
+    ``FileSystems`` (a "directory" is a prefix: it exists when a file is under it)."""
+
+    def __init__(self, path: str):
+        self.path = path.rstrip("/") if not path.endswith("://") else path
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"RemotePath({self.path!r})"
+
+    def __fspath__(self) -> str:  # (so that a library given one fails loudly on open: no local "gs:" directory)
+        raise TypeError(f"{self.path} is not a local path: stage it (core.workdir.download)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemotePath) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __truediv__(self, name: str | os.PathLike) -> RemotePath:
+        return RemotePath(_fs().join(self.path, str(name)))
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.split("://", 1)[1])
+
+    @property
+    def parent(self) -> RemotePath:
+        return RemotePath(self.path.rsplit("/", 1)[0])
+
+    @property
+    def suffix(self) -> str:
+        return posixpath.splitext(self.name)[1]
+
+    def with_name(self, name: str) -> RemotePath:
+        return self.parent / name
+
+    def with_suffix(self, suffix: str) -> RemotePath:
+        return self.parent / (posixpath.splitext(self.name)[0] + suffix)
+
+    # ---- what is there
+    def is_file(self) -> bool:
+        return bool(_fs().exists(self.path)) and not self.is_dir()
+
+    def is_dir(self) -> bool:
+        return bool(self.files())
+
+    def exists(self) -> bool:
+        return bool(_fs().exists(self.path)) or self.is_dir()
+
+    def files(self) -> list[str]:
+        """Every file under this prefix (recursively), sorted."""
+        fs = _fs()
+        found = fs.match([fs.join(self.path, "**")])[0].metadata_list
+        return sorted(m.path for m in found)
+
+    def glob(self, pattern: str) -> Iterator[RemotePath]:
+        fs = _fs()
+        for m in sorted(fs.match([fs.join(self.path, pattern)])[0].metadata_list, key=lambda m: m.path):
+            yield RemotePath(m.path)
+
+    # ---- reads and writes
+    def read_bytes(self) -> bytes:
+        from apache_beam.io.filesystem import CompressionTypes
+
+        with _fs().open(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            return f.read()
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def write_bytes(self, data: bytes) -> int:
+        from apache_beam.io.filesystem import CompressionTypes
+
+        with _fs().create(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            f.write(data)
+        return len(data)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> int:
+        return self.write_bytes(text.encode(encoding))
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        try:
+            _fs().mkdirs(self.path)
+        except OSError:  # (Beam: "already exists")
+            if not exist_ok:
+                raise
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if missing_ok and not _fs().exists(self.path):
+            return
+        _fs().delete([self.path])
+
+    def replace(self, target: RemotePath) -> RemotePath:
+        if _fs().exists(target.path):
+            _fs().delete([target.path])
+        _fs().rename([self.path], [target.path])
+        return target
+
+    def rename(self, target: RemotePath) -> RemotePath:
+        """A file, or every file under this prefix, moved to ``target``."""
+        files = self.files()
+        if not files:
+            return self.replace(target)
+        _fs().rename(files, [target.path + f[len(self.path):] for f in files])
+        return target
+
+
+def work_path(path: str | os.PathLike) -> Path | RemotePath:
+    """A work-directory path: a ``Path`` when local, a :class:`RemotePath` on any other Beam filesystem."""
+    if isinstance(path, RemotePath):
+        return path
+    return RemotePath(str(path)) if is_remote(str(path)) else Path(path)
+
+
+def rmtree(path: Path | RemotePath) -> None:
+    """Delete a directory (every file under a remote prefix) or a file; nothing when it is not there."""
+    if isinstance(path, RemotePath):
+        files = path.files()
+        if files:
+            _fs().delete(files)
+        if _fs().exists(path.path):
+            _fs().delete([path.path])
+    elif path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def download(source: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+    """Copy every file under ``source`` (a directory, local or remote) to the local directory ``dest``, keeping
+    their relative paths; returns those paths, sorted."""
+    src, dest = work_path(source), Path(dest)
+    if isinstance(src, Path):
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    rels = []
+    for f in src.files():
+        rel = f[len(src.path):].lstrip("/")
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(RemotePath(f).read_bytes())
+        rels.append(rel)
+    return rels
+
+
+def upload(source: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
+    """Copy every file under the local directory ``source`` to ``dest`` (remote or local), keeping their
+    relative paths; returns those paths, sorted."""
+    src, out = Path(source), work_path(dest)
+    rels = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+    for rel in rels:
+        if isinstance(out, RemotePath):
+            (out / rel).write_bytes((src / rel).read_bytes())
+        else:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, out / rel)
+    return rels
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(directory: str | os.PathLike) -> dict[str, str]:
+    """Write ``directory/SHA256SUMS``: the sha256 of every file under the local ``directory`` (but itself)."""
+    d = Path(directory)
+    sums = {str(p.relative_to(d)): sha256_file(p) for p in sorted(d.rglob("*"))
+            if p.is_file() and p.name != CHECKSUMS}
+    (d / CHECKSUMS).write_text("".join(f"{h}  {rel}\n" for rel, h in sums.items()), encoding="utf-8")
+    return sums
+
+
+def read_checksums(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, rel = line.split(None, 1)
+            out[rel.strip().lstrip("*")] = digest
+    return out
+
+
+class ChecksumError(OSError):
+    """A staged copy of a mixture whose files do not match the checksums its mixer recorded."""
+
+
+def stage_mixture(mixture: str | os.PathLike, cache: str | os.PathLike) -> Path:
+    """A verified local copy of a (remote) mixture: ``cache`` is filled from ``mixture`` unless it already holds
+    every file with the sha256 that ``mixture/SHA256SUMS`` records (then it is re-used as it is). A file whose
+    copy does not match raises :class:`ChecksumError`."""
+    src, local = work_path(mixture), Path(cache)
+    sums_text = (src / CHECKSUMS).read_text(encoding="utf-8")
+    sums = read_checksums(sums_text)
+
+    def bad() -> list[str]:
+        return [rel for rel, digest in sums.items()
+                if not (local / rel).is_file() or sha256_file(local / rel) != digest]
+
+    if (local / CHECKSUMS).is_file() and (local / CHECKSUMS).read_text(encoding="utf-8") == sums_text and not bad():
+        return local
+    if local.exists():
+        shutil.rmtree(local)
+    local.mkdir(parents=True)
+    for rel in sums:
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes((src / rel).read_bytes())
+    wrong = bad()
+    if wrong:
+        raise ChecksumError(f"the staged copy of {mixture} in {local} does not match the sha256 of {CHECKSUMS}: "
+                            f"{', '.join(wrong[:5])}")
+    (local / CHECKSUMS).write_text(sums_text, encoding="utf-8")
+    return local

@@ -17,21 +17,12 @@ from mixtures import sweep as S
 from mixtures import tokenizer as T
 from mixtures.shards import list_shards, write_doc_index, write_shard
 from tests.conftest import DATA, read_jsonl_gz
+from tests.test_mix import _paragraphs
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 400
 PROXY_CONFIG = str(ROOT / "configs" / "train" / "sweep_proxy.yaml")
 CONFIRM_CONFIG = str(ROOT / "configs" / "train" / "experiment.yaml")
-
-
-def _paragraphs(docs: list[dict], limit: int) -> list[tuple[str, str]]:
-    out = []
-    for d in docs:
-        for i, para in enumerate(p for p in d["text"].split("\n\n") if p.strip()):
-            out.append((f"{d['id']}#{i}", para))
-            if len(out) == limit:
-                return out
-    return out
 
 
 @pytest.fixture(scope="module")
