@@ -15,10 +15,12 @@ shards, torch) stages it with :func:`download` and copies its results back with 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -211,11 +213,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def write_checksums(directory: str | os.PathLike) -> dict[str, str]:
-    """Write ``directory/SHA256SUMS``: the sha256 of every file under the local ``directory`` (but itself)."""
+def write_checksums(directory: str | os.PathLike, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Write ``directory/SHA256SUMS``: the sha256 of every file under the local ``directory`` but itself and the
+    top-level files named in ``skip`` (the mixer's manifest.json, which names the mixture's own path)."""
     d = Path(directory)
     sums = {str(p.relative_to(d)): sha256_file(p) for p in sorted(d.rglob("*"))
-            if p.is_file() and p.name != CHECKSUMS}
+            if p.is_file() and p.name != CHECKSUMS and str(p.relative_to(d)) not in skip}
     (d / CHECKSUMS).write_text("".join(f"{h}  {rel}\n" for rel, h in sums.items()), encoding="utf-8")
     return sums
 
@@ -233,10 +236,12 @@ class ChecksumError(OSError):
     """A staged copy of a mixture whose files do not match the checksums its mixer recorded."""
 
 
-def stage_mixture(mixture: str | os.PathLike, cache: str | os.PathLike) -> Path:
+def stage_mixture(mixture: str | os.PathLike, cache: str | os.PathLike, also: tuple[str, ...] = ("manifest.json",)
+                  ) -> Path:
     """A verified local copy of a (remote) mixture: ``cache`` is filled from ``mixture`` unless it already holds
     every file with the sha256 that ``mixture/SHA256SUMS`` records (then it is re-used as it is). A file whose
-    copy does not match raises :class:`ChecksumError`."""
+    copy does not match raises :class:`ChecksumError`. The files named in ``also`` (the manifest) are copied
+    each time, as they are."""
     src, local = work_path(mixture), Path(cache)
     sums_text = (src / CHECKSUMS).read_text(encoding="utf-8")
     sums = read_checksums(sums_text)
@@ -245,7 +250,12 @@ def stage_mixture(mixture: str | os.PathLike, cache: str | os.PathLike) -> Path:
         return [rel for rel, digest in sums.items()
                 if not (local / rel).is_file() or sha256_file(local / rel) != digest]
 
+    def copy_also() -> None:
+        for rel in also:
+            (local / rel).write_bytes((src / rel).read_bytes())
+
     if (local / CHECKSUMS).is_file() and (local / CHECKSUMS).read_text(encoding="utf-8") == sums_text and not bad():
+        copy_also()
         return local
     if local.exists():
         shutil.rmtree(local)
@@ -257,5 +267,116 @@ def stage_mixture(mixture: str | os.PathLike, cache: str | os.PathLike) -> Path:
     if wrong:
         raise ChecksumError(f"the staged copy of {mixture} in {local} does not match the sha256 of {CHECKSUMS}: "
                             f"{', '.join(wrong[:5])}")
+    copy_also()
     (local / CHECKSUMS).write_text(sums_text, encoding="utf-8")
     return local
+
+
+# ----------------------------------------------------------------------------- the work directory's readers
+
+# The run's stages in order (``python -m run --until/--force``), and those that write a documents-or-tokens
+# ``stats.json`` the report and the dataset card read (WORK/<stage>/[<source>/]stats.json).
+STAGES = ("clean", "filter", "dedup", "tokenizer", "tokenize", "mix", "train", "export", "report")
+DOC_STAGES = ("clean", "filter", "dedup", "tokenize")
+MANIFEST = "manifest.json"  # the mixer's, in the mixture directory (mixtures/mix.py writes it)
+METRICS = "metrics.jsonl"  # the trainer's, in its output directory (train/metrics.py writes it)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record of a ``metrics.jsonl`` (local or remote). A torn last line, left by a writer that was killed,
+    is skipped; a line before it that is not JSON raises ``ValueError`` (the file is not a metrics log)."""
+    p = work_path(path)
+    lines = p.read_text(encoding="utf-8", errors="replace").splitlines() if isinstance(p, Path) else \
+        p.read_bytes().decode("utf-8", errors="replace").splitlines()
+    out = []
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == last:
+                break
+            raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+    return out
+
+
+@dataclass
+class Manifest:
+    """The mixer's ``manifest.json``, typed: :func:`read_manifest` reads it, ``mixtures/mix.py`` builds it, and
+    :meth:`to_json` writes exactly the bytes it always had (``bos_id`` and ``phases`` only when present). Every
+    field has a default: a hand-made mixture's manifest may give only some (:meth:`as_read`: those it gave)."""
+
+    params: Any = None
+    tokens_per_param: Any = None
+    model_config: str | None = None
+    target_tokens: int = 0
+    train_tokens: int = 0
+    domain_share_target: float = 0.0
+    domain_share_actual: float = 0.0
+    domain_tokens: int = 0
+    general_tokens: int = 0
+    seed: int | None = None
+    tokenizer: str | None = None
+    tokenizer_sha256: str | None = None
+    vocab_size: int = 0
+    eos_id: int | None = None
+    eos_token: str | None = None
+    pad_id: int | None = None
+    bos_id: int | None = None  # (absent for the project's tokenizers)
+    dtype: str = "uint16"  # shard token dtype; a manifest without it is uint16
+    splits: dict[str, Any] = field(default_factory=dict)
+    val_bytes_per_token: dict[str, float | None] = field(default_factory=dict)
+    shortfall: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    phases: list[dict[str, Any]] | None = None  # (a mixture without phases: no key)
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    OPTIONAL = ("bos_id", "phases")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not (f.name in self.OPTIONAL and getattr(self, f.name) is None)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Manifest:
+        """A manifest from its JSON object; ``ValueError`` when it is not one the mixer writes."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"a manifest is a JSON object, got {type(doc).__name__}")
+        vocab = doc.get("vocab_size", 0)
+        if not isinstance(vocab, int) or isinstance(vocab, bool):
+            raise ValueError(f"not a mixer manifest: vocab_size must be a number, got {vocab!r}")
+        names = {f.name for f in fields(cls)}
+        manifest = cls(**{k: v for k, v in doc.items() if k in names})
+        manifest.given = tuple(k for k in doc if k in names)
+        return manifest
+
+    def as_read(self) -> dict[str, Any]:
+        """The fields the file gave, as a mapping (a hand-made mixture's manifest may give only some)."""
+        given = getattr(self, "given", None)
+        return {k: getattr(self, k) for k in given} if given is not None else self.to_dict()
+
+    def model_vocab_size(self, model_vocab_size: int) -> int:
+        """The vocabulary a model config means: its own, or (``vocab_size: 0``) the mixture's."""
+        return model_vocab_size if model_vocab_size > 0 else int(self.vocab_size)
+
+
+def read_manifest(mix_dir: str | os.PathLike) -> Manifest | None:
+    """``MIX/manifest.json`` (local or remote) as a :class:`Manifest`; None when the mixture has none.
+    A file that is not a mixer manifest raises ``ValueError``."""
+    path = work_path(mix_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    try:
+        return Manifest.from_dict(doc)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -1,12 +1,11 @@
 """The filter configuration (YAML) and the per-document decision built from it.
 
-A config names the language keep lists, the rule sets with their thresholds and the fastText
+A config names the language keep list, the rule sets with their thresholds and the fastText
 classifiers; every field has the literature's default, so ``{}`` is a valid config::
 
     langid:
       model_path: null                  # bundled lid.176.ftz; or a path to lid.176.bin
       default: {languages: [en], min_score: 0.65}
-      sources: {fortunes: {languages: [en, de], min_score: 0.5}}
     gopher_repetition: {enabled: true, dup_line_frac: 0.3, ...}
     gopher_quality: {enabled: true, min_doc_words: 50, ...}
     c4: {enabled: true, modify_lines: true, filter_no_terminal_punct: false, ...}
@@ -23,7 +22,6 @@ classifiers; every field has the literature's default, so ``{}`` is a valid conf
     tables: {enabled: false}            # table-aware word rules (filters/tables.py)
     domains:                            # the profile of a document by its `domain` column
       domain: {tables: {enabled: true}}   # (this is the default: FINANCE_PROFILE)
-    sources: {filings: {gopher_quality: {min_doc_words: 20}}}   # per source, on top of its domain profile
 
 :class:`DocumentFilter` applies it to one document, in this order: language ID, Gopher
 repetition, Gopher quality, C4 (which may rewrite the text), FineWeb (on the rewritten text),
@@ -35,14 +33,20 @@ first failing rule decides (and later rules are not computed); with ``annotate=T
 runs and every failure is recorded.
 
 Profiles: the rule sections (``RULE_SECTIONS``) a document is judged with are chosen by its
-``domain`` column (``domains.<domain>``), with its source's override (``sources.<name>``) on top,
-else the base config; each merged over the base sections, section by section. Unless a config sets
-``domains``, domain documents get :data:`FINANCE_PROFILE` (table-aware rules, ``filters/tables.py``)
-and general documents the literature's rules unchanged, so general-web decisions stay those of datatrove.
+``domain`` column (``domains.<domain>``, merged over the base sections, section by section), else the
+base config. Unless a config sets ``domains``, domain documents get :data:`FINANCE_PROFILE` (table-aware
+rules, ``filters/tables.py``) and general documents the literature's rules unchanged, so general-web
+decisions stay those of datatrove.
+
+A config describes one source's rules. Per-source settings are the run config's ``sources[].filter``
+(``run/orchestrator.py``), applied by :func:`with_override`: on the base sections and on top of every
+domain profile, so a domain source that lowers ``min_doc_words`` stays table-aware. The stage's own
+command line takes one ``--config`` per source (``pipelines.filter --sources FILE``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -77,10 +81,6 @@ class LangIdConfig:
     sample_chars: int = DEFAULT_SAMPLE_CHARS
     windows: int = DEFAULT_WINDOWS
     default: LanguageRule = field(default_factory=LanguageRule)
-    sources: dict[str, LanguageRule] = field(default_factory=dict)
-
-    def rule_for(self, source: str) -> LanguageRule:
-        return self.sources.get(source, self.default)
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,10 @@ FINANCE_PROFILE: dict[str, Any] = {
     },
 }
 DEFAULT_DOMAIN_PROFILES: dict[str, dict[str, Any]] = {"domain": FINANCE_PROFILE}
+# the one line a config with the old per-source `sources:` gets (``where``: its path in the config)
+SOURCES_GONE = ("{where}: per-source settings are not part of a filter config: give each source's settings in the "
+                "run config's sources[].filter (docs/runs.md), or run pipelines.filter --sources FILE with one "
+                "--config per source (docs/filtering.md)")
 
 
 @dataclass(frozen=True)
@@ -169,26 +173,21 @@ class FilterConfig:
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
     route: tuple[RouteConfig, ...] = ()
     tables: TableConfig = field(default_factory=TableConfig)
-    # per source: its own rule thresholds (RULE_SECTIONS), e.g. filings need other word-count limits
-    sources: dict[str, FilterConfig] = field(default_factory=dict)
     # per domain column value: the profile (RULE_SECTIONS); None: DEFAULT_DOMAIN_PROFILES
     domains: dict[str, FilterConfig] | None = None
-    # (source, domain) -> the source's override on top of that domain's profile (built by from_dict)
-    layered: dict[tuple[str, str], FilterConfig] = field(default_factory=dict, repr=False, compare=False)
-    # the per-source overrides as given (what to_dict writes back, so that they layer again on a worker)
-    source_overrides: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> FilterConfig:
         raw = dict(raw or {})
-        check_keys(raw, {f.name for f in dataclasses.fields(cls)} - {"layered", "source_overrides"},  # derived
-                   "filter config section")
-        per_source = raw.pop("sources", None) or {}
+        if "sources" in raw:
+            raise ValueError(SOURCES_GONE.format(where="filter config sources"))
+        check_keys(raw, {f.name for f in dataclasses.fields(cls)}, "filter config section")
         per_domain = raw.pop("domains", None)
         per_domain = DEFAULT_DOMAIN_PROFILES if per_domain is None else per_domain
         lang = dict(raw.get("langid") or {})
+        if "sources" in lang:
+            raise ValueError(SOURCES_GONE.format(where="filter config langid.sources"))
         lang["default"] = _language_rule(lang.get("default"))
-        lang["sources"] = {k: _language_rule(v) for k, v in (lang.get("sources") or {}).items()}
         classifiers = []
         for i, c in enumerate(raw.get("classifiers") or []):
             c = dict(c)
@@ -235,35 +234,27 @@ class FilterConfig:
             rules = cls.from_dict({**sections, "domains": {}})
             return dataclasses.replace(base, domains={}, **{key: getattr(rules, key) for key in RULE_SECTIONS})
 
-        for kind, items in (("sources", per_source), ("domains", per_domain)):
-            for name, over in items.items():
-                check_keys(over or {}, RULE_SECTIONS, f"filter config {kind}.{name}")
-                for key, section in (over or {}).items():  # each key at its own path, before any merge
-                    if not isinstance(section, dict):
-                        raise ValueError(f"filter config {kind}.{name}.{key} must be a mapping, "
-                                         f"got {type(section).__name__}")
-                    check_keys(section, {f.name for f in dataclasses.fields(getattr(base, key))},
-                               f"filter config {kind}.{name}.{key}")
-        # a source's override goes on top of its document's domain profile (a filings source that lowers
-        # min_doc_words stays table-aware), and alone for a domain without a profile
-        layered = {(source, domain): merged(per_domain[domain], over)
-                   for source, over in per_source.items() for domain in per_domain}
-        return dataclasses.replace(base, sources={name: merged(over) for name, over in per_source.items()},
-                                   domains={name: merged(over) for name, over in per_domain.items()},
-                                   layered=layered,
-                                   source_overrides={name: dict(over or {}) for name, over in per_source.items()})
+        if not isinstance(per_domain, dict):
+            raise ValueError(f"filter config domains must be a mapping, got {type(per_domain).__name__}")
+        for name, over in per_domain.items():
+            if over is not None and not isinstance(over, dict):
+                raise ValueError(f"filter config domains.{name} must be a mapping, got {type(over).__name__}")
+            check_keys(over or {}, RULE_SECTIONS, f"filter config domains.{name}")
+            for key, section in (over or {}).items():  # each key at its own path, before any merge
+                if not isinstance(section, dict):
+                    raise ValueError(f"filter config domains.{name}.{key} must be a mapping, "
+                                     f"got {type(section).__name__}")
+                check_keys(section, {f.name for f in dataclasses.fields(getattr(base, key))},
+                           f"filter config domains.{name}.{key}")
+        return dataclasses.replace(base, domains={name: merged(over) for name, over in per_domain.items()})
 
     @classmethod
     def from_yaml(cls, path: str) -> FilterConfig:
         return cls.from_dict(read_yaml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as ``from_dict`` reads it back (a source keeps only its rule sections)."""
+        """The config as ``from_dict`` reads it back (a domain profile keeps only its rule sections)."""
         out = dataclasses.asdict(self)
-        out.pop("layered")  # derived: from_dict builds it again from sources and domains
-        given = out.pop("source_overrides")
-        out["sources"] = {name: given[name] if name in given else
-                          {key: out["sources"][name][key] for key in RULE_SECTIONS} for name in self.sources}
         if self.domains is None:
             out.pop("domains")  # not built by from_dict: let from_dict apply the default profiles
         else:
@@ -271,14 +262,33 @@ class FilterConfig:
                               for name in self.domains}
         return out
 
-    def profile(self, source: str, domain: str) -> FilterConfig:
-        """The config a document of ``source`` and ``domain`` is judged with (module docstring)."""
-        if (source, domain) in self.layered:
-            return self.layered[(source, domain)]
-        if source in self.sources:
-            return self.sources[source]
+    def profile(self, domain: str) -> FilterConfig:
+        """The config a document of ``domain`` (its ``domain`` column) is judged with (module docstring)."""
         domains = self.domains if self.domains is not None else _default_domains()
         return domains.get(domain, self)
+
+
+def with_override(config: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
+    """One source's filter config (a mapping, as ``from_dict`` reads it): ``override`` (the run config's
+    ``sources[].filter``) deep-merged over ``config``, and its rule sections (``RULE_SECTIONS``) also over
+    every domain profile (the built-in :data:`DEFAULT_DOMAIN_PROFILES` where ``config`` has no ``domains``),
+    so the override wins for the source's documents of any domain, routed ones included, while they keep
+    their profile's other settings. Without an override, ``config`` unchanged (a copy)."""
+    out = _deep_merge(config or {}, override or {})
+    rules = {key: section for key, section in (override or {}).items() if key in RULE_SECTIONS}
+    domains = DEFAULT_DOMAIN_PROFILES if out.get("domains") is None else out["domains"]
+    if rules and isinstance(domains, dict):  # (anything else: from_dict says what is wrong)
+        out["domains"] = {name: _deep_merge(profile or {}, rules) if profile is None or isinstance(profile, dict)
+                          else profile for name, profile in domains.items()}
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``: mappings merged key by key at every depth, anything else replaced (copies)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def _default_domains() -> dict[str, FilterConfig]:
@@ -381,8 +391,8 @@ class DocumentFilter:
         )
         self.profiles: dict[int, tuple] = {}  # id(profile config) -> (config, repetition rules, quality rules)
 
-    def _profile(self, source: str, domain: str) -> tuple:
-        cfg = self.config.profile(source, domain)
+    def _profile(self, domain: str) -> tuple:
+        cfg = self.config.profile(domain)
         found = self.profiles.get(id(cfg))
         if found is None:
             found = self.profiles[id(cfg)] = (cfg, gopher_repetition.rules(cfg.gopher_repetition),
@@ -412,13 +422,13 @@ class DocumentFilter:
                 verdict.scores[r.column] = score
                 if candidate is None and score >= r.threshold:
                     candidate = r
-        profile, rep_rules, quality_rules = self._profile(source, candidate.to if candidate else domain)
+        profile, rep_rules, quality_rules = self._profile(candidate.to if candidate else domain)
         stats = DocStats(text, profile.tables)
         if self.lid is not None:
             # table-aware: identify the language of the prose and labels (numbers have none)
             view = stats.words_view.text if stats.layout is not None else text
             verdict.lang, verdict.lang_score = self.lid.identify(view if view.strip() else text)
-            rule = cfg.langid.rule_for(source)
+            rule = cfg.langid.default
             if rule.languages is not None and verdict.lang not in rule.languages:
                 if fail("lang_not_allowed"):
                     return verdict

@@ -53,6 +53,18 @@ from typing import Any
 import numpy as np
 
 from core.cli import fail, refuse_unknown_options
+from core.workdir import (
+    CHECKSUMS,
+    MANIFEST,
+    Manifest,
+    RemotePath,
+    download,
+    is_remote,
+    rmtree,
+    upload,
+    work_path,
+    write_checksums,
+)
 from mixtures.recipe import SIDES, Recipe, RecipeError, SourceSpec, load_recipe, target_tokens
 from mixtures.shards import (
     DOCS_SUFFIX,
@@ -67,7 +79,6 @@ from mixtures.shards import (
 from mixtures.tokenizer import EOS, PAD, bos_ids, eos_id, file_sha256
 
 SPLITS = ("train", "val_domain", "val_general")
-MANIFEST = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -349,7 +360,7 @@ def clear_output(output: Path) -> None:
                     f.unlink()
             if split in phase_dirs and not any(d.iterdir()):
                 d.rmdir()
-    for name in (MANIFEST, TOKENIZER_FILE):
+    for name in (MANIFEST, TOKENIZER_FILE, CHECKSUMS):
         if (output / name).exists():
             (output / name).unlink()
 
@@ -547,26 +558,65 @@ def mix(recipe: Recipe, output: str | os.PathLike, allow_shortfall: bool = False
                                          p["target_tokens"] for p in phases),
             "policy": next(iter(short.values()))["policy"], "phases": sorted(short),
             "message": "\n".join(s["message"] for s in short.values())}
-    manifest = {
-        "params": sizing["params"], "tokens_per_param": sizing["tokens_per_param"],
-        "model_config": recipe.model_config, "target_tokens": target, "train_tokens": train_tokens,
-        "domain_share_target": domain_share_target,
-        "domain_share_actual": domain_tokens / train_tokens if train_tokens else 0.0,
-        "domain_tokens": domain_tokens, "general_tokens": train_tokens - domain_tokens,
-        "seed": recipe.seed, "tokenizer": str(out / TOKENIZER_FILE), "tokenizer_sha256": file_sha256(corpus.tokenizer),
-        "vocab_size": corpus.vocab_size, "eos_id": corpus.eos_id, "eos_token": corpus.eos_token,
-        "pad_id": corpus.pad_id,
-        **({"bos_id": corpus.bos_id} if corpus.bos_id is not None else {}),  # (absent for the project's tokenizers)
-        "dtype": corpus.dtype,  # shard token dtype (shards.token_dtype); a manifest without it is uint16
-        "splits": splits,
-        "val_bytes_per_token": {k: (splits[k]["bytes"] / splits[k]["tokens"] if splits[k]["tokens"] else None)
-                                for k in ("val_domain", "val_general")},
-        "shortfall": shortfall, "warnings": warnings,
-        "sources": sources,
-        **({"phases": phases} if phases else {}),  # (a mixture without phases: exactly the manifest it always had)
-        "recipe": recipe.to_dict(),
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest = Manifest(  # (typed: core/workdir.py; its JSON is the manifest it always was)
+        params=sizing["params"], tokens_per_param=sizing["tokens_per_param"],
+        model_config=recipe.model_config, target_tokens=target, train_tokens=train_tokens,
+        domain_share_target=domain_share_target,
+        domain_share_actual=domain_tokens / train_tokens if train_tokens else 0.0,
+        domain_tokens=domain_tokens, general_tokens=train_tokens - domain_tokens,
+        seed=recipe.seed, tokenizer=str(out / TOKENIZER_FILE), tokenizer_sha256=file_sha256(corpus.tokenizer),
+        vocab_size=corpus.vocab_size, eos_id=corpus.eos_id, eos_token=corpus.eos_token, pad_id=corpus.pad_id,
+        bos_id=corpus.bos_id,  # (None, so absent, for the project's tokenizers)
+        dtype=corpus.dtype,  # shard token dtype (shards.token_dtype)
+        splits=splits,
+        val_bytes_per_token={k: (splits[k]["bytes"] / splits[k]["tokens"] if splits[k]["tokens"] else None)
+                             for k in ("val_domain", "val_general")},
+        shortfall=shortfall, warnings=warnings, sources=sources,
+        phases=phases or None,  # (a mixture without phases: exactly the manifest it always had)
+        recipe=recipe.to_dict(),
+    )
+    (out / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    write_checksums(out, skip=(MANIFEST,))  # SHA256SUMS: what a staged copy is checked against (core/workdir.py)
+    return manifest.to_dict()
+
+
+def mix_remote(recipe_path: str, output: str, tokens_dir: str | None = None,
+               allow_shortfall: bool = False) -> dict[str, Any]:
+    """:func:`mix` where the recipe, its ``tokens_dir`` or ``output`` is on a remote Beam filesystem: the recipe
+    and the token shards are copied to a temporary directory (numpy maps local files), the mixture is written
+    there and copied to ``output``; the manifest names the remote paths, as a local mix names its own."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="domainlm-mix-") as tmp:
+        local_recipe = recipe_path
+        if is_remote(recipe_path):
+            local_recipe = os.path.join(tmp, "recipe.yaml")
+            Path(local_recipe).write_bytes(work_path(recipe_path).read_bytes())
+        recipe = load_recipe(local_recipe, tokens_dir=tokens_dir)
+        swaps = []  # (local temporary path, the remote path it stands for)
+        if is_remote(recipe.tokens_dir):
+            local_tokens = os.path.join(tmp, "tokens")
+            download(recipe.tokens_dir, local_tokens)
+            swaps.append((local_tokens, recipe.tokens_dir))
+            recipe = load_recipe(local_recipe, tokens_dir=local_tokens)
+        if not is_remote(output):
+            manifest = mix(recipe, output, allow_shortfall)
+        else:
+            local_out = os.path.join(tmp, "mix")
+            mix(recipe, local_out, allow_shortfall)
+            swaps.append((local_out, output.rstrip("/")))
+            text = (Path(local_out) / MANIFEST).read_text(encoding="utf-8")
+            for local, remote in swaps:
+                text = text.replace(json.dumps(local)[1:-1], json.dumps(remote)[1:-1])
+            (Path(local_out) / MANIFEST).write_text(text, encoding="utf-8")
+            remote_out = work_path(output)
+            assert isinstance(remote_out, RemotePath)
+            for name in (*SPLITS, MANIFEST, TOKENIZER_FILE, CHECKSUMS):  # the previous mix's files, as clear_output
+                rmtree(remote_out / name)
+            for d in remote_out.glob("train_phase*"):
+                rmtree(d)
+            upload(local_out, output)
+        manifest = json.loads(text) if is_remote(output) else manifest
     return manifest
 
 
@@ -614,7 +664,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     refuse_unknown_options(parser._option_string_actions, argv)
     args = parser.parse_args(argv)
     try:
-        manifest = mix(load_recipe(args.recipe, tokens_dir=args.tokens_dir), args.output, args.allow_shortfall)
+        if any(is_remote(p) for p in (args.recipe, args.output, args.tokens_dir or "")) or is_remote(
+                load_recipe(args.recipe, tokens_dir=args.tokens_dir).tokens_dir if not is_remote(args.recipe)
+                else ""):
+            manifest = mix_remote(args.recipe, args.output, args.tokens_dir, args.allow_shortfall)
+        else:
+            manifest = mix(load_recipe(args.recipe, tokens_dir=args.tokens_dir), args.output, args.allow_shortfall)
     except (RecipeError, ShortfallError, OSError) as exc:
         fail(f"mix: {exc}")
     print(summary(manifest))

@@ -58,6 +58,7 @@ import yaml
 
 from core.cli import fail, refuse_unknown_options
 from core.config import ConfigError, check_keys
+from core.workdir import read_metrics
 
 SIDES = ("domain", "general")
 SPLITS = ("val_domain", "val_general")
@@ -433,17 +434,12 @@ def write_source_splits(mix_dir: Path, vocab_size: int) -> list[str]:
 def read_final_evals(path: Path) -> dict[str, float]:
     """``{split: loss}`` of the last evaluation in a metrics.jsonl (a torn last line, from a killed writer, is
     skipped; any other unreadable line is an error)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        records = read_metrics(path)  # (core/workdir.py: the one metrics reader)
+    except ValueError as exc:
+        raise SweepCheckError(str(exc)) from None
     evals: dict[int, dict[str, float]] = {}
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
-            raise SweepCheckError(f"{path}: line {i + 1} is not JSON") from None
+    for rec in records:
         if rec.get("kind") == "eval":
             evals.setdefault(int(rec["step"]), {})[rec["split"]] = float(rec["loss"])
     check(bool(evals), f"{path}: no evaluation")

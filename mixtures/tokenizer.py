@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -52,7 +53,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from core.cli import fail, refuse_unknown_options
 from core.config import from_dict, read_yaml
-from core.workdir import DOCS_GLOB
+from core.workdir import DOCS_GLOB, is_remote, upload, work_path
 from mixtures.unigram import (  # noqa: F401 (re-exported)
     BLOOMBERG_CHUNKS,
     N_BYTES,
@@ -232,7 +233,13 @@ def stage_files(inputs: Iterable[str]) -> list[str]:
     """``train-*.parquet`` of stage directories (or explicit Parquet files), sorted."""
     files: set[str] = set()
     for item in inputs:
-        found = sorted(glob.glob(os.path.join(item, DOCS_GLOB))) if os.path.isdir(item) else glob.glob(item)
+        if is_remote(item):  # a remote stage directory (or glob): listed through Beam's FileSystems
+            from apache_beam.io.filesystems import FileSystems
+
+            pattern = item if any(c in item for c in "*?[") else FileSystems.join(item.rstrip("/"), DOCS_GLOB)
+            found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        else:
+            found = sorted(glob.glob(os.path.join(item, DOCS_GLOB))) if os.path.isdir(item) else glob.glob(item)
         if not found:
             raise FileNotFoundError(f"input {item!r} has no {DOCS_GLOB} files")
         files.update(found)
@@ -243,6 +250,14 @@ def _iter_docs(files: list[str], columns: list[str]) -> Iterator[dict[str, Any]]
     import pyarrow.parquet as pq
 
     for path in files:
+        if is_remote(path):  # read through Beam's FileSystems (a seekable file object)
+            from apache_beam.io.filesystem import CompressionTypes
+            from apache_beam.io.filesystems import FileSystems
+
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=columns):
+                    yield from batch.to_pylist()
+            continue
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024, columns=columns):
             yield from batch.to_pylist()
 
@@ -398,8 +413,14 @@ def main(argv: list[str] | None = None) -> Path:
     report: dict[str, Any] = {}
     tok = train_tokenizer(sample_texts(files, chosen), cfg, progress=_progress_line, report=report)
     seconds = time.perf_counter() - t0
-    path = save_tokenizer(tok, args.output, cfg, {"sample": summary, "inputs": list(args.input),
-                                                  "train_seconds": round(seconds, 1), "training": report})
+    info = {"sample": summary, "inputs": list(args.input), "train_seconds": round(seconds, 1), "training": report}
+    if is_remote(args.output):  # saved here, then copied to the remote output through Beam's FileSystems
+        with tempfile.TemporaryDirectory(prefix="domainlm-tokenizer-") as tmp:
+            save_tokenizer(tok, tmp, cfg, info)
+            upload(tmp, args.output)
+        path = work_path(args.output) / "tokenizer.json"
+    else:
+        path = save_tokenizer(tok, args.output, cfg, info)
     drawn = sum(s["sample_bytes"] for s in summary.values())
     print(f"tokenizer: {cfg.type}, vocab {tok.get_vocab_size():,}, trained on {drawn / 1e6:.2f} MB of the "
           f"{cfg.sample_bytes / 1e6:.2f} MB asked ({summary['domain']['sample_bytes'] / max(drawn, 1):.0%} domain, "

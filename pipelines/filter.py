@@ -4,8 +4,10 @@
         [--config configs/filter/default.yaml] [--annotate-only] [Beam options]
     python -m pipelines.filter --sources sources.yaml [Beam options]   # several sources, one Beam job
 
-Per document (``filters/rules.py``, Beam-free): language ID with fastText lid.176 (keep list
-per source), Gopher repetition, Gopher quality, C4 (line modifier + document rules), FineWeb,
+A filter config describes one source's rules (per source: one ``--config`` each, in a ``--sources`` entry).
+
+Per document (``filters/rules.py``, Beam-free): language ID with fastText lid.176 (a keep list),
+Gopher repetition, Gopher quality, C4 (line modifier + document rules), FineWeb,
 then fastText classifiers (a ``threshold``, or a ``top_fraction`` of the corpus: the cut-off
 score is a corpus-wide quantile computed in the pipeline from a global score histogram).
 With ``decontaminate:`` in the config, a document sharing a word 13-gram with an evaluation set is

@@ -36,10 +36,10 @@ import yaml
 from core.cli import fail, refuse_unknown_options
 from core.config import read_yaml
 from core.workdir import DATASET_CARD as CARD_FILE
+from core.workdir import DOC_STAGES, MANIFEST
 from mixtures.recipe import DEFAULT_MAX_EPOCHS, SIDES
 
-MANIFEST = "manifest.json"  # mixtures/mix.py MANIFEST (not imported: mix.py pulls in NumPy and tokenizers)
-STAGES = ("clean", "filter", "dedup", "tokenize")
+STAGES = DOC_STAGES  # the stages with a stats.json, in order (core/workdir.py)
 PER_SOURCE = ("clean", "filter")                      # WORK/<stage>/<source>/stats.json
 STAGE_DIR = {"clean": "clean", "filter": "filter", "dedup": "dedup", "tokenize": "tokens"}
 NOT_RUN = "not run"

@@ -23,20 +23,20 @@ its checkpoints when only the code changed: the trainer resumes from its last on
 
 Work directory: ``clean/<source>/``, ``filter/<source>/``, ``dedup/``, ``tokenizer/``, ``tokens/``,
 ``recipe.yaml`` (the mixer recipe made from the config), ``mix/``, ``train/``, ``hf/``,
-``report.html``, ``run.yaml`` (the config as run) and ``.run/`` (the step records).
+``report.html``, ``run.yaml`` (the config as run) and ``.run/`` (the step records). The work directory may be
+remote (``gs://...``, any Beam filesystem): every read and write of it then goes through Beam's ``FileSystems``
+(``core/workdir.py``), and the trainer and export work on a local copy (``local_cache``; docs/runs.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import glob
 import hashlib
 import importlib
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -51,10 +51,10 @@ import yaml
 from core.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from core.config import ConfigError, check_keys, read_yaml
 from core.documents import DOMAINS
+from core.workdir import STAGES, RemotePath, download, read_manifest, rmtree, stage_mixture, upload, work_path
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("clean", "filter", "dedup", "tokenizer", "tokenize", "mix", "train", "export", "report")
 PACKAGES = ("core", "filters", "mixtures", "pipelines", "train", "run")
 ROUTED = " (routed)"  # the mixer source of a source's documents that the filter's routes moved to the other side
 
@@ -84,9 +84,9 @@ FLAGS = {
 }
 FILE_KEYS = {"filter": "config", "tokenizer": "config", "train": "config"}  # a config file the stage reads
 OTHER_KEYS = {"tokenizer": {"pretrained"},  # a base model's tokenizer directory instead of training one
-              "train": {"nproc_per_node", "overrides"}, "mix": {"domain_share", "target", "max_epochs", "val_fraction",
-                                                                    "seed", "shard_tokens", "allow_shortfall",
-                                                                    "phases"}}  # phases: mixtures/recipe.py
+              "train": {"nproc_per_node", "overrides", "local_cache"},  # local_cache: a remote work_dir's copies
+              "mix": {"domain_share", "target", "max_epochs", "val_fraction", "seed", "shard_tokens",
+                      "allow_shortfall", "phases"}}  # phases: mixtures/recipe.py
 SOURCE_KEYS = {"name", "domain", "inputs", "hf_dataset", "hf_config", "hf_split", "hf_text_field", "hf_id_field",
                "text_field", "id_field", "format", "priority", "filter", "mix", "license", "url", "description"}
 MIX_SOURCE_KEYS = {"weight", "max_epochs", "optional"}  # a source's `mix:` (mixtures/recipe.py SOURCE_KEYS)
@@ -105,7 +105,7 @@ class RunConfig:
     """A parsed run config: ``sources`` and each stage's settings, as plain dicts (validated)."""
 
     path: Path
-    work_dir: Path
+    work_dir: Path | RemotePath  # a local directory, or any Beam filesystem's (gs://...): core/workdir.py
     beam: list[str]
     sources: list[dict[str, Any]]
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -133,9 +133,13 @@ def load_run_config(path: str | os.PathLike, check_inputs: bool = True, remote_i
     work_dir = doc.get("work_dir")
     if not work_dir or not isinstance(work_dir, str):
         problems.append("work_dir is required (a local directory for every output)")
-    elif "://" in work_dir:
-        problems.append(f"work_dir {work_dir!r} must be a local (or mounted) path: the orchestrator writes step "
-                        "records and runs the tokenizer, mixer and trainer there (docs/runs.md)")
+    elif "://" in work_dir:  # a remote work directory: its scheme must be one of Beam's filesystems
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            FileSystems.get_filesystem(work_dir)
+        except ValueError as exc:
+            problems.append(f"work_dir {work_dir!r}: no Beam filesystem for it ({exc}; gs:// needs apache-beam[gcp])")
     elif Path(work_dir).exists() and not Path(work_dir).is_dir():
         problems.append(f"work_dir {work_dir!r} is a file, not a directory")
     sources = doc.get("sources")
@@ -177,13 +181,18 @@ def load_run_config(path: str | os.PathLike, check_inputs: bool = True, remote_i
     if not isinstance(beam, list):
         problems.append(f"beam must be a list of Beam options (or one string), got {beam!r}")
         beam = []
-    cfg = RunConfig(Path(path), Path(str(work_dir or ".")), [str(b) for b in beam], sources, stages,
+    local_cache = stages.get("train", {}).get("local_cache")
+    if local_cache is not None and (not isinstance(local_cache, str) or not local_cache or "://" in local_cache):
+        problems.append(f"train.local_cache must be a local directory, got {local_cache!r}")
+    remote_work = isinstance(work_dir, str) and "://" in work_dir
+    cfg = RunConfig(Path(path), work_path(str(work_dir or ".")) if not problems or not remote_work else
+                    RemotePath(work_dir), [str(b) for b in beam], sources, stages,
                     Path(mixture) if isinstance(mixture, str) and mixture else None)
     runner = beam_runner(cfg.beam)
-    if local_runner and runner.lower().removesuffix("runner") not in ("direct", "prism"):
-        problems.append(f"beam: --runner {runner}: the orchestrator keeps its work directory local, which remote "
-                        "workers cannot write; run the Beam stages one by one on gs:// paths (README, \"Running on "
-                        "Dataflow\"), and validate this config with --check (docs/runs.md)")
+    if local_runner and runner.lower().removesuffix("runner") not in ("direct", "prism") and not remote_work:
+        problems.append(f"beam: --runner {runner}: remote workers cannot write the local work directory "
+                        f"{work_dir}: give a work_dir they can write (gs://bucket/run), and validate this config "
+                        "with --check (docs/runs.md)")
         check_inputs = False  # (listing gs:// globs is for a run that goes ahead)
     if all(isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] for s in sources):
         problems += _value_problems(cfg, recipe=not problems)  # (the recipe, once its sources are right)
@@ -291,7 +300,7 @@ def _checked(problems: list[str], where: str, fn: Callable[[], Any]) -> Any:
 def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     """Every stage's values, the files the stages read, and tokenizer vs model vocabulary."""
     from core.model_config import ModelConfig
-    from filters.rules import FilterConfig
+    from filters.rules import FilterConfig, with_override
     from mixtures.recipe import recipe_from_dict
     from mixtures.tokenizer import TokenizerConfig
     from train.config import apply_overrides, load_config
@@ -319,7 +328,7 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
         problems += [f"{stage}: {why}" for why in whys]  # (once, not once per source)
     if (why := _parse_problem("pipelines.clean", [*STAGE_PARSERS["clean"][1], *cfg.beam])) is not None:
         problems.append(f"beam: {why}")  # the options every Beam stage gets: Beam's own, once
-    # filter: the base config, and each source's override merged on top, read as the filter stage reads it
+    # filter: the base config, and each source's override on top (as _filter_config), read as the filter stage reads it
     base = cfg.stage("filter").get("config")
     if base is None or need_file("filter.config", base, "a filter YAML"):
         base_doc = _checked(problems, f"filter.config {base}", lambda: read_yaml(base) if base else {})
@@ -328,7 +337,7 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
             for i, s in enumerate(cfg.sources):
                 if s.get("filter"):
                     _checked(problems, f"sources[{i}] ({s['name']}) filter",
-                             lambda s=s: FilterConfig.from_dict(_deep_merge(base_doc, s["filter"])))
+                             lambda s=s: FilterConfig.from_dict(with_override(base_doc, s["filter"])))
     # tokenizer: trained (tokenizer.config) or a base model's (tokenizer.pretrained: DIR, nothing trained)
     settings = cfg.stage("tokenizer")
     tokenizer = None
@@ -447,9 +456,11 @@ def _mixture_model_problems(cfg: RunConfig, model: Any) -> list[str]:
     if cfg.mixture is None or not (cfg.mixture / "manifest.json").is_file() or model is None:
         return []
     try:
-        manifest = json.loads((cfg.mixture / "manifest.json").read_text(encoding="utf-8"))
-        vocab = int(manifest["vocab_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        manifest = read_manifest(cfg.mixture)
+        if manifest is None or "vocab_size" not in manifest.as_read():
+            raise ValueError("no vocab_size")
+        vocab = manifest.vocab_size
+    except (OSError, ValueError) as exc:
         return [f"mixture: {cfg.mixture}/manifest.json is not a mixer manifest ({exc})"]
     problems = []
     if 0 < model.vocab_size < vocab:
@@ -547,14 +558,36 @@ def _train_overrides(cfg: RunConfig) -> list[str]:
     """The trainer's ``key=value`` overrides: the config's, after the mixture and output the run sets."""
     given = cfg.stage("train").get("overrides") or {}
     over = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in given.items()]
-    return [f"data.dir={cfg.mixture or cfg.work_dir / 'mix'}", f"train.out_dir={cfg.work_dir / 'train'}",
+    local = local_cache(cfg)  # a remote work directory: the trainer reads and writes a local copy
+    mix_dir = cfg.mixture or (local / "mix" if local else cfg.work_dir / "mix")
+    return [f"data.dir={mix_dir}", f"train.out_dir={local / 'train' if local else cfg.work_dir / 'train'}",
             "train.progress=false", *over]
 
 
+def local_cache(cfg: RunConfig) -> Path | None:
+    """Where a run with a remote work directory keeps the local copies the trainer and export need: the
+    mixture (``mix/``, staged and checked against its ``SHA256SUMS``), the training output (``train/``, copied up
+    to the work directory after training) and the export (``hf/``). ``train.local_cache`` or, by default,
+    ``<system temp>/domainlm-cache/<sha256 of work_dir, 16 hex>``. None for a local work directory."""
+    if not isinstance(cfg.work_dir, RemotePath):
+        return None
+    given = cfg.stage("train").get("local_cache")
+    if given:
+        return Path(given)
+    import tempfile
+
+    key = hashlib.sha256(str(cfg.work_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "domainlm-cache" / key
+
+
 def _filter_config(cfg: RunConfig, s: dict[str, Any]) -> dict[str, Any]:
-    """The filter config of one source: the stage's config file with the source's overrides on top."""
+    """The filter config of one source: the stage's config file with the source's ``filter:`` on top, the one
+    per-source override (``filters.rules.with_override``: also on top of each domain profile, so a domain
+    source's documents keep their profile under its override)."""
+    from filters.rules import with_override
+
     base = cfg.stage("filter").get("config")
-    return _deep_merge(read_yaml(base, RunConfigError) if base else {}, s.get("filter") or {})
+    return with_override(read_yaml(base, RunConfigError) if base else {}, s.get("filter") or {})
 
 
 def make_recipe(cfg: RunConfig) -> dict[str, Any]:
@@ -630,6 +663,7 @@ class Step:
     depends: dict[str, Any]
     run: Callable[[], None]
     keep_output: bool = False  # train: a changed fingerprint moves the old run aside, never deletes it
+    local_output: Path | None = None  # train with a remote work directory: its local copy, moved aside with it
     resume_note: Callable[[], str] | None = None  # what rerunning an unfinished attempt does (train: its checkpoint)
     entry: dict[str, Any] | None = None  # clean/filter: this source's entry in its stage's one job (--sources)
 
@@ -699,13 +733,15 @@ class Runner:
         if step.output.exists() and not resuming:
             if step.keep_output:
                 aside = step.output.with_name(step.output.name + ".previous")
-                shutil.rmtree(aside, ignore_errors=True)
+                rmtree(aside)
                 step.output.rename(aside)
                 print(f"run: {step.name}: {why or 'no record of it'}; the previous run was moved to {aside}")
-            elif step.output.is_dir():
-                shutil.rmtree(step.output)
             else:
-                step.output.unlink()
+                rmtree(step.output)
+        if step.local_output is not None and step.local_output.exists() and not resuming:
+            aside = step.local_output.with_name(step.local_output.name + ".previous")
+            rmtree(aside)
+            step.local_output.rename(aside)
         if resuming:  # what the step really does with the unfinished attempt's output
             what = (step.resume_note() if step.resume_note else "running again: its output is missing"
                     if before.get("status") == "done" else "running again: the last attempt did not finish")
@@ -746,7 +782,14 @@ class Runner:
         if STAGES.index("report") <= self.until:
             from run import report
 
-            report.main(["--work", str(work), "--quiet"])
+            if isinstance(work, RemotePath):  # the report reads the run's records and stats: a local view of them
+                with _local_view(work) as view:
+                    report.main(["--work", str(view), "--quiet"])
+                    for name in ("report.html", "report.md"):
+                        if (view / name).is_file():
+                            (work / name).write_bytes((view / name).read_bytes())
+            else:
+                report.main(["--work", str(work), "--quiet"])
             self.done.append(("report", "ran"))
 
     def _clean(self, s: dict[str, Any], beam: list[str]) -> Step:
@@ -855,8 +898,8 @@ class Runner:
 
         def run():
             out.mkdir(parents=True, exist_ok=True)
-            for name in files:
-                shutil.copyfile(directory / name, out / name)
+            for name in files:  # (through FileSystems when the work directory is remote)
+                (out / name).write_bytes((directory / name).read_bytes())
 
         return Step("tokenizer", "tokenizer", out, {"pretrained": {n: file_content(directory / n) for n in files},
                                                     "code": self.code["mixtures"]}, run)
@@ -893,7 +936,12 @@ class Runner:
                                              or (tokens / src["dir"]).is_dir()]}
             recipe_file.write_text(yaml.safe_dump(written, sort_keys=False), encoding="utf-8")
             mix.main(argv)
-            write_dataset_card(self.work, self.cfg.sources)
+            if isinstance(self.work, RemotePath):  # the card reads the run's records and stats: a local view
+                with _local_view(self.work) as view:
+                    card = write_dataset_card(view, self.cfg.sources)
+                    (out / card.name).write_bytes(card.read_bytes())
+            else:
+                write_dataset_card(self.work, self.cfg.sources)
 
         return Step("mix", "mix", out, {"argv": argv, "recipe": recipe, "model_config": file_content(model_config),
                                         "after": self.fingerprints["tokenize"], "code": self.code["mixtures"],
@@ -908,11 +956,10 @@ class Runner:
         from train import plan
 
         settings = self.cfg.stage("train")
-        manifest = (self.cfg.mixture or self.work / "mix") / "manifest.json"
+        m = read_manifest(self.cfg.mixture or self.work / "mix")
         argv = ["--model-config", str(settings["config"]), *_flags("plan", self.cfg.stage("plan"))]
-        if manifest.is_file():
-            m = json.loads(manifest.read_text())
-            argv += ["--tokens", str(m["train_tokens"]), "--vocab-size", str(m["vocab_size"])]
+        if m is not None:
+            argv += ["--tokens", str(m.train_tokens), "--vocab-size", str(m.vocab_size)]
         print("run: the planner's estimate for this model and mixture (train.plan " + " ".join(argv) + "):")
         try:
             plan.main(argv)
@@ -927,8 +974,11 @@ class Runner:
         launch = ["--nproc-per-node", str(nproc)] if nproc > 1 else []
         cmd = [sys.executable, "-m", "train.run", *launch, "--config", str(settings["config"]),
                *self._train_overrides()]
+        local = local_cache(self.cfg)
 
         def run():
+            if local is not None:  # a remote work directory: the trainer reads a verified local copy
+                self._stage_for_training(local, out)
             proc = subprocess.Popen(cmd, cwd=Path.cwd())
             # the launcher hands Ctrl-C / SIGTERM on to the ranks and prints where they stopped: this process
             # only waits for it (and passes a SIGTERM sent to it alone on to the launcher)
@@ -944,20 +994,40 @@ class Runner:
                 sys.exit(EXIT_INTERRUPTED)
             if code != 0:
                 raise RuntimeError(f"training failed (exit {code}): {' '.join(cmd)}")
+            if local is not None:
+                rmtree(out)
+                upload(local / "train", out)
+                print(f"run: train: copied {local / 'train'} to {out}")
 
         # no code version: new trainer code resumes from the last checkpoint instead of starting over
         return Step("train", "train", out, {"cmd": cmd[1:], "config": file_content(settings["config"]),
                                             "after": self.fingerprints["mix"]}, run, keep_output=True,
-                    resume_note=lambda: _train_resume_note(out))
+                    resume_note=lambda: _train_resume_note(local / "train" if local else out),
+                    local_output=local / "train" if local else None)
+
+    def _stage_for_training(self, local: Path, out: RemotePath) -> None:
+        """The mixture copied to ``local/mix`` (checked against the sha256 its mixer recorded; a verified copy is
+        re-used), and, when this machine has no copy of an unfinished training run, its checkpoints."""
+        if self.cfg.mixture is None:
+            staged = stage_mixture(self.work / "mix", local / "mix")
+            print(f"run: train: the mixture {self.work / 'mix'} is staged in {staged} (sha256 checked)")
+        if out.exists() and not (local / "train").exists():
+            download(out, local / "train")
+            print(f"run: train: the unfinished run {out} is copied to {local / 'train'} to resume")
 
     def _export(self) -> Step:
         out = self.work / "hf"
-        argv = ["--checkpoint", str(self.work / "train"), "--output", str(out),
-                *_flags("export", self.cfg.stage("export"))]
+        local = local_cache(self.cfg)  # a remote work directory: export the local copy, then copy it up
+        argv = ["--checkpoint", str(local / "train" if local else self.work / "train"),
+                "--output", str(local / "hf" if local else out), *_flags("export", self.cfg.stage("export"))]
 
         def run():
             from train import export
+            if local is not None and not (local / "train").exists():
+                download(self.work / "train", local / "train")
             export.main(argv)
+            if local is not None:
+                upload(local / "hf", out)
 
         return Step("export", "export", out, {"argv": argv, "after": self.fingerprints["train"],
                                               "code": self.code["train"]}, run)
@@ -977,6 +1047,34 @@ def _train_resume_note(out: Path) -> str:
     return f"resuming from the checkpoint of step {max(steps)}"
 
 
+BULK_SUFFIXES = (".parquet", ".bin", ".idx", ".pt", ".safetensors", ".distcp")  # what the report and card never read
+
+
+class _local_view:
+    """``with _local_view(work) as view``: a temporary local copy of a remote work directory's small files
+    (records, stats, manifests, metrics; not documents, shards or checkpoints), removed after."""
+
+    def __init__(self, work: RemotePath):
+        self.work = work
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self.tmp = tempfile.TemporaryDirectory(prefix="domainlm-view-")
+        view = Path(self.tmp.name) / self.work.name
+        for f in self.work.files():
+            if f.endswith(BULK_SUFFIXES):
+                continue
+            target = view / f[len(str(self.work)):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(RemotePath(f).read_bytes())
+        view.mkdir(parents=True, exist_ok=True)
+        return view
+
+    def __exit__(self, *exc: Any) -> None:
+        self.tmp.cleanup()
+
+
 def _has_documents(stage_dir: Path) -> bool:
     """Whether a stage directory kept any document (a source the filter emptied has no parts)."""
     from pipelines.io import InputError, expand_inputs
@@ -985,13 +1083,6 @@ def _has_documents(stage_dir: Path) -> bool:
         return bool(expand_inputs([str(stage_dir)]))
     except InputError:
         return False
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 # ----------------------------------------------------------------------------- the dry run of a whole run

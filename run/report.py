@@ -39,6 +39,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from core.cli import fail
+from core.workdir import METRICS, read_metrics
 from filters.edgar import NOT_TEXT_REASON
 from run.report_figures import (
     DOMAIN_COLOR,
@@ -127,14 +128,11 @@ def load_run(work: Path) -> Run:
         if isinstance(manifest, dict) and "train_tokens" in manifest:
             run.manifest = manifest
             break
-    for path in _shallowest(work, "metrics.jsonl")[:1]:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # a run killed mid-write leaves half a line
-                continue
-            if isinstance(record, dict):
-                run.metrics.append(record)
+    for path in _shallowest(work, METRICS)[:1]:
+        try:  # (the one metrics reader: a run killed mid-write leaves half a last line, skipped)
+            run.metrics += [record for record in read_metrics(path) if isinstance(record, dict)]
+        except (OSError, ValueError) as exc:
+            run.problems.append(f"{path.relative_to(work)} could not be read ({exc})")
     for path in experiment_candidates(work):
         if path.is_file():
             run.experiment, run.experiment_path = _read_json(path, run), path

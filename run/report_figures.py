@@ -20,7 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-STAGE_ORDER = ("clean", "filter", "dedup", "tokenize")
+from core.workdir import DOC_STAGES
+
+STAGE_ORDER = DOC_STAGES  # (core/workdir.py: the stages with a stats.json, in order)
 # One source's documents after each step; "read" is what the clean stage read.
 FUNNEL_STEPS = (("read", "read"), ("clean", "after clean"), ("filter", "after filter"),
                 ("dedup", "after dedup"), ("tokenize", "tokenized"))

@@ -89,9 +89,9 @@ def _strict_cases(tmp):
         "plan --param": (["train.plan", "--param", "1e9"], "unknown option --param (did you mean --params?)"),
         "export --outptu": (["train.export", "--checkpoint", out, "--outptu", out],
                             "unknown option --outptu (did you mean --output?)"),
-        "filter per-source key": (["pipelines.filter", *stage, "--config", str(tmp / "source_key.yaml")],
-                                  "filter config sources.bbc.gopher_quality keys ['min_doc_word'] "
-                                  "(did you mean 'min_doc_words'?)"),
+        "filter profile key": (["pipelines.filter", *stage, "--config", str(tmp / "profile_key.yaml")],
+                               "filter config domains.domain.gopher_quality keys ['min_doc_word'] "
+                               "(did you mean 'min_doc_words'?)"),
         "filter route entry key": (["pipelines.filter", *stage, "--config", str(tmp / "route_key.yaml")],
                                    "filter config route[0] keys ['treshold'] (did you mean 'threshold'?)"),
         "mix entry key": (["mixtures.mix", "--recipe", str(tmp / "recipe_key.yaml"), "--output", out],
@@ -104,7 +104,7 @@ STRICT = sorted(_strict_cases(Path("tmp")))
 
 @pytest.mark.parametrize("case", STRICT)
 def test_unknown_options_and_keys_exit_2_with_one_line_and_no_output(case, tmp_path, monkeypatch, capsys):
-    (tmp_path / "source_key.yaml").write_text("sources:\n  bbc:\n    gopher_quality:\n      min_doc_word: 20\n")
+    (tmp_path / "profile_key.yaml").write_text("domains:\n  domain:\n    gopher_quality:\n      min_doc_word: 20\n")
     (tmp_path / "route_key.yaml").write_text("route:\n  - name: finance\n    treshold: 0.5\n")
     (tmp_path / "recipe_key.yaml").write_text(
         "tokens_dir: work/tokens\ntarget: {tokens: 1000}\n"

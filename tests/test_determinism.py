@@ -34,7 +34,7 @@ NOT_LINKED = {"work", ".git", ".venv", ".pytest_cache", ".ruff_cache"}
 TIMING_KEYS = ("train_seconds", "training")  # tokenizer/training.json: wall-clock seconds
 
 
-CODE = ("pipelines", "filters", "mixtures", "train", "configs")  # copied once: both runs see the same code
+CODE = ("core", "filters", "mixtures", "pipelines", "train", "run", "configs")  # copied once: both runs see one code
 
 
 def _checkout(root: Path, code: Path) -> Path:

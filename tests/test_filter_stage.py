@@ -10,6 +10,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from core.documents import DOC_SCHEMA
 from filters.quality import train
@@ -145,3 +146,83 @@ def test_missing_input_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         stage.main(["--input", str(tmp_path / "nothing"), "--output", str(tmp_path / "out")])
     assert exc.value.code == 2 and capsys.readouterr().err.startswith("error: input")
+
+
+# ------------------------------------------------------------------ one per-source override: the run config's
+
+DEMO_FILTER = os.path.join(os.path.dirname(DATA), "configs", "filter", "demo.yaml")
+SHORT_BRIEFS = {"reuters21578-128", "reuters21578-134", "reuters21578-162", "reuters21578-185"}  # 34-47 words
+
+
+def test_a_domain_sources_run_config_override_changes_what_is_removed(tmp_path):
+    """The one per-source override is the run config's ``sources[].filter``: the orchestrator hands the stage
+    the filter file with the override on top, and on top of the finance profile its domain documents get.
+    On 30 real Reuters stories of a domain source, ``gopher_quality: {min_doc_words: 20}`` keeps exactly the
+    four short briefs the demo's rules remove for their length, and removes nothing new."""
+    from run.orchestrator import RunConfig, _filter_config
+
+    with gzip.open(os.path.join(DATA, "finance", "reuters_finance.jsonl.gz"), "rt", encoding="utf-8") as f:
+        recs = [json.loads(line) for line in list(f)[:30]]
+    rows = [{"id": r["id"], "text": r["text"], "source": "reuters", "domain": "domain", "meta": "{}"} for r in recs]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=DOC_SCHEMA), clean / "train-00000-of-00001.parquet")
+    source = {"name": "reuters", "domain": "domain", "filter": {"gopher_quality": {"min_doc_words": 20}}}
+    cfg = RunConfig(tmp_path / "run.yaml", tmp_path / "work", [], [source], {"filter": {"config": DEMO_FILTER}})
+    removed, written = {}, {}
+    for name, s in (("base", {k: v for k, v in source.items() if k != "filter"}), ("override", source)):
+        config, out = tmp_path / f"{name}.yaml", str(tmp_path / name)
+        config.write_text(yaml.safe_dump(_filter_config(cfg, s), sort_keys=True), encoding="utf-8")
+        assert stage.main(["--input", str(clean), "--output", out, "--config", str(config)])["balanced"]
+        removed[name] = {r["id"]: r["reason"] for r in read_removed(out)}
+        written[name] = json.load(open(os.path.join(out, "filter_config.json")))["config"]
+    assert set(removed["base"]) - set(removed["override"]) == SHORT_BRIEFS
+    assert {removed["base"][i] for i in SHORT_BRIEFS} == {"gopher_word_count"}
+    assert set(removed["override"]) < set(removed["base"])  # nothing new removed
+    domain = written["override"]["domains"]["domain"]  # what the workers judged the documents with
+    assert domain["gopher_quality"]["min_doc_words"] == 20 and domain["tables"]["enabled"]
+    assert written["base"]["domains"]["domain"]["gopher_quality"]["min_doc_words"] == 50
+    assert "sources" not in written["override"] and "sources" not in written["override"]["langid"]
+
+
+def per_source_config(tmp_path, section: str) -> str:
+    """The demo filter config with the per-source settings it used to have (``sources:`` or ``langid.sources``)."""
+    text, lang = open(DEMO_FILTER, encoding="utf-8").read(), "langid:\n  default: {languages: [en], min_score: 0.65}\n"
+    assert text.count(lang) == 1
+    if section == "sources":
+        text += "sources:\n  sec_10q: {gopher_quality: {min_doc_words: 20}}\n"
+    else:
+        text = text.replace(lang, lang + "  sources: {python_docs: {languages: [en], min_score: 0.4}}\n")
+    path = tmp_path / "old.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("section", ["sources", "langid"])
+def test_a_filter_config_with_per_source_settings_is_one_error_line_exit_2(clean_dir, tmp_path, capsys, section):
+    config, out = per_source_config(tmp_path, section), tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        stage.main(["--input", clean_dir, "--output", str(out), "--config", config])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and not out.exists()
+    where = "filter config sources:" if section == "sources" else "filter config langid.sources:"
+    assert err.count("\n") == 1 and err.startswith(f"error: {where}"), err
+    assert "run config's sources[].filter" in err and "--sources FILE with one --config per source" in err
+    # in a --sources file: the same line, naming the entry
+    entries = tmp_path / "sources.yaml"
+    entries.write_text(yaml.safe_dump([{"input": clean_dir, "output": str(out), "config": config}]), encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        stage.main(["--sources", str(entries)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and not out.exists()
+    assert err.count("\n") == 1 and f"sources[0] (out): {where}" in err, err
+
+
+def test_the_run_refuses_a_filter_config_with_per_source_settings(tmp_path, capsys):
+    """``python -m run`` checks its filter config before step 1: the same line, exit 2, no work directory."""
+    from tests.test_run_validation import config, refused
+
+    old = per_source_config(tmp_path, "sources")
+    config(tmp_path, lambda doc: doc["filter"].update(config=old))
+    (line,) = refused(tmp_path, capsys)
+    assert f"filter.config {old}: filter config sources: per-source settings" in line and "sources[].filter" in line

@@ -17,12 +17,13 @@ from functools import cache
 
 import pytest
 
+from core.config import read_yaml
 from filters import gopher_quality as gq
 from filters import gopher_repetition as gr
 from filters.c4 import C4Config, apply_c4, count_sentences
 from filters.fineweb import FineWebConfig, fineweb_rules
 from filters.ngrams import duplicated_ngram_chars, top_ngram_chars
-from filters.rules import DocumentFilter, FilterConfig
+from filters.rules import RULE_SECTIONS, DocumentFilter, FilterConfig, with_override
 from filters.textstats import DocStats
 from filters.words import split_words
 
@@ -245,7 +246,7 @@ def test_default_yaml_equals_literature_defaults():
     config = FilterConfig.from_yaml(path)
     assert config == FilterConfig.from_dict({})  # the yaml spells out the default domain profiles
     assert dataclasses.replace(config, domains=None) == FilterConfig()
-    assert config.profile("any", "domain") == FilterConfig().profile("any", "domain")
+    assert config.profile("domain") == FilterConfig().profile("domain")
 
 
 def test_config_rejects_unknown_keys_and_ambiguous_classifiers():
@@ -387,48 +388,84 @@ def test_word_fast_path_equals_the_general_algorithm_on_real_text():
         w._simple_chunk = saved
 
 
-def test_a_source_can_have_its_own_rule_thresholds():
-    filings = {"gopher_quality": {"min_doc_words": 5, "min_alpha_words_ratio": 0.5}, "c4": {"min_num_sentences": 1}}
-    config = FilterConfig.from_dict({"gopher_quality": {"min_doc_words": 50}, "gopher_repetition": {"enabled": False},
-                                     "sources": {"filings": filings}})
-    assert config.sources["filings"].gopher_quality.min_doc_words == 5
-    assert config.sources["filings"].gopher_quality.max_doc_words == config.gopher_quality.max_doc_words  # merged
-    assert config.sources["filings"].fineweb == config.fineweb
+def test_the_profile_is_chosen_by_domain():
+    config = FilterConfig.from_dict({})
+    assert config.profile("domain").tables.enabled  # the finance profile by default
+    assert not config.profile("general").tables.enabled and config.profile("general") is config
     assert FilterConfig.from_dict(config.to_dict()) == config  # what the Beam workers rebuild it from
-    f = DocumentFilter(config, load_models=False)
-    note = ("Net sales increased 5% to $84.3 billion during the first quarter of 2019. "
-            "Gross margin was 38.0% compared to 38.3% a year earlier.")
-    assert f.judge(note, "filings").reason is None
-    assert f.judge(note, "news").reason == "gopher_word_count"  # the base threshold everywhere else
-    with pytest.raises(ValueError, match="sources.filings"):
-        FilterConfig.from_dict({"sources": {"filings": {"langid": {}}}})  # language rules: langid.sources
+    off = FilterConfig.from_dict({"domains": {}})
+    assert off.profile("domain") is off
+    with pytest.raises(ValueError, match="domains.domain"):
+        FilterConfig.from_dict({"domains": {"domain": {"route": []}}})
+
+
+# a domain source's settings, as configs/runs/demo.yaml gives sec_10q (its run config's sources[].filter)
+SEC_10Q = {"gopher_quality": {"min_doc_words": 20}, "c4": {"min_num_sentences": 1}}
+
+
+def test_a_source_override_changes_what_is_removed_from_its_domain_documents():
+    """A real Reuters brief (47 words, figures and tickers): the base rules remove it for its length; the
+    domain source's override keeps it, because the override lands on top of the finance profile (table-aware:
+    "<LIEB>", ".3322" are not prose words); the same override without the profile removes it for its alpha
+    ratio. A general document is judged by the base rules with the override, never by the domain profile."""
+    brief = doc("finance/reuters_finance", "reuters21578-128")
+
+    def reason(config: dict, domain: str = "domain") -> str | None:
+        return DocumentFilter(FilterConfig.from_dict(config), load_models=False).judge(brief, "reuters",
+                                                                                       domain=domain).reason
+
+    assert reason({}) == "gopher_word_count"
+    assert reason(with_override({}, SEC_10Q)) is None
+    assert reason(with_override({"domains": {}}, SEC_10Q)) == "gopher_alpha_words"
+    assert reason(with_override({}, SEC_10Q), "general") == "gopher_alpha_words"
+    # a profile setting the same threshold: the source's override still wins (a plain merge of the override
+    # into the base sections would leave the profile's 50 in force), and the profile's other settings stay
+    profile = {"domains": {"domain": {"tables": {"enabled": True}, "gopher_quality": {"min_doc_words": 50}}}}
+    assert reason(profile) == "gopher_word_count"
+    merged = with_override(profile, SEC_10Q)
+    assert reason(merged) is None
+    domain = FilterConfig.from_dict(merged).profile("domain")
+    assert domain.tables.enabled and domain.gopher_quality.min_doc_words == 20 and domain.c4.min_num_sentences == 1
+    assert domain.gopher_quality.max_doc_words == FilterConfig().gopher_quality.max_doc_words  # merged by key
+    assert profile["domains"]["domain"]["gopher_quality"] == {"min_doc_words": 50}  # the inputs are not changed
+
+
+def test_with_override_changes_nothing_else():
+    demo = read_yaml(os.path.join(os.path.dirname(DATA), "configs", "filter", "demo.yaml"))
+    assert with_override(demo, None) == demo and with_override(demo, {}) is not demo
+    # settings outside the rule sections (language ID, routes, classifiers) go on the base only
+    lang = {"langid": {"default": {"languages": ["en"], "min_score": 0.4}}}
+    merged = FilterConfig.from_dict(with_override(demo, lang))
+    assert merged.langid.default.min_score == 0.4 and merged.langid.default.languages == ("en",)
+    assert "domains" not in with_override(demo, lang)
+    rules = [{key: getattr(c.profile("domain"), key) for key in RULE_SECTIONS}
+             for c in (merged, FilterConfig.from_dict(demo))]
+    assert rules[0] == rules[1]
+    # the finance profile is written out only under a rule override, and then equals the built-in one plus it
+    sec = FilterConfig.from_dict(with_override(demo, SEC_10Q))
+    assert sec.gopher_quality.min_doc_words == 20 and sec.c4.min_num_sentences == 1
+    assert sec.profile("domain") == dataclasses.replace(FilterConfig.from_dict(demo).profile("domain"),
+                                                        gopher_quality=sec.gopher_quality, c4=sec.c4)
+
+
+@pytest.mark.parametrize("old", [{"sources": {"filings": {"gopher_quality": {"min_doc_words": 20}}}},
+                                 {"sources": {}},
+                                 {"langid": {"sources": {"python_docs": {"min_score": 0.4}}}}])
+def test_per_source_settings_in_a_filter_config_name_the_replacement(old):
+    with pytest.raises(ValueError) as exc:
+        FilterConfig.from_dict(old)
+    message = str(exc.value)
+    assert "\n" not in message and "sources[].filter" in message and "--sources FILE" in message
+    assert message.startswith("filter config langid.sources" if "langid" in old else "filter config sources:")
 
 
 # ------------------------------------------------------------------ finance profile (tables)
 
 
-def test_the_profile_is_chosen_by_domain_then_source():
-    config = FilterConfig.from_dict({"sources": {"filings": {"gopher_quality": {"min_doc_words": 20}}}})
-    assert config.profile("news", "domain").tables.enabled  # the finance profile by default
-    assert not config.profile("news", "general").tables.enabled and config.profile("news", "general") is config
-    assert config.profile("filings", "domain").gopher_quality.min_doc_words == 20  # a source override wins
-    # ... on top of its document's domain profile: a domain source stays table-aware, a general one does not
-    assert config.profile("filings", "domain").tables.enabled
-    assert config.profile("filings", "domain").fineweb == config.profile("news", "domain").fineweb
-    assert not config.profile("filings", "general").tables.enabled
-    assert config.profile("filings", "general").gopher_quality.min_doc_words == 20
-    assert FilterConfig.from_dict(config.to_dict()) == config
-    assert FilterConfig.from_dict(config.to_dict()).profile("filings", "domain") == config.profile("filings", "domain")
-    off = FilterConfig.from_dict({"domains": {}})
-    assert off.profile("news", "domain") is off
-    with pytest.raises(ValueError, match="domains.domain"):
-        FilterConfig.from_dict({"domains": {"domain": {"route": []}}})
-
-
 def test_general_documents_are_judged_without_tables():
     """The general profile computes no layout: datatrove's rules, datatrove's decisions."""
     f = DocumentFilter(FilterConfig(), load_models=False)
-    profile = f._profile("bbc", "general")
+    profile = f._profile("general")
     assert profile[0] is f.config and DocStats(prose(), profile[0].tables).layout is None
     assert f.judge(prose(), domain="general").reason == f.judge(prose(), domain="").reason is None
 

@@ -51,7 +51,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from core.cli import fail, refuse_unknown_options
-from core.workdir import DATASET_CARD
+from core.workdir import DATASET_CARD, read_manifest
 from train.checkpoint import TensorOnlyLoadPlanner, latest_checkpoint, read_meta
 from train.metrics import read_metrics
 from train.model import ModelConfig, Transformer, unfused_state_dict
@@ -361,7 +361,8 @@ def export(checkpoint: str | os.PathLike, output: str | os.PathLike, dtype: str 
     qat = (meta["config"].get("train") or {}).get("qat") or {}
     group_size = group_size or qat.get("group_size") or DEFAULT_GROUP_SIZE
     data_dir = Path(meta["config"]["data"]["dir"])
-    manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").is_file() else {}
+    found = read_manifest(data_dir)  # (core/workdir.py: the one manifest reader)
+    manifest = found.as_read() if found is not None else {}
     if not manifest:
         print(f"warning: train.export: no manifest.json in the run's data dir {data_dir}: no tokenizer, token ids "
               "or training data in the export", file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from core.workdir import read_metrics  # noqa: F401  (re-exported: the trainer's log, read)
 from train.gpus import device_for_name
 
 
@@ -97,13 +98,4 @@ class MetricsLogger:
             self.tb.close()
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl (a torn last line from a killed run is skipped)."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+# read_metrics (above): the one reader of a metrics.jsonl, in core/workdir.py (a torn last line is skipped)

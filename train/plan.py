@@ -35,6 +35,7 @@ from typing import Any
 from core.cli import fail, refuse_unknown_options
 from core.config import read_yaml
 from core.model_config import ModelConfig, param_counts
+from core.workdir import MANIFEST, read_manifest, read_metrics
 from mixtures.recipe import DEFAULT_DOMAIN_SHARE as DOMAIN_FRACTION  # 0.51, BloombergGPT: defined once
 from mixtures.recipe import DEFAULT_TOKENS_PER_PARAM as TOKENS_PER_PARAM  # 20, Chinchilla: defined once
 from mixtures.recipe import chinchilla_tokens
@@ -168,9 +169,11 @@ def shape_from_config(path: str | Path, vocab_size: int | None = None) -> tuple[
     if vocab_size:
         cfg, source = dataclasses.replace(cfg, vocab_size=vocab_size), f"{source} (vocab from --vocab-size)"
     elif not cfg.vocab_size:
-        manifest = Path((doc.get("data") or {}).get("dir") or "/nonexistent") / "manifest.json"
-        if manifest.is_file():
-            vocab, why = int(json.loads(manifest.read_text())["vocab_size"]), f"vocab from {manifest}"
+        mix_dir = Path((doc.get("data") or {}).get("dir") or "/nonexistent")
+        manifest = mix_dir / MANIFEST
+        found = read_manifest(mix_dir)
+        if found is not None:
+            vocab, why = found.model_vocab_size(cfg.vocab_size), f"vocab from {manifest}"
         else:
             vocab, why = DEFAULT_VOCAB, f"vocab_size 0 and no {manifest}: assumed {DEFAULT_VOCAB}"
         cfg, source = dataclasses.replace(cfg, vocab_size=vocab), f"{source} ({why})"
@@ -565,15 +568,8 @@ def mfu_from_log(path: str | Path, warmup_fraction: float = 0.1) -> float:
     """Median ``mfu`` of a trainer metrics.jsonl (one JSON object per line), skipping the first
     ``warmup_fraction`` of the lines that have one (compilation and warm-up steps). Percentages
     (values > 1) are read as percent."""
-    values = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            rec = json.loads(line)
-            if isinstance(rec, dict) and isinstance(rec.get("mfu"), (int, float)):
-                values.append(float(rec["mfu"]))
+    values = [float(rec["mfu"]) for rec in read_metrics(path)  # (core/workdir.py: the one metrics reader)
+              if isinstance(rec, dict) and isinstance(rec.get("mfu"), (int, float))]
     if not values:
         raise ValueError(f"no 'mfu' values in {path}")
     values = values[int(len(values) * warmup_fraction):] or values

@@ -50,6 +50,7 @@ except ImportError:  # a bare GPU image may lack tqdm: train without a progress 
             def close(self) -> None: ...
         return _NoBar()
 
+from core.workdir import read_manifest as read_mix_manifest
 from mixtures.shards import TokenStream, manifest_dtype
 from train import checkpoint as ckpt
 from train import hf_import, precision
@@ -95,8 +96,12 @@ def progress_line(rec: dict[str, Any], total_steps: int, seconds_left: float) ->
 
 
 def read_manifest(mix_dir: str) -> dict[str, Any]:
-    path = Path(mix_dir) / "manifest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """The fields of the mixture's manifest.json ({} without one), read by the one reader (core/workdir.py)."""
+    try:
+        manifest = read_mix_manifest(mix_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return manifest.as_read() if manifest is not None else {}
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
