@@ -362,8 +362,14 @@ class Manifest:
         return {k: getattr(self, k) for k in given} if given is not None else self.to_dict()
 
     def model_vocab_size(self, model_vocab_size: int) -> int:
-        """The vocabulary a model config means: its own, or (``vocab_size: 0``) the mixture's."""
-        return model_vocab_size if model_vocab_size > 0 else int(self.vocab_size)
+        """The vocabulary a model config means: its own, or (``vocab_size: 0``) the mixture's. The trainer, the
+        planner and the run-config validation all ask this (the rule is said here only)."""
+        return int(self.vocab_size) if takes_mixture_vocab(model_vocab_size) else model_vocab_size
+
+
+def takes_mixture_vocab(model_vocab_size: int) -> bool:
+    """Whether a model config's ``vocab_size`` means "the mixture's" (0): :meth:`Manifest.model_vocab_size`."""
+    return model_vocab_size <= 0
 
 
 def read_manifest(mix_dir: str | os.PathLike) -> Manifest | None:
@@ -380,3 +386,178 @@ def read_manifest(mix_dir: str | os.PathLike) -> Manifest | None:
         return Manifest.from_dict(doc)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- the one run reader
+
+# Where each document stage writes in a run's work directory (the orchestrator's layout): clean and filter one
+# directory per source (WORK/clean/<source>/), dedup and tokenize one for every source.
+STAGE_DIRS = {"clean": "clean", "filter": "filter", "dedup": "dedup", "tokenize": "tokens"}
+PER_SOURCE = ("clean", "filter")
+STATS = "stats.json"
+FILTER_CONFIG = "filter_config.json"  # the filter stage's config as run, beside its stats.json
+RUN_CONFIG = "run.yaml"  # the run config as run (python -m run writes it)
+TOKENIZER_RECORD = ("tokenizer", "training.json")  # the tokenizer step's record (mixtures/tokenizer.py)
+SWEEP = ("sweep", "sweep.json")  # the mixture search's results (python -m mixtures.sweep)
+MIX_DIR, TRAIN_DIR = "mix", "train"
+# Every file name the run reader reads: a local view of a remote work directory copies these and nothing else.
+RECORD_FILES = (STATS, FILTER_CONFIG, RUN_CONFIG, TOKENIZER_RECORD[1], SWEEP[1], MANIFEST, METRICS)
+
+
+@dataclass
+class StageStats:
+    """One stage directory's ``stats.json`` (``{"stage", "input", "output", "removed", "balanced", ...}``)."""
+
+    where: str             # its directory, relative to the work directory ("filter/wiki", "dedup")
+    stats: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.stats["stage"]
+
+    @property
+    def source(self) -> str:
+        """The source a per-source directory is named after (``filter/wiki`` -> ``wiki``); "" for one over all."""
+        parts = self.where.split("/")
+        return parts[1] if len(parts) == 2 else ""
+
+    @property
+    def removed(self) -> int:
+        return sum((self.stats.get("removed") or {}).values())
+
+
+@dataclass
+class RunRecords:
+    """Everything a run's work directory says about the run, read once by :func:`read_run` (the report, the
+    dataset card and the orchestrator read through it). What a stage that has not run would have written is
+    simply absent; what is there but cannot be read is named in ``problems``."""
+
+    work: Path
+    stages: list[StageStats] = field(default_factory=list)  # WORK/<dir>/[<source>/]stats.json, in stage order
+    elsewhere: list[str] = field(default_factory=list)      # stats.json deeper in the tree: not the run's
+    filter_configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> its filter_config.json
+    tokenizer: dict[str, Any] | None = None                 # WORK/tokenizer/training.json
+    manifest: Manifest | None = None
+    manifest_path: Path | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    run_config: dict[str, Any] | None = None                # WORK/run.yaml
+    sweep: dict[str, Any] | None = None                     # WORK/sweep/sweep.json
+    problems: list[str] = field(default_factory=list)      # unreadable records
+
+    def by_stage(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{stage: {source: stats}}`` in stage order (source "" for a stage over every source)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for s in self.stages:
+            out.setdefault(s.name, {})[s.source] = s.stats
+        return out
+
+
+def stage_totals(stages: list[StageStats]) -> dict[str, dict[str, Any]]:
+    """Per stage, summed over its directories: ``input``, ``output``, ``removed`` (documents), ``reasons``
+    (``{reason: documents}``) and ``balanced`` (every directory's counts balance)."""
+    from collections import Counter
+
+    totals: dict[str, dict[str, Any]] = {}
+    for s in stages:
+        t = totals.setdefault(s.name, {"input": 0, "output": 0, "removed": 0, "reasons": Counter(),
+                                       "balanced": True})
+        t["input"] += s.stats.get("input", 0)
+        t["output"] += s.stats.get("output", 0)
+        t["removed"] += s.removed
+        t["reasons"].update(s.stats.get("removed") or {})
+        t["balanced"] = t["balanced"] and bool(s.stats.get("balanced", True))
+    return totals
+
+
+def _rel(path: Path, work: Path) -> str:
+    return path.relative_to(work).as_posix() if path.is_relative_to(work) else str(path)
+
+
+def _object(path: Path, work: Path, problems: list[str]) -> dict[str, Any] | None:
+    """A JSON (``.yaml``: YAML) record that must be an object; None and a line in ``problems`` when it cannot
+    be read or is something else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".yaml":
+            import yaml
+
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(str(exc)) from exc
+        else:
+            doc = json.loads(text)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{_rel(path, work)} could not be read ({exc.__class__.__name__})")
+        return None
+    if not isinstance(doc, dict):
+        problems.append(f"{_rel(path, work)} is not a JSON object")
+        return None
+    return doc
+
+
+def _shallowest(work: Path, name: str) -> list[Path]:
+    return sorted(work.rglob(name), key=lambda p: (len(p.relative_to(work).parts), str(p)))
+
+
+def read_run(work_dir: str | os.PathLike) -> RunRecords:
+    """Read a run's work directory (local; a remote one through a local view of its :data:`RECORD_FILES`):
+
+    - the document stages' ``stats.json`` at ``WORK/<dir>/`` or ``WORK/<dir>/<source>/``, in stage order
+      (:data:`DOC_STAGES`), then by directory; deeper ones (benchmarks that write under the work directory) are
+      listed in ``elsewhere``, not counted; a ``stats.json`` without ``stage`` and ``input`` is not a stage's;
+    - each filtered source's ``filter_config.json``, the tokenizer's ``training.json``, ``run.yaml``,
+      ``sweep/sweep.json``;
+    - the mixture's manifest: the run config's ``mixture:`` directory, else ``WORK/mix/``, else (a work directory
+      of several mixtures, e.g. ``make experiment``'s ``mix/<arm>/``) the shallowest mixer manifest under
+      ``WORK/mix/`` (never a mixture search's proxies, ``sweep/mix/``);
+    - the trainer's ``metrics.jsonl``: ``WORK/train/``, else the shallowest under it (a torn last line skipped).
+    """
+    work = Path(work_dir)
+    rec = RunRecords(work)
+    order = {s: i for i, s in enumerate(DOC_STAGES)}
+    for path in sorted(work.rglob(STATS)):
+        stats = _object(path, work, rec.problems)
+        if not (isinstance(stats, dict) and "stage" in stats and "input" in stats):
+            continue
+        where = path.parent.relative_to(work).as_posix()
+        if len(path.relative_to(work).parts) <= 3:
+            rec.stages.append(StageStats(where, stats))
+        else:
+            rec.elsewhere.append(where)
+    rec.stages.sort(key=lambda s: (order.get(s.name, 99), s.where))
+    for path in sorted((work / STAGE_DIRS["filter"]).glob(f"*/{FILTER_CONFIG}")):
+        if (doc := _object(path, work, rec.problems)) is not None:
+            rec.filter_configs[path.parent.name] = doc
+    for attr, parts in (("tokenizer", TOKENIZER_RECORD), ("sweep", SWEEP), ("run_config", (RUN_CONFIG,))):
+        path = work.joinpath(*parts)
+        if path.is_file():
+            setattr(rec, attr, _object(path, work, rec.problems))
+    _read_mixture(rec)
+    metrics = [work / TRAIN_DIR / METRICS] if (work / TRAIN_DIR / METRICS).is_file() else \
+        _shallowest(work, METRICS)[:1]
+    for path in metrics:
+        try:  # (the one metrics reader: a run killed mid-write leaves half a last line, skipped)
+            rec.metrics += [record for record in read_metrics(path) if isinstance(record, dict)]
+        except (OSError, ValueError) as exc:
+            rec.problems.append(f"{_rel(path, work)} could not be read ({exc})")
+    return rec
+
+
+def _read_mixture(rec: RunRecords) -> None:
+    work = rec.work
+    mixture = (rec.run_config or {}).get("mixture")
+    layout = [Path(mixture)] if isinstance(mixture, str) and mixture else [work / MIX_DIR]
+    candidates = [d for d in layout if (d / MANIFEST).is_file()] or \
+        [p.parent for p in _shallowest(work / MIX_DIR, MANIFEST)]  # (mixtures in mix/, not the sweep's proxies')
+    for directory in candidates:
+        try:
+            manifest = read_manifest(directory)
+        except ValueError as exc:
+            if directory in layout:  # the run's own mixture: say it is broken; elsewhere: not a mixer's
+                rec.problems.append(f"{_rel(directory / MANIFEST, work)} could not be read "
+                                    f"({exc.__class__.__name__})")
+            continue
+        if manifest is not None and (directory in layout or "train_tokens" in manifest.as_read()):
+            rec.manifest, rec.manifest_path = manifest, directory / MANIFEST
+            return

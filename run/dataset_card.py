@@ -2,12 +2,13 @@
 
     python -m run.dataset_card --work work/demo --config configs/runs/demo.yaml
 
-Reads what the run wrote; any file may be missing, and its section then says "not run"::
+Reads what the run wrote through ``core.workdir.read_run`` (the one reader of a work directory, which the
+report shares); any file may be missing, and its section then says "not run"::
 
     WORK/clean/<source>/stats.json, WORK/filter/<source>/stats.json   per-source stages (pipelines/stats.py)
     WORK/filter/<source>/filter_config.json                          the languages the filter kept
     WORK/dedup/stats.json, WORK/tokens/stats.json                    every source, counted ``by_source``
-    WORK/mix/manifest.json                                           the mixer (mixtures/mix.py)
+    WORK/mix/manifest.json (or the run config's mixture:)            the mixer (mixtures/mix.py), typed
 
 and returns Hugging Face dataset-card text: YAML front matter (``pretty_name``, ``language``, ``license``,
 ``task_categories``, ``size_categories``, ``tags``) and Markdown answering the datasheet questions
@@ -27,7 +28,6 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,10 @@ import yaml
 from core.cli import fail, refuse_unknown_options
 from core.config import read_yaml
 from core.workdir import DATASET_CARD as CARD_FILE
-from core.workdir import DOC_STAGES, MANIFEST
+from core.workdir import DOC_STAGES, PER_SOURCE, Manifest, RunRecords, read_run, stage_totals
 from mixtures.recipe import DEFAULT_MAX_EPOCHS, SIDES
 
-STAGES = DOC_STAGES  # the stages with a stats.json, in order (core/workdir.py)
-PER_SOURCE = ("clean", "filter")                      # WORK/<stage>/<source>/stats.json
-STAGE_DIR = {"clean": "clean", "filter": "filter", "dedup": "dedup", "tokenize": "tokens"}
+STAGES = DOC_STAGES  # the stages with a stats.json, in order; PER_SOURCE: WORK/<stage>/<source>/ (core/workdir.py)
 NOT_RUN = "not run"
 
 # What each stage does, for the reader who has not seen the code (the dedup line is completed from its stats).
@@ -134,61 +132,7 @@ SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"
 
 # ----------------------------------------------------------------------------- inputs
 
-@dataclass
-class RunRecords:
-    """Everything the card is written from, read once. A stage that did not run has no entry."""
-
-    stats: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # stage -> directory -> stats.json
-    filter_configs: dict[str, dict[str, Any]] = field(default_factory=dict)   # source dir -> filter_config.json
-    manifest: dict[str, Any] | None = None
-    problems: list[str] = field(default_factory=list)                         # unreadable files
-
-
-def _read_json(path: Path, work: Path, problems: list[str]) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        problems.append(f"{path.relative_to(work).as_posix()} could not be read ({type(exc).__name__})")
-        return None
-    if not isinstance(doc, dict):
-        problems.append(f"{path.relative_to(work).as_posix()} is not a JSON object")
-        return None
-    return doc
-
-
-def read_records(work_dir: str | os.PathLike) -> RunRecords:
-    work = Path(work_dir)
-    rec = RunRecords()
-    for stage in STAGES:
-        top = work / STAGE_DIR[stage]
-        if stage in PER_SOURCE:
-            dirs = sorted(d for d in top.iterdir() if d.is_dir()) if top.is_dir() else []
-            found = {d.name: _read_json(d / "stats.json", work, rec.problems) for d in dirs}
-            if stage == "filter":
-                rec.filter_configs = {d.name: c for d in dirs
-                                      if (c := _read_json(d / "filter_config.json", work, rec.problems))}
-        else:
-            found = {"": _read_json(top / "stats.json", work, rec.problems)}
-        found = {where: s for where, s in found.items() if s is not None}
-        if found:
-            rec.stats[stage] = found
-    rec.manifest = _read_json(work / "mix" / MANIFEST, work, rec.problems)
-    return rec
-
-
 # ----------------------------------------------------------------------------- derived numbers
-
-def stage_totals(found: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One stage summed over its directories: input, output, removed {reason: n}, balanced."""
-    removed: Counter = Counter()
-    for s in found.values():
-        removed.update(s.get("removed") or {})
-    return {"input": sum(s.get("input", 0) for s in found.values()),
-            "output": sum(s.get("output", 0) for s in found.values()),
-            "removed": removed, "balanced": all(s.get("balanced", True) for s in found.values())}
-
 
 def stage_by_source(stage: str, found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{source: {"input", "output", "removed": Counter}}`` of one stage, from its ``by_source``.
@@ -243,7 +187,7 @@ def kept_languages(filter_configs: dict[str, dict[str, Any]], names: list[str]) 
         if doc is None:  # not filtered (yet): it has no documents past the filter
             continue
         langid = (doc.get("config") or {}).get("langid") or {}
-        rule = (langid.get("sources") or {}).get(name) or langid.get("default") or {}
+        rule = langid.get("default") or {}  # (the source's own: its override is in its filter_config.json)
         if doc.get("annotate_only") or not langid.get("enabled", True) or not rule.get("languages"):
             return []
         langs.update(rule["languages"])
@@ -323,7 +267,7 @@ def _sources_section(sources: list[dict[str, Any]]) -> list[str]:
         "documents of that source in this mixture.", ""]
 
 
-def _structure_section(manifest: dict[str, Any] | None) -> list[str]:
+def _structure_section(manifest: Manifest | None) -> list[str]:
     L = ["## Dataset structure", "",
          "The mixture directory, written by the mixer (`mixtures/mix.py`):", "",
          "```",
@@ -341,7 +285,7 @@ def _structure_section(manifest: dict[str, Any] | None) -> list[str]:
          "each source spread evenly over the whole stream; held-out documents never enter it.", ""]
     if manifest is None:
         return L + ["Splits: the mixer was " + NOT_RUN + ".", ""]
-    splits = manifest.get("splits") or {}
+    splits = manifest.splits or {}
     rows = []
     for name in ("train", *(f"val_{side}" for side in SIDES)):
         sp = splits.get(name) or {}
@@ -372,14 +316,15 @@ def _curation_section(rec: RunRecords, names: list[str]) -> tuple[list[str], dic
          "Every document a stage reads is either kept or removed with one reason code (the first rule it "
          "failed), so a stage's counts balance: input = output + removed (*balanced* says whether they did).", ""]
     rows, per_stage = [], {}
+    stats, totals = rec.by_stage(), stage_totals(rec.stages)
     for stage in STAGES:
-        found = rec.stats.get(stage)
+        found = stats.get(stage)
         if not found:
             rows.append([f"`{stage}`", NOT_RUN, None, None, None, None, STAGE_WHAT[stage]])
             continue
-        t = stage_totals(found)
+        t = totals[stage]
         per_stage[stage] = stage_by_source(stage, found)
-        removed = sum(t["removed"].values())
+        removed = t["removed"]
         rows.append([f"`{stage}`", _n(t["input"]), _n(t["output"]), _n(removed),
                      _pct(removed / t["input"], 1) if t["input"] else None,
                      "yes" if t["balanced"] else "**no**", _stage_line(stage, found)])
@@ -413,12 +358,11 @@ def _curation_section(rec: RunRecords, names: list[str]) -> tuple[list[str], dic
 
     L += ["### Removed documents by reason", ""]
     for stage in STAGES:
-        found = rec.stats.get(stage)
-        if not found:
+        if stage not in stats:
             L += [f"`{stage}`: {NOT_RUN}.", ""]
             continue
-        totals = stage_totals(found)["removed"]
-        if not totals:
+        reasons = totals[stage]["reasons"]
+        if not reasons:
             L += [f"`{stage}`: removed nothing.", ""]
             continue
         by_reason: dict[str, Counter] = {}
@@ -426,14 +370,14 @@ def _curation_section(rec: RunRecords, names: list[str]) -> tuple[list[str], dic
             for reason, n in e["removed"].items():
                 by_reason.setdefault(reason, Counter())[source] += n
         rows = [[f"`{reason}`", _n(n), _top_sources(by_reason[reason]) if reason in by_reason else "–",
-                 reason_text(reason)] for reason, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
+                 reason_text(reason)] for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))]
         L += [f"`{stage}`:", ""] + _table(["reason", "documents", "by source", "why"], rows, {1})
     return L, per_stage
 
 
 def _tokens_section(rec: RunRecords, names: list[str]) -> list[str]:
     L = ["## Tokens per source", ""]
-    found = rec.stats.get("tokenize")
+    found = rec.by_stage().get("tokenize")
     if not found:
         return L + ["The tokenize stage was " + NOT_RUN + ".", ""]
     stats = next(iter(found.values()))
@@ -452,22 +396,22 @@ def _tokens_section(rec: RunRecords, names: list[str]) -> list[str]:
         "samples the training stream.", ""]
 
 
-def _mixture_section(manifest: dict[str, Any] | None, names: list[str]) -> list[str]:
+def _mixture_section(manifest: Manifest | None, names: list[str]) -> list[str]:
     L = ["## Mixture", ""]
     if manifest is None:
         return L + ["The mixer was " + NOT_RUN + ".", ""]
     m = manifest
-    target, actual = m.get("domain_share_target"), m.get("domain_share_actual")
-    sized = (f"{_n(m.get('params'))} parameters x {m.get('tokens_per_param')} tokens per parameter"
-             if m.get("params") and m.get("tokens_per_param") else "")
-    L += [f"- Training stream: {_n(m.get('train_tokens'))} tokens (target {_n(m.get('target_tokens'))}"
+    target, actual = m.domain_share_target, m.domain_share_actual
+    sized = (f"{_n(m.params)} parameters x {m.tokens_per_param} tokens per parameter"
+             if m.params and m.tokens_per_param else "")
+    L += [f"- Training stream: {_n(m.train_tokens)} tokens (target {_n(m.target_tokens)}"
           + (f": {sized}" if sized else "") + ").",
           f"- Domain share: realized {_pct(actual)} vs target {_pct(target)} "
-          f"({_n(m.get('domain_tokens'))} domain tokens, {_n(m.get('general_tokens'))} general tokens).",
-          f"- Tokenizer: vocabulary {_n(m.get('vocab_size'))}, token dtype {m.get('dtype', '–')}, sha256 "
-          f"`{m.get('tokenizer_sha256', '–')}`; seed {m.get('seed', '–')}.", ""]
-    src = m.get("sources") or {}
-    train = m.get("train_tokens") or 0
+          f"({_n(m.domain_tokens)} domain tokens, {_n(m.general_tokens)} general tokens).",
+          f"- Tokenizer: vocabulary {_n(m.vocab_size)}, token dtype {m.dtype or '–'}, sha256 "
+          f"`{m.tokenizer_sha256 or '–'}`; seed {'–' if m.seed is None else m.seed}.", ""]
+    src = m.sources or {}
+    train = m.train_tokens or 0
     rows = []
     for name in [n for n in names if n in src] + sorted(set(src) - set(names)):
         s = src[name]
@@ -511,12 +455,14 @@ def _source_lost(name: str, per_stage: dict[str, dict[str, Any]]) -> str | None:
 def _gaps(rec: RunRecords, sources: list[dict[str, Any]], per_stage: dict[str, dict[str, Any]],
           work: Path) -> list[str]:
     gaps = [f"{p}." for p in rec.problems]
-    gaps += [f"The `{stage}` stage was {NOT_RUN}." for stage in STAGES if stage not in rec.stats]
+    totals = stage_totals(rec.stages)
+    gaps += [f"The `{stage}` stage was {NOT_RUN}." for stage in STAGES if stage not in totals]
     if rec.manifest is None:
         gaps.append(f"The mixer was {NOT_RUN}: there is no training stream.")
     gaps += [f"The `{stage}` stage's counts do not balance (input != output + removed)."
-             for stage, found in rec.stats.items() if not stage_totals(found)["balanced"]]
-    mixed = (rec.manifest or {}).get("sources") or {}
+             for stage, t in totals.items() if not t["balanced"]]
+    m = rec.manifest or Manifest()
+    mixed = m.sources or {}
     for s in sources:
         name = s["name"]
         lost = _source_lost(name, per_stage)
@@ -530,38 +476,39 @@ def _gaps(rec: RunRecords, sources: list[dict[str, Any]], per_stage: dict[str, d
         if (entry.get("epochs") or 0) > DEFAULT_MAX_EPOCHS:
             gaps.append(f"`{name}`: repeated {entry['epochs']:.2f} epochs, beyond the ~{DEFAULT_MAX_EPOCHS:g} after "
                         "which repeats are worth less than new data (Muennighoff et al. 2023).")
-    m = rec.manifest or {}
-    short = m.get("shortfall")
+    short = m.shortfall
     if short:
         missing = ", ".join(f"{side} {_n(n)} tokens" for side, n in (short.get("missing_tokens") or {}).items()
                             if n and n > 0)
         gaps.append(f"Shortfall: the sources could not supply the target of {_n(short.get('target_tokens'))} tokens "
                     f"within their max epochs (missing: {missing or '–'}); the total was lowered to "
                     f"{_n(short.get('reduced_target_tokens'))} tokens, keeping the domain share.")
-    target, actual = m.get("domain_share_target"), m.get("domain_share_actual")
+    target, actual = (m.domain_share_target, m.domain_share_actual) if rec.manifest is not None else (None, None)
     if target is not None and actual is not None and abs(actual - target) > 0.005:
         gaps.append(f"The realized domain share {_pct(actual)} is off the target {_pct(target)} by "
                     f"{100 * abs(actual - target):.2f} points.")
-    gaps += [f"Mixer warning: {without_local_paths(str(w), work)}" for w in m.get("warnings") or []]
+    gaps += [f"Mixer warning: {without_local_paths(str(w), work)}" for w in m.warnings or []]
     return ["## Known gaps", "", *([f"- {g}" for g in gaps] or ["None recorded."]), ""]
 
 
 # ----------------------------------------------------------------------------- the card
 
-def _recipe_origin(work: Path, manifest: dict[str, Any] | None) -> list[str]:
+def _recipe_origin(work: Path, manifest: Manifest | dict[str, Any] | None) -> list[str]:
     """Which recipe the mixture used and why: the mixture search's recommendation (``WORK/sweep/sweep.json``,
     ``python -m mixtures.sweep``) when the manifest's domain share and source weights are the recommended ones,
     else the run config's recipe (and a word on a search that recommends something else)."""
     if manifest is None:
         return []
-    share = manifest.get("domain_share_target")
+    if isinstance(manifest, dict):  # (a manifest's fields as a mapping: read as the mixer's)
+        manifest = Manifest.from_dict(manifest)
+    share = manifest.domain_share_target
     L = ["## Recipe", ""]
     try:
         sweep = json.loads((work / "sweep" / "sweep.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         sweep = None
     rec = (sweep or {}).get("recommendation") if isinstance(sweep, dict) else None
-    srcs = manifest.get("sources") or {}
+    srcs = manifest.sources or {}
     same = bool(rec) and share is not None and abs(share - rec["domain_share"]) < 1e-6 and all(
         abs((srcs.get(n) or {}).get("weight", -1.0) - w) < 1e-4 for n, w in rec["weights"].items() if w > 0)
     if same:
@@ -592,16 +539,16 @@ def dataset_card(work_dir: str | os.PathLike, sources: list[dict[str, Any]], *, 
     ``name``, ``domain`` and optionally ``license``, ``url``, ``description``). ``language``: the card's
     language codes (default: those the filter stage kept)."""
     work = Path(work_dir)
-    rec = read_records(work)
+    rec = read_run(work)
     names = [s["name"] for s in sources]
     pretty = pretty_name or f"domainlm {work.resolve().name} pretraining mixture"
     langs = list(language or kept_languages(rec.filter_configs, names))
     m = rec.manifest
     if m is not None:
-        n_docs = sum((sp or {}).get("docs", 0) for sp in (m.get("splits") or {}).values())
+        n_docs = sum((sp or {}).get("docs", 0) for sp in (m.splits or {}).values())
     else:
-        n_docs = next((stage_totals(rec.stats[st])["output"] for st in ("tokenize", "dedup") if st in rec.stats),
-                      None)
+        totals = stage_totals(rec.stages)
+        n_docs = next((totals[st]["output"] for st in ("tokenize", "dedup") if st in totals), None)
     front: dict[str, Any] = {"pretty_name": pretty}
     if langs:
         front["language"] = langs
@@ -615,8 +562,8 @@ def dataset_card(work_dir: str | os.PathLike, sources: list[dict[str, Any]], *, 
 
     domain = [s["name"] for s in sources if s.get("domain") == "domain"]
     general = [s["name"] for s in sources if s.get("domain") != "domain"]
-    share = (f" The training stream holds {_n(m.get('train_tokens'))} tokens, {_pct(m.get('domain_share_actual'))} "
-             f"of them domain text (target {_pct(m.get('domain_share_target'))})." if m else
+    share = (f" The training stream holds {_n(m.train_tokens)} tokens, {_pct(m.domain_share_actual)} "
+             f"of them domain text (target {_pct(m.domain_share_target)})." if m is not None else
              " The mixer has not run yet.")
     curation, per_stage = _curation_section(rec, names)
     L = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(), "---", "",

@@ -51,7 +51,18 @@ import yaml
 from core.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from core.config import ConfigError, check_keys, read_yaml
 from core.documents import DOMAINS
-from core.workdir import STAGES, RemotePath, download, read_manifest, rmtree, stage_mixture, upload, work_path
+from core.workdir import (
+    RECORD_FILES,
+    STAGES,
+    Manifest,
+    RemotePath,
+    download,
+    read_manifest,
+    rmtree,
+    stage_mixture,
+    upload,
+    work_path,
+)
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -303,8 +314,7 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     from filters.rules import FilterConfig, with_override
     from mixtures.recipe import recipe_from_dict
     from mixtures.tokenizer import TokenizerConfig
-    from train.config import apply_overrides, load_config
-    from train.hf_import import resolve_model_section
+    from train.config import load_config
     from train.precision import names as format_names
 
     problems: list[str] = []
@@ -363,9 +373,7 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
         first = len(problems)
         _checked(problems, config, lambda: load_config(config, overrides))
         problems[first:] = [f"train: {p}" for p in problems[first:]]
-        model_overrides = [o for o in overrides if o.startswith("model.")]  # the model alone, for its vocabulary
-        model = _checked([], config, lambda: ModelConfig.from_dict(resolve_model_section(
-            apply_overrides(read_yaml(config), model_overrides).get("model") or {})))  # init_from: the base's
+        model = _checked([], config, lambda: _run_model(cfg))
     # mix: the recipe the run writes, read by the mixer's reader
     settings = cfg.stage("mix")
     if not isinstance(settings.get("allow_shortfall", False), bool):
@@ -386,10 +394,11 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
     if dtype is not None and dtype not in format_names("export"):  # train.export --dtype's choices
         problems.append(f"export.dtype must be one of {format_names('export')}, got {dtype!r}")
     problems += _base_tokenizer_problems(cfg, model) if cfg.mixture is None else _mixture_model_problems(cfg, model)
-    # the tokenizer's vocabulary must fit the model's embedding (a model vocab_size of 0 takes the mixture's)
+    # the tokenizer's vocabulary must fit the model's embedding (the mixture will have the tokenizer's)
     if tokenizer is not None:
+        mixture = Manifest(vocab_size=tokenizer.vocab_size)
         for where, m in (("train.config", model), ("mix.target.model_config", target_model)):
-            if m is not None and 0 < m.vocab_size < tokenizer.vocab_size:
+            if m is not None and mixture.model_vocab_size(m.vocab_size) < tokenizer.vocab_size:
                 given = cfg.stage("tokenizer")
                 if given.get("pretrained") is not None:
                     problems.append(f"the pretrained tokenizer's vocabulary of {tokenizer.vocab_size:,} "
@@ -401,6 +410,19 @@ def _value_problems(cfg: RunConfig, recipe: bool = True) -> list[str]:
                                 f"> model.vocab_size {m.vocab_size:,} of {where}: set tokenizer.vocab_size to "
                                 f"{m.vocab_size}, or the model's to {tokenizer.vocab_size} (or 0: the mixture's)")
     return problems
+
+
+def _run_model(cfg: RunConfig) -> Any:
+    """The ``ModelConfig`` the trainer will build: ``train.config``'s model section with the run's ``model.*``
+    overrides (``model.init_from``: the base's shape). Raises what the readers raise."""
+    from core.model_config import ModelConfig
+    from train.config import apply_overrides
+    from train.hf_import import resolve_model_section
+
+    config = cfg.stage("train")["config"]
+    model_overrides = [o for o in _train_overrides(cfg) if o.startswith("model.")]  # the model alone
+    return ModelConfig.from_dict(resolve_model_section(
+        apply_overrides(read_yaml(config), model_overrides).get("model") or {}))
 
 
 def _base_tokenizer_problems(cfg: RunConfig, model: Any) -> list[str]:
@@ -463,7 +485,7 @@ def _mixture_model_problems(cfg: RunConfig, model: Any) -> list[str]:
     except (OSError, ValueError) as exc:
         return [f"mixture: {cfg.mixture}/manifest.json is not a mixer manifest ({exc})"]
     problems = []
-    if 0 < model.vocab_size < vocab:
+    if manifest.model_vocab_size(model.vocab_size) < vocab:
         problems.append(f"mixture: {cfg.mixture} has a vocabulary of {vocab:,} > model.vocab_size "
                         f"{model.vocab_size:,} of train.config")
     base, mine = getattr(model, "init_from", None), cfg.mixture / "tokenizer.json"
@@ -959,7 +981,11 @@ class Runner:
         m = read_manifest(self.cfg.mixture or self.work / "mix")
         argv = ["--model-config", str(settings["config"]), *_flags("plan", self.cfg.stage("plan"))]
         if m is not None:
-            argv += ["--tokens", str(m.train_tokens), "--vocab-size", str(m.vocab_size)]
+            try:  # the model's own vocabulary, or (vocab_size 0) the mixture's
+                vocab = m.model_vocab_size(_run_model(self.cfg).vocab_size)
+            except (OSError, ValueError):  # (validated before the run: a base gone since; the planner says why)
+                vocab = m.vocab_size
+            argv += ["--tokens", str(m.train_tokens), "--vocab-size", str(vocab)]
         print("run: the planner's estimate for this model and mixture (train.plan " + " ".join(argv) + "):")
         try:
             plan.main(argv)
@@ -1047,12 +1073,14 @@ def _train_resume_note(out: Path) -> str:
     return f"resuming from the checkpoint of step {max(steps)}"
 
 
-BULK_SUFFIXES = (".parquet", ".bin", ".idx", ".pt", ".safetensors", ".distcp")  # what the report and card never read
+# What the report and the card read: the run reader's records (core/workdir.py) and the report's results files.
+VIEW_FILES = frozenset((*RECORD_FILES, "experiment.json", "results.json"))
 
 
 class _local_view:
-    """``with _local_view(work) as view``: a temporary local copy of a remote work directory's small files
-    (records, stats, manifests, metrics; not documents, shards or checkpoints), removed after."""
+    """``with _local_view(work) as view``: a temporary local copy of the files of a remote work directory that
+    the run reader reads (:data:`VIEW_FILES`: records, stats, manifests, metrics; not documents, shards or
+    checkpoints), removed after."""
 
     def __init__(self, work: RemotePath):
         self.work = work
@@ -1063,7 +1091,7 @@ class _local_view:
         self.tmp = tempfile.TemporaryDirectory(prefix="domainlm-view-")
         view = Path(self.tmp.name) / self.work.name
         for f in self.work.files():
-            if f.endswith(BULK_SUFFIXES):
+            if f.rsplit("/", 1)[-1] not in VIEW_FILES:
                 continue
             target = view / f[len(str(self.work)):].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,12 @@ and SVG figures: it works offline, as an e-mail attachment) and a short ``report
     experiment.json       general_only vs blend          -> validation loss per arm and seed, final
                                                             perplexity and bits per byte
 
-A section whose input is missing says "not run" in one line. The run's stages are the stats.json
-files at ``WORK/<stage>/`` or ``WORK/<stage>/<source>/``; deeper ones (benchmarks that write under
-the work directory) are named at the end of the funnel section but not counted.
-The figures are drawn by ``run/report_figures.py`` (matplotlib); this file reads the inputs and
-writes the page.
+A section whose input is missing says "not run" in one line. The run's records (stats.json files at
+``WORK/<stage>/`` or ``WORK/<stage>/<source>/``, the manifest of ``mix/`` or of the run config's ``mixture:``,
+the metrics) are read by ``core.workdir.read_run``, the one reader of a work directory, which the dataset
+card shares; deeper stats.json (benchmarks that write under the work directory) are named at the end of the
+funnel section but not counted. The figures are drawn by ``run/report_figures.py`` (matplotlib); this file
+reads the inputs and writes the page.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from core.cli import fail
-from core.workdir import METRICS, read_metrics
+from core.workdir import Manifest, StageStats, read_run, stage_totals
 from filters.edgar import NOT_TEXT_REASON
 from run.report_figures import (
     DOMAIN_COLOR,
@@ -66,33 +67,24 @@ from run.report_figures import (
 
 # ------------------------------------------------------------------------------------------ inputs
 
-@dataclass
-class Stage:
-    where: str             # its directory, relative to the work directory
-    stats: dict[str, Any]  # its stats.json
-
-    @property
-    def name(self) -> str:
-        return self.stats["stage"]
-
-    @property
-    def removed(self) -> int:
-        return sum(self.stats.get("removed", {}).values())
+Stage = StageStats  # one stage directory's stats.json (core/workdir.py)
 
 
 @dataclass
 class Run:
+    """The run's records (:func:`core.workdir.read_run`, the one reader of a work directory) and the results
+    that sit beside a run: the experiment's, the continued-pretraining comparison's."""
+
     work: Path
     stages: list[Stage] = field(default_factory=list)
     elsewhere: list[str] = field(default_factory=list)  # stats.json deeper in the tree: not the run's
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     experiment: dict[str, Any] | None = None
     experiment_path: Path | None = None                  # where experiment.json was found
     continued: dict[str, Any] | None = None              # benchmarks/experiment_continue.py's results.json
     continued_path: Path | None = None
     sweep: dict[str, Any] | None = None                  # python -m mixtures.sweep's WORK/sweep/sweep.json
-    sweep_path: Path | None = None
     problems: list[str] = field(default_factory=list)   # unreadable inputs, shown at the top
 
 
@@ -105,34 +97,10 @@ def _read_json(path: Path, run: Run) -> Any:
         return None
 
 
-def _shallowest(work: Path, name: str) -> list[Path]:
-    return sorted(work.rglob(name), key=lambda p: (len(p.relative_to(work).parts), str(p)))
-
-
 def load_run(work: Path) -> Run:
-    """Everything the report draws from, read once."""
-    run = Run(work)
-    order = {s: i for i, s in enumerate(STAGE_ORDER)}
-    for path in sorted(work.rglob("stats.json")):
-        stats = _read_json(path, run)
-        if not (isinstance(stats, dict) and "stage" in stats and "input" in stats):
-            continue
-        where = str(path.parent.relative_to(work))
-        if len(path.relative_to(work).parts) <= 3:
-            run.stages.append(Stage(where, stats))
-        else:
-            run.elsewhere.append(where)
-    run.stages.sort(key=lambda s: (order.get(s.name, 99), s.where))
-    for path in _shallowest(work, "manifest.json"):
-        manifest = _read_json(path, run)
-        if isinstance(manifest, dict) and "train_tokens" in manifest:
-            run.manifest = manifest
-            break
-    for path in _shallowest(work, METRICS)[:1]:
-        try:  # (the one metrics reader: a run killed mid-write leaves half a last line, skipped)
-            run.metrics += [record for record in read_metrics(path) if isinstance(record, dict)]
-        except (OSError, ValueError) as exc:
-            run.problems.append(f"{path.relative_to(work)} could not be read ({exc})")
+    """Everything the report draws from, read once: the run's records, then the results beside it."""
+    rec = read_run(work)
+    run = Run(work, rec.stages, rec.elsewhere, rec.manifest, rec.metrics, sweep=rec.sweep, problems=rec.problems)
     for path in experiment_candidates(work):
         if path.is_file():
             run.experiment, run.experiment_path = _read_json(path, run), path
@@ -141,9 +109,6 @@ def load_run(work: Path) -> Run:
         if path.is_file():
             run.continued, run.continued_path = _read_json(path, run), path
             break
-    if (work / "sweep" / "sweep.json").is_file():
-        run.sweep_path = work / "sweep" / "sweep.json"
-        run.sweep = _read_json(run.sweep_path, run)
     return run
 
 
@@ -166,17 +131,6 @@ def experiment_candidates(work: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ derived numbers
-
-def stage_totals(stages: list[Stage]) -> dict[str, dict[str, int]]:
-    """Per stage, summed over its directories: input, output and removed documents."""
-    totals: dict[str, dict[str, int]] = {}
-    for s in stages:
-        t = totals.setdefault(s.name, {"input": 0, "output": 0, "removed": 0})
-        t["input"] += s.stats["input"]
-        t["output"] += s.stats.get("output", 0)
-        t["removed"] += s.removed
-    return totals
-
 
 def source_funnel(stages: list[Stage]) -> dict[str, dict[str, int]]:
     """Documents of each source after each step (FUNNEL_STEPS), from the stages' ``by_source``.
@@ -214,7 +168,7 @@ def source_domains(run: Run) -> dict[str, str]:
     for s in run.stages:
         for entry in (s.stats.get("sources") or {}).values():
             domains[entry["source"]] = entry.get("domain", "")
-    for name, src in ((run.manifest or {}).get("sources") or {}).items():
+    for name, src in ((run.manifest.sources if run.manifest else None) or {}).items():
         domains.setdefault(name, src.get("domain", ""))
     return domains
 
@@ -514,13 +468,13 @@ def _dedup_section(run: Run) -> str:
 def _mixture_section(run: Run) -> str:
     m = run.manifest
     if m is None:
-        return _not_run("no mixer manifest.json with train_tokens.")
-    sources = m.get("sources") or {}
+        return _not_run("no mixer manifest.json (mix/, or the run config's mixture:).")
+    sources = m.sources or {}
     domains = {k: v.get("domain", "") for k, v in sources.items()}
-    target = f"{m.get('target_tokens', 0):,} tokens" + (
-        f" ({m['params']:,} parameters x {m.get('tokens_per_param')} tokens per parameter)" if m.get("params") else "")
-    parts = [f'<p class="lead">Target {esc(target)}; realized {m["train_tokens"]:,} training tokens, '
-             f'{m.get("domain_tokens", 0):,} domain and {m.get("general_tokens", 0):,} general.</p>',
+    target = f"{m.target_tokens or 0:,} tokens" + (
+        f" ({m.params:,} parameters x {m.tokens_per_param} tokens per parameter)" if m.params else "")
+    parts = [f'<p class="lead">Target {esc(target)}; realized {m.train_tokens or 0:,} training tokens, '
+             f'{m.domain_tokens or 0:,} domain and {m.general_tokens or 0:,} general.</p>',
              _figure_html(mixture_figure(m), "mixture",
                           "Top: the recipe's domain share against the realized share of training tokens. Bottom: "
                           "tokens sampled from each source (solid) against its unique tokens (hatched), and how many "
@@ -543,17 +497,17 @@ def _mixture_section(run: Run) -> str:
                   f'above are the sources named &ldquo;(routed)&rdquo;).</p>',
                   _table(["source", "moved to", "documents routed", "after dedup", "tokens"], rows,
                          numeric={2, 3, 4}, raw={0, 1})]
-    splits = m.get("splits") or {}
+    splits = m.splits or {}
     if splits:
-        bpt = m.get("val_bytes_per_token") or {}
+        bpt = m.val_bytes_per_token or {}
         rows = [[name, f"{sp.get('tokens', 0):,}", f"{sp.get('docs', 0):,}", f"{sp.get('bytes', 0):,}",
                  number(bpt.get(name), ".2f")] for name, sp in splits.items()]
         parts += ["<h3>Splits</h3>",
                   _table(["split", "tokens", "documents", "bytes", "bytes per token"], rows, numeric={1, 2, 3, 4})]
-    if m.get("shortfall"):
-        short = m["shortfall"]
+    if m.shortfall:
+        short = m.shortfall
         parts.append(f'<p class="no">Shortfall: {esc(str(short.get("message") or short))}</p>')
-    parts += [f'<p class="lead">Warning: {esc(w)}</p>' for w in m.get("warnings") or []]
+    parts += [f'<p class="lead">Warning: {esc(w)}</p>' for w in m.warnings or []]
     return "".join(parts)
 
 
@@ -751,12 +705,12 @@ def _cards(run: Run) -> list[tuple[str, str, str, bool]]:
         cards.append(("harvested", human(sum(h["tokens"] or 0 for h in moved)) + " tokens",
                       f"{sum(h['routed'] for h in moved):,} documents routed to "
                       + "/".join(sorted({h['to'] for h in moved})), False))
-    if run.manifest:
+    if run.manifest is not None:
         m = run.manifest
-        cards.append(("training tokens", human(m["train_tokens"]), f"target {human(m.get('target_tokens') or 0)}",
-                      bool(m.get("shortfall"))))
-        cards.append(("domain share", f"{100 * (m.get('domain_share_actual') or 0):.1f}%",
-                      f"target {100 * (m.get('domain_share_target') or 0):.1f}%", False))
+        cards.append(("training tokens", human(m.train_tokens or 0), f"target {human(m.target_tokens or 0)}",
+                      bool(m.shortfall)))
+        cards.append(("domain share", f"{100 * (m.domain_share_actual or 0):.1f}%",
+                      f"target {100 * (m.domain_share_target or 0):.1f}%", False))
     train, evals = training_series(run.metrics)
     start = next((r for r in run.metrics if r.get("kind") == "start"), {})
     if train:

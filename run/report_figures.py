@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from core.workdir import DOC_STAGES
+from core.workdir import DOC_STAGES, Manifest
 
 STAGE_ORDER = DOC_STAGES  # (core/workdir.py: the stages with a stats.json, in order)
 # One source's documents after each step; "read" is what the clean stage read.
@@ -219,9 +219,10 @@ def dedup_figure(hist: dict[str, int], removed: Counter) -> Figure:
 
 
 @_styled
-def mixture_figure(manifest: dict[str, Any]) -> Figure:
-    """The recipe's domain share against the realized one; tokens and epochs per source."""
-    sources = manifest.get("sources") or {}
+def mixture_figure(manifest: Manifest) -> Figure:
+    """The recipe's domain share against the realized one; tokens and epochs per source (the mixer's manifest,
+    typed: core.workdir.Manifest)."""
+    sources = manifest.sources or {}
     order = sorted(sources, key=lambda s: (sources[s].get("domain") != "domain", -sources[s].get("sampled_tokens", 0)))
     order = order[:MAX_ROWS]
     n = max(len(order), 1)
@@ -230,7 +231,7 @@ def mixture_figure(manifest: dict[str, Any]) -> Figure:
     share_ax = fig.add_subplot(grid[0, :])
     tok_ax = fig.add_subplot(grid[1, 0])
     ep_ax = fig.add_subplot(grid[1, 1], sharey=tok_ax)
-    target, actual = manifest.get("domain_share_target") or 0.0, manifest.get("domain_share_actual") or 0.0
+    target, actual = manifest.domain_share_target or 0.0, manifest.domain_share_actual or 0.0
     for y, (label, share) in enumerate((("recipe", target), ("realized", actual))):
         share_ax.barh(label, 100 * share, color=DOMAIN_COLOR["domain"], height=0.62)
         share_ax.barh(label, 100 * (1 - share), left=100 * share, color=DOMAIN_COLOR["general"], height=0.62)

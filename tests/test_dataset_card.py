@@ -62,8 +62,8 @@ def work(tmp_path) -> Path:
         write_json(w / "clean" / name / "stats.json", stage_stats("clean", {name: clean[name]}))
         write_json(w / "filter" / name / "stats.json", stage_stats("filter", {name: filt[name]},
                                                                    languages={"en": 60_000, "fr": 2_000}))
-        langid = {"enabled": True, "default": {"languages": ["en"], "min_score": 0.65},
-                  "sources": {"wiki": {"languages": ["en"], "min_score": 0.4}}}
+        # each source's filter config as run: the base with the run config's override for it (wiki's: 0.4)
+        langid = {"enabled": True, "default": {"languages": ["en"], "min_score": 0.4 if name == "wiki" else 0.65}}
         write_json(w / "filter" / name / "filter_config.json", {"annotate_only": False, "config": {"langid": langid}})
     write_json(w / "dedup" / "stats.json", stage_stats("dedup", {
         "filings": (1_400, 1_390, {"exact_duplicate": 10}),
@@ -195,8 +195,10 @@ def test_language_is_claimed_only_when_every_filter_enforced_one():
     def config(languages, **langid):
         return {"annotate_only": False, "config": {"langid": {"enabled": True, "default": {"languages": languages},
                                                               **langid}}}
-    per_source = config(["en"], sources={"b": {"languages": ["de", "en"]}})
-    assert kept_languages({"a": per_source, "b": per_source}, ["a", "b", "not_filtered"]) == ["de", "en"]
+    # each source's filter_config.json is its own (the run config's override applied): its languages count
+    assert kept_languages({"a": config(["en"]), "b": config(["de", "en"])}, ["a", "b", "not_filtered"]) == ["de", "en"]
+    # an old filter config's per-source table (langid.sources, gone from filter configs) is not read
+    assert kept_languages({"a": config(["en"], sources={"a": {"languages": ["fr"]}})}, ["a"]) == ["en"]
     assert kept_languages({"a": config(["en"]), "b": config(None)}, ["a", "b"]) == []  # b: any language
     assert kept_languages({"a": {**config(["en"]), "annotate_only": True}}, ["a"]) == []
 

@@ -35,7 +35,7 @@ from typing import Any
 from core.cli import fail, refuse_unknown_options
 from core.config import read_yaml
 from core.model_config import ModelConfig, param_counts
-from core.workdir import MANIFEST, read_manifest, read_metrics
+from core.workdir import MANIFEST, read_manifest, read_metrics, takes_mixture_vocab
 from mixtures.recipe import DEFAULT_DOMAIN_SHARE as DOMAIN_FRACTION  # 0.51, BloombergGPT: defined once
 from mixtures.recipe import DEFAULT_TOKENS_PER_PARAM as TOKENS_PER_PARAM  # 20, Chinchilla: defined once
 from mixtures.recipe import chinchilla_tokens
@@ -168,7 +168,7 @@ def shape_from_config(path: str | Path, vocab_size: int | None = None) -> tuple[
     source = f"config {path}"
     if vocab_size:
         cfg, source = dataclasses.replace(cfg, vocab_size=vocab_size), f"{source} (vocab from --vocab-size)"
-    elif not cfg.vocab_size:
+    elif takes_mixture_vocab(cfg.vocab_size):
         mix_dir = Path((doc.get("data") or {}).get("dir") or "/nonexistent")
         manifest = mix_dir / MANIFEST
         found = read_manifest(mix_dir)

@@ -50,6 +50,7 @@ except ImportError:  # a bare GPU image may lack tqdm: train without a progress 
             def close(self) -> None: ...
         return _NoBar()
 
+from core.workdir import Manifest
 from core.workdir import read_manifest as read_mix_manifest
 from mixtures.shards import TokenStream, manifest_dtype
 from train import checkpoint as ckpt
@@ -173,12 +174,14 @@ def open_data(cfg: Config, rank: int, world: int) -> RunData:
         raise ConfigError("data.dir is not set: point it at a mixture directory (train/, val_domain/, ...)")
     manifest = read_manifest(cfg.data.dir)
     check_base_tokenizer(cfg, manifest)  # (before the vocabularies: another tokenizer is the real mistake)
-    if mc.vocab_size <= 0:  # "take it from the mixture"
-        if not manifest.get("vocab_size"):
-            raise ConfigError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
-        cfg.model = mc = dataclasses.replace(mc, vocab_size=int(manifest["vocab_size"]))
-    if manifest.get("vocab_size", 0) > mc.vocab_size:
-        raise ConfigError(f"mixture vocab_size {manifest['vocab_size']} > model.vocab_size {mc.vocab_size}")
+    mix = Manifest.from_dict(manifest)  # (typed: the "vocab_size 0 is the mixture's" rule is core.workdir's)
+    vocab = mix.model_vocab_size(mc.vocab_size)
+    if vocab <= 0:
+        raise ConfigError("model.vocab_size is 0 but the mixture's manifest.json has no vocab_size")
+    if vocab != mc.vocab_size:
+        cfg.model = mc = dataclasses.replace(mc, vocab_size=vocab)
+    if mix.vocab_size > mc.vocab_size:
+        raise ConfigError(f"mixture vocab_size {mix.vocab_size} > model.vocab_size {mc.vocab_size}")
     if tc.global_batch_tokens % mc.seq_len:
         raise ConfigError(f"global_batch_tokens={tc.global_batch_tokens} is not a multiple of seq_len={mc.seq_len}")
     phases = manifest.get("phases") or None
