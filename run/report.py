@@ -109,6 +109,11 @@ def load_run(work: Path) -> Run:
         if path.is_file():
             run.continued, run.continued_path = _read_json(path, run), path
             break
+    if run.sweep is None:  # the run's own mixture search first, else the experiment's beside it (make sweep)
+        for path in experiment_candidates(work):
+            if (path.parent / "sweep" / "sweep.json").is_file():
+                run.sweep = _read_json(path.parent / "sweep" / "sweep.json", run)
+                break
     return run
 
 

@@ -408,32 +408,43 @@ def continue_rel(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
 
 @_styled
 def continue_figure(results: dict[str, Any]) -> Figure:
-    """Domain gain vs general forgetting per arm of the continued-pretraining experiment, against the base of
-    the same seed: means (large markers, labelled with the replay share), seeds (small) and the seed range
-    (bars). ``results`` is work/experiment_continue/results.json."""
+    """Domain gain vs general forgetting per continued arm of the continued-pretraining experiment, against the
+    base of the same seed: means joined in replay order and labelled with the replay share (large markers), seeds
+    (small) and the seed range (bars). The from-scratch arm is far off this scale (it has not caught up with the
+    base): it is written in a corner, not drawn. ``results`` is work/experiment_continue/results.json."""
     arms = results.get("arms") or {}
     rel = continue_rel(results)
     fig, ax = _figure(7.5, 4.6)
-    for i, (arm, values) in enumerate(rel.items()):
-        info = arms.get(arm) or {}
-        color = FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
+    continued = sorted((a for a in rel if (arms.get(a) or {}).get("kind") == "continue"),
+                       key=lambda a: arms[a].get("replay", 0))
+    means = []
+    for i, arm in enumerate(continued):
+        values, color = rel[arm], FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
         x, y = [100 * v for v in values["forgetting"]], [100 * v for v in values["gain"]]
         mx, my = statistics.fmean(x), statistics.fmean(y)
+        means.append((mx, my))
         ax.scatter(x, y, s=14, color=color, alpha=0.5)
         ax.errorbar([mx], [my], xerr=[[mx - min(x)], [max(x) - mx]], yerr=[[my - min(y)], [max(y) - my]],
-                    fmt="o" if info.get("kind") != "scratch" else "s", ms=8, color=color, capsize=3, lw=1.2,
-                    label=(f"continued, {100 * info['replay']:.0f}% general replay" if info.get("kind") == "continue"
-                           else f"from scratch on the blend ({100 * info.get('replay', 0):.0f}% general)"))
-    ax.axhline(0, color="#94a3b8", lw=0.8)
+                    fmt="o", ms=8, color=color, capsize=3, lw=1.2,
+                    label=f"continued, {100 * arms[arm]['replay']:.0f}% general replay")
+        ax.annotate(f"{100 * arms[arm]['replay']:.0f}%", (mx, my), textcoords="offset points", xytext=(6, 6),
+                    fontsize=8.5, color=color)
+    if len(means) > 1:
+        ax.plot(*zip(*means), color="#94a3b8", lw=1, zorder=0)
+    for arm in rel:
+        if (arms.get(arm) or {}).get("kind") == "scratch":
+            g, f = (100 * statistics.fmean(rel[arm][k]) for k in ("gain", "forgetting"))
+            ax.text(0.99, 0.03, f"from scratch on the blend, same steps (off this scale):\nfinance {-g:+.0f}% and "
+                    f"general {f:+.0f}% perplexity vs the base", transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=8, color="#475569")
     ax.axvline(0, color="#94a3b8", lw=0.8)
-    ax.set_xlabel("general forgetting: val_general perplexity vs the base (%)")
+    ax.set_xlabel("general forgetting: val_general perplexity above the base (%)")
     ax.set_ylabel("domain gain: val_domain perplexity below the base (%)")
-    ax.set_title("Continued pretraining: finance gained vs general text lost")
-    ax.legend(loc="best", fontsize=8)
     steps, base = results.get("steps"), results.get("base_steps")
-    if steps and base:
-        fig.suptitle(f"A base of {base} steps continued {steps} steps per arm; {len(results.get('seeds') or [])} "
-                     "seeds; bars: range over seeds", fontsize=9.5, color="#475569", x=0.01, ha="left")
+    detail = (f"\nbase: {base} steps; continued {steps} steps; {len(results.get('seeds') or [])} seeds; bars: range "
+              "over seeds") if steps and base else ""
+    ax.set_title("Continued pretraining: finance gained vs general text lost" + detail, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
