@@ -54,6 +54,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from core.cli import fail, refuse_unknown_options
 from core.config import from_dict, read_yaml
 from core.workdir import DOCS_GLOB, is_remote, upload, work_path
+from core.workdir import sha256_file as file_sha256  # the mixer, trainer and export compare tokenizers by it
 from mixtures.unigram import (  # noqa: F401 (re-exported)
     BLOOMBERG_CHUNKS,
     N_BYTES,
@@ -364,12 +365,6 @@ def save_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike, cfg: TokenizerCon
     return path
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_tokenizer_file(path: str | os.PathLike) -> Path:

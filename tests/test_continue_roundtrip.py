@@ -16,11 +16,11 @@ import yaml
 
 transformers = pytest.importorskip("transformers")
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 
 from run.dataset_card import write_dataset_card  # noqa: E402
 from tests.bytemix import build_byte_mixture  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
+from tests.test_train_export import byte_tokenizer  # noqa: E402  (the byte mixture's tokenizer)
 from train.config import config_from_dict  # noqa: E402
 from train.export import export  # noqa: E402
 from train.trainer import train  # noqa: E402
@@ -43,19 +43,6 @@ BASES = {
                                                               "original_max_position_embeddings": 16}),
                "LlamaForCausalLM", "none", None),
 }
-
-
-def byte_tokenizer() -> Tokenizer:
-    """The byte mixture's tokenizer as a byte-level BPE (tests/test_train_export.py has the same): id b = byte
-    b, no merges, id 256 = <|endoftext|>."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    shifted = iter(range(256, 512))
-    char = {b: chr(b) if b in printable else chr(next(shifted)) for b in range(256)}
-    tok = Tokenizer(models.BPE(vocab={char[b]: b for b in range(256)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<|endoftext|>"])
-    return tok
 
 
 def make_base(kind: str, path):
