@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from core.cli import EXIT_INTERRUPTED, EXIT_USAGE
+from core.cli import EXIT_INTERRUPTED, EXIT_USAGE, refuse_unknown_options
 from core.config import ConfigError, check_keys, read_yaml
 from core.documents import DOMAINS
 from core.workdir import (
@@ -1328,6 +1328,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str]]:
                         help="validate, then print the Beam jobs (one per stage) with their inputs, bytes and "
                              "estimated vCPU-hours and cost, and the local steps; on DataflowRunner each job is "
                              "translated and packaged offline (Beam's --dry_run); writes nothing")
+    refuse_unknown_options([o for a in parser._actions for o in a.option_strings], argv)  # --confg: did you mean
     args = parser.parse_args(argv)
     try:  # the whole config, before any step and before the work directory exists
         cfg = load_run_config(args.config, remote_inputs=not (args.check or args.dry_run),

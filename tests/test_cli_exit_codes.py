@@ -69,6 +69,8 @@ def _strict_cases(tmp):
                               "unknown option --treshold (did you mean --threshold?)"),
         "filter --confg": (["pipelines.filter", *stage, "--confg", "configs/filter/demo.yaml"],
                            "unknown option --confg (did you mean --config?)"),
+        "run --confg": (["run.orchestrator", "--confg", "configs/runs/demo.yaml"],
+                        "unknown option --confg (did you mean --config?)"),
         "clean --txt-field": (["pipelines.clean", *stage, "--domain", "domain", "--txt-field", "body"],
                               "unknown option --txt-field (did you mean --text-field?)"),
         "clean Beam typo": (["pipelines.clean", *stage, "--domain", "domain", "--runer", "DirectRunner"],

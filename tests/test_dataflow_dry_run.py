@@ -299,7 +299,7 @@ def test_remote_inputs_are_unknown_bytes_and_never_listed(offline, tmp_path, cap
     (["--runner", "DataflowRunner", "--region", "us-central1", "--temp_location", "gs://b/tmp"],
      "a DataflowRunner dry run needs --project"),
     (["--runner", "DataflowRunner", "--project", "dry-run-project", "--region", "us-central1",
-      "--temp_location", "/tmp/x"], "must be a gs:// path"),
+      "--temp_location", "work/beam-tmp"], "must be a gs:// path"),
 ])
 def test_dataflow_dry_run_without_its_options_exits_2_before_any_work(tmp_path, capsys, monkeypatch, beam, message):
     from run import orchestrator as run
