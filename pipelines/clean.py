@@ -47,7 +47,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -71,24 +71,18 @@ from pipelines.io import (
     to_document,
 )
 from pipelines.options import (
-    EntryError,
-    SourceBranch,
     add_sources_flag,
-    check_entries,
-    entry_name,
     fail,
     parse,
-    parse_entry,
     parse_sources,
     read_sources,
-    run_sources_stage,
     run_stage,
-    source_namespace,
     sources_argv,
     stage_inputs,
     stage_parser,
     writes_output,
 )
+from pipelines.options import run_sources as options_run_sources
 from pipelines.splits import (
     JsonlPart,
     ParquetParts,
@@ -367,34 +361,12 @@ def main_sources(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def run_sources(entries: list[dict[str, Any]], options: PipelineOptions, where: str = "--sources") -> dict[str, Any]:
-    """One Beam job over several sources: each entry (a mapping of this stage's options: input, output,
-    source, domain, format, text_field, ...) is checked exactly as its own command line would be, all of
-    them before any work (``error:`` naming the entry, exit 2); then one pipeline with a branch per source
-    (labels ``clean[<name>]``, counters ``clean/<name>``) writes each source's directory as its own command
-    would, byte for byte. Returns ``{"stage", "sources": {name: stats}}``; exit 3 names unbalanced sources."""
-    checked = []
-    for i, entry in enumerate(entries):
-        label = f"{where}: sources[{i}]" + (f" ({entry.get('name') or entry.get('source')})"
-                                            if entry.get("name") or entry.get("source") else "")
-        try:
-            args = parse_entry(build_parser(), entry, label)
-        except EntryError as exc:
-            fail(str(exc))
-
-        def error(message: str, label=label) -> NoReturn:
-            fail(f"{label}: {message}")
-
-        checked.append((entry_name(entry, args), args, check_args(args, options, error)))
-    check_entries([name for name, _, _ in checked], [args.output for _, args, _ in checked])
-    for _, args, files in checked:
-        prepare(args, options, files)
-
-    def build_all(pipeline: beam.Pipeline) -> None:
-        for name, args, files in checked:
-            pipeline | f"{STAGE}[{name}]" >> SourceBranch(
-                lambda p, args=args, files=files, name=name: build(p, args, files, source_namespace(STAGE, name)))
-
-    stats = run_sources_stage(STAGE, build_all, options, {name: args.output for name, args, _ in checked})
+    """One Beam job over several sources (``pipelines.options.run_sources``): each entry is a mapping of this
+    stage's options (input, output, source, domain, format, text_field, ...), checked as its own command line
+    would be; each source's directory is written as its own command would, byte for byte. Returns
+    ``{"stage", "sources": {name: stats}}``; exit 3 names unbalanced sources."""
+    stats, _ = options_run_sources(STAGE, entries, options, where, parser=build_parser, check=check_args,
+                                   prepare=prepare, build=build)
     return {"stage": STAGE, "sources": stats, **({"dry_run": True} if not writes_output(options) else {})}
 
 

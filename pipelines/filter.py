@@ -50,25 +50,19 @@ from pipelines.io import (
     write_json,
 )
 from pipelines.options import (
-    EntryError,
-    SourceBranch,
     add_sources_flag,
-    check_entries,
-    entry_name,
     fail,
     parse,
-    parse_entry,
     parse_sources,
     read_sources,
-    run_sources_stage,
     run_stage,
-    source_namespace,
     sources_argv,
     stage_inputs,
     stage_parser,
     stage_schema,
     writes_output,
 )
+from pipelines.options import run_sources as options_run_sources
 from pipelines.splits import (
     JsonlPart,
     ParquetParts,
@@ -479,34 +473,15 @@ def main_sources(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def run_sources(entries: list[dict[str, Any]], options, where: str = "--sources") -> dict[str, Any]:
-    """One Beam job over several sources: each entry (a mapping of this stage's options: input, output,
-    config (a file or the config itself, as a mapping), annotate_only, route, ...; ``name``: default the
-    output's last component) is checked exactly as its own command line would be, all of them before any
-    work (``error:`` naming the entry, exit 2); then one pipeline with a branch per source (labels
-    ``filter[<name>]``, counters ``filter/<name>``) writes each directory as its own command would.
-    Returns ``{"stage", "sources": {name: stats}}``; exit 3 names the sources whose stats do not balance."""
-    checked = []
-    for i, entry in enumerate(entries):
-        label = f"{where}: sources[{i}]" + (f" ({entry['name']})" if entry.get("name") else "")
-        keep = ("config",) if isinstance(entry.get("config"), dict) else ()
-        try:
-            args = parse_entry(build_parser(), entry, label, keep=keep)
-        except EntryError as exc:
-            fail(str(exc))
-        name = entry_name(entry, args)
-        label = f"{where}: sources[{i}] ({name})"
-        checked.append((name, args, check_args(args, options, lambda m, label=label: fail(f"{label}: {m}"))))
-    check_entries([name for name, _, _ in checked], [args.output for _, args, _ in checked])
-    for _, args, c in checked:
-        prepare(args, options, c)
-
-    def build_all(pipeline: beam.Pipeline) -> None:
-        for name, args, c in checked:
-            pipeline | f"{STAGE}[{name}]" >> SourceBranch(
-                lambda p, args=args, c=c, name=name: build(p, args, c.files, c.config, c.schema, c.contamination,
-                                                           source_namespace(STAGE, name)))
-
-    stats = run_sources_stage(STAGE, build_all, options, {name: args.output for name, args, _ in checked})
+    """One Beam job over several sources (``pipelines.options.run_sources``): each entry is a mapping of this
+    stage's options (input, output, config (a file or the config itself, as a mapping), annotate_only, route,
+    ...; ``name``: default the output's last component), checked as its own command line would be; each
+    directory is written as its own command would. Returns ``{"stage", "sources": {name: stats}}``; exit 3
+    names the sources whose stats do not balance."""
+    stats, checked = options_run_sources(
+        STAGE, entries, options, where, parser=build_parser, check=check_args, prepare=prepare,
+        build=lambda p, args, c, namespace: build(p, args, c.files, c.config, c.schema, c.contamination, namespace),
+        keep=lambda entry: ("config",) if isinstance(entry.get("config"), dict) else ())
     if writes_output(options):
         for _, args, _ in checked:
             remove_scored(args.output)

@@ -474,3 +474,35 @@ def check_entries(names: list[str], outputs: list[str]) -> None:
             if v in seen:
                 fail(f"--sources: sources[{i}] ({names[i]}): {kind} {v!r} is used by another entry")
             seen.add(v)
+
+
+def run_sources(stage: str, entries: list[dict[str, Any]], options: PipelineOptions, where: str, *,
+                parser: Callable[[], argparse.ArgumentParser], check: Callable[..., Any],
+                prepare: Callable[..., None], build: Callable[..., None],
+                keep: Callable[[dict[str, Any]], tuple[str, ...]] = lambda entry: ()) -> tuple[dict[str, Any], list]:
+    """One Beam job over several sources of ``stage``: each entry (a mapping of the stage's options) is parsed by
+    the stage's ``parser()`` and ``check``ed exactly as its own command line would be, all of them before any work
+    (``error:`` naming ``sources[i] (name)``, exit 2); then each is ``prepare``d and one pipeline gets a branch per
+    source (labels ``<stage>[<name>]``, counters ``<stage>/<name>``) that ``build(p, args, checked, namespace)``
+    wires as the stage's own command would. Returns ``(stats per source, [(name, args, checked)])``."""
+    checked = []
+    for i, entry in enumerate(entries):
+        label = f"{where}: sources[{i}]" + (f" ({entry.get('name') or entry.get('source')})"
+                                            if entry.get("name") or entry.get("source") else "")
+        try:
+            args = parse_entry(parser(), entry, label, keep=keep(entry))
+        except EntryError as exc:
+            fail(str(exc))
+        name = entry_name(entry, args)
+        label = f"{where}: sources[{i}] ({name})"
+        checked.append((name, args, check(args, options, lambda m, label=label: fail(f"{label}: {m}"))))
+    check_entries([name for name, _, _ in checked], [args.output for _, args, _ in checked])
+    for _, args, c in checked:
+        prepare(args, options, c)
+
+    def build_all(pipeline: beam.Pipeline) -> None:
+        for name, args, c in checked:
+            pipeline | f"{stage}[{name}]" >> SourceBranch(
+                lambda p, args=args, c=c, name=name: build(p, args, c, source_namespace(stage, name)))
+
+    return run_sources_stage(stage, build_all, options, {name: args.output for name, args, _ in checked}), checked
